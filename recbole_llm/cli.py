@@ -1,0 +1,131 @@
+"""Command line: ``run_recbole_llm.py`` and the ``recbole-llm`` console script.
+
+    recbole-llm --model=GLTA --dataset=ml-100k [--config_files="a.yaml b.yaml"] [--key=value ...]
+    recbole-llm --list-models
+    recbole-llm benchmark --suite cpu_ml100k [...]      (see ``recbole-llm benchmark --help``)
+    recbole-llm data {list,download,convert} [...]      (see ``recbole-llm data --help``)
+
+RecBole's flags (``--model --dataset --config_files --nproc --ip --port --world_size
+--group_offset``) mean what they mean in RecBole's ``run_recbole.py``; every other
+``--key=value`` goes into the config and overrides config files, as in RecBole.
+"""
+
+import argparse
+import os
+import sys
+
+SUBCOMMANDS = {
+    "benchmark": ("recbole_llm.benchmark.cli", "main"),
+    "data": ("atomic_data.__main__", "main"),
+}
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="recbole-llm",
+        description="Train and evaluate RecBole and recbole-llm models. Extra settings: --key=value.",
+        epilog="Subcommands: 'benchmark' (comparison tables), 'data' (download/convert datasets).",
+    )
+    parser.add_argument("--model", "-m", type=str, default=None, help="model name (see --list-models)")
+    parser.add_argument("--dataset", "-d", type=str, default=None, help="dataset name, e.g. ml-100k")
+    parser.add_argument("--config_files", type=str, default=None, help="space-separated config files")
+    parser.add_argument("--nproc", type=int, default=1, help="processes for distributed training")
+    parser.add_argument("--ip", type=str, default="localhost", help="master address (distributed)")
+    parser.add_argument("--port", type=str, default="5678", help="master port (distributed)")
+    parser.add_argument("--world_size", type=int, default=-1, help="total processes over all nodes")
+    parser.add_argument("--group_offset", type=int, default=0, help="global rank of this node's first process")
+    parser.add_argument("--list-models", action="store_true", help="list the models and plugins, then exit")
+    return parser
+
+
+def _extra_settings(unknown):
+    """``--key=value`` pairs, as RecBole reads them from its command line."""
+    settings, bad = {}, []
+    for arg in unknown:
+        if not arg.startswith("--") or arg.count("=") < 1 or not arg[2:].split("=", 1)[0]:
+            bad.append(arg)
+            continue
+        key, value = arg[2:].split("=", 1)
+        if key in settings and settings[key] != value:
+            raise SystemExit(f"recbole-llm: --{key} is given twice with different values ({settings[key]!r}, {value!r}).")
+        settings[key] = value
+    if bad:
+        raise SystemExit(
+            f"recbole-llm: unrecognized argument(s): {' '.join(bad)}. "
+            "Settings other than the listed flags are written --key=value, e.g. --epochs=5."
+        )
+    return settings
+
+
+def _print_models():
+    from recbole_llm.plugins import get_registry
+    from recbole_llm.utils import list_models
+
+    registry = get_registry()
+    models = list_models()
+    print("recbole-llm models (from plugins):")
+    for name in models["recbole_llm"]:
+        print(f"  {name:<24} plugin: {registry.model_plugin[name]}")
+    if not models["recbole_llm"]:
+        print("  (none)")
+    print("\nRecBole models:")
+    names = models["recbole"]
+    for i in range(0, len(names), 6):
+        print("  " + "  ".join(f"{n:<14}" for n in names[i : i + 6]).rstrip())
+    if registry.datasets:
+        print("\nDatasets recbole-llm can download and convert:")
+        for name, provider in sorted(registry.datasets.items()):
+            print(f"  {name:<24} {getattr(provider, 'description', '')}")
+    print("\nPlugins loaded: " + ", ".join(registry.plugins))
+    for error in registry.errors:
+        print(f"PROBLEM: {error}")
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        module_name, func = SUBCOMMANDS[argv[0]]
+        return getattr(importlib.import_module(module_name), func)(argv[1:]) or 0
+
+    args, unknown = _parser().parse_known_args(argv)
+    settings = _extra_settings(unknown)
+
+    from recbole_llm.errors import RecBoleLLMError
+
+    try:
+        if args.list_models:
+            _print_models()
+            return 0
+        from recbole_llm.quick_start import run_recbole_llm
+
+        config_files = args.config_files.strip().split(" ") if args.config_files else None
+        for path in config_files or []:
+            if not os.path.isfile(path):
+                raise SystemExit(f"recbole-llm: config file not found: {path}")
+        result = run_recbole_llm(
+            model=args.model,
+            dataset=args.dataset,
+            config_file_list=config_files,
+            config_dict=settings or None,
+            nproc=args.nproc,
+            world_size=args.world_size,
+            ip=args.ip,
+            port=args.port,
+            group_offset=args.group_offset,
+        )
+    except RecBoleLLMError as exc:
+        if os.environ.get("RECBOLE_LLM_DEBUG"):
+            raise
+        print(f"recbole-llm: error: {exc}", file=sys.stderr)
+        return 2
+    if result is not None:
+        for label, key in (("best valid", "best_valid_result"), ("test result", "test_result")):
+            metrics = ", ".join(f"{k}: {float(v):.4f}" for k, v in result[key].items())
+            print(f"{label}: {metrics}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

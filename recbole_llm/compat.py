@@ -1,0 +1,167 @@
+"""RecBole 1.2.1 on today's numpy 2 / pandas 3 / scipy 1.17 / torch >= 2.6, without editing
+site-packages.
+
+``apply()`` runs once when ``recbole_llm`` is imported. Each fix is narrow: it changes only the
+RecBole code path that breaks, and it checks that the code it rewrites is still the code it
+expects, so a future RecBole release fails loudly here instead of silently misbehaving.
+The measured breakages are listed in ``shared/notes/recbole-1.2.1-on-current-stack.md``:
+
+1. numpy 2 removed ``np.bool8``, ``np.float_``, ``np.complex_``, ``np.unicode_``; ray's tune logger
+   and ``Config.compatibility_settings`` read them. We restore the aliases.
+2. torch >= 2.6 loads with ``weights_only=True``; RecBole's checkpoints pickle the Config, so
+   ``Trainer.resume_checkpoint``, ``Trainer.evaluate(load_best_model=True)`` and
+   ``load_data_and_model`` fail. RecBole's own modules get a ``torch`` whose ``load`` defaults to
+   ``weights_only=False`` (these files are the ones RecBole itself wrote); every other caller of
+   ``torch.load`` keeps torch's safe default.
+3. scipy 1.17's ``dok_matrix`` has no ``_update`` (LightGCN, NGCF, GCMC, SpectralCF, NCL, KGIN,
+   MCCLK build their adjacency with it). We add it back with its old meaning (bulk dict update).
+4. RecBole wraps models in ``DistributedDataParallel(model, device_ids=[local_rank])``, which
+   torch rejects for CPU modules; on CPU (gloo) the wrapper drops ``device_ids``.
+5. pandas 3: ``Series.agg(len)`` returns the length of the whole Series, and chained
+   ``feat[field].fillna(..., inplace=True)`` is a no-op under copy-on-write (NaNs silently kept).
+   The affected RecBole methods are recompiled with ``.map(len)`` and assignment-form ``fillna``.
+"""
+
+import inspect
+import re
+import textwrap
+import types
+
+_APPLIED = False
+
+
+def _numpy_aliases():
+    import numpy as np
+
+    aliases = {
+        "bool8": np.bool_,
+        "float_": np.float64,
+        "complex_": np.complex128,
+        "unicode_": np.str_,
+        "string_": np.bytes_,
+        "object0": np.object_,
+        "int0": np.intp,
+        "uint0": np.uintp,
+    }
+    for name, value in aliases.items():
+        try:
+            getattr(np, name)
+        except AttributeError:
+            setattr(np, name, value)
+
+
+class _TorchWithCheckpointLoad(types.ModuleType):
+    """``torch`` as seen by RecBole's modules: identical except ``load`` unpickles full objects
+    unless the caller says otherwise (RecBole checkpoints contain its Config)."""
+
+    def __init__(self, torch_module):
+        super().__init__("torch")
+        self.__dict__["_torch"] = torch_module
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["_torch"], name)
+
+    def load(self, *args, **kwargs):
+        kwargs.setdefault("weights_only", False)
+        return self.__dict__["_torch"].load(*args, **kwargs)
+
+
+def _torch_checkpoint_load():
+    import torch
+
+    proxy = _TorchWithCheckpointLoad(torch)
+    import recbole.quick_start.quick_start as qs
+    import recbole.trainer.trainer as tr
+
+    for module in (tr, qs):
+        if getattr(module, "torch", None) is torch:
+            module.torch = proxy
+
+
+def _scipy_dok_update():
+    from scipy.sparse import _dok
+
+    base = getattr(_dok, "_dok_base", None)
+    if base is None or hasattr(base, "_update"):
+        return
+
+    def _update(self, data):
+        """Bulk-set entries from a ``{(row, col): value}`` dict without index checks
+        (scipy < 1.12 semantics, which RecBole's graph models rely on)."""
+        self._dict.update(data)
+
+    base._update = _update
+
+
+def _cpu_ddp():
+    import recbole.trainer.trainer as tr
+    from torch.nn.parallel import DistributedDataParallel
+
+    if getattr(tr.DistributedDataParallel, "__recbole_llm_compat__", False):
+        return
+
+    def cpu_aware_ddp(module, device_ids=None, **kwargs):
+        """RecBole's DDP wrapping, valid for CPU modules too (gloo backend)."""
+        on_cpu = all(p.device.type == "cpu" for p in module.parameters())
+        return DistributedDataParallel(module, device_ids=None if on_cpu else device_ids, **kwargs)
+
+    cpu_aware_ddp.__recbole_llm_compat__ = True
+    tr.DistributedDataParallel = cpu_aware_ddp
+
+
+_AGG_LEN = re.compile(r"\.agg\(len\)")
+_INPLACE_FILLNA = re.compile(r"^(?P<indent>\s*)(?P<target>\w+\[\w+\])\.fillna\((?P<args>.*), inplace=True\)\s*$", re.M)
+
+
+def _rewrite_method(cls, name, expected_fixes):
+    """Recompile ``cls.name`` with the pandas-3 rewrites; ``expected_fixes`` is how many
+    rewrites the RecBole 1.2.1 source needs (checked, so a changed source fails loudly)."""
+    func = getattr(cls, name)
+    if getattr(func, "__recbole_llm_compat__", False):
+        return
+    source = textwrap.dedent(inspect.getsource(func))
+    source, n_len = _AGG_LEN.subn(".map(len)", source)
+    source, n_fill = _INPLACE_FILLNA.subn(
+        lambda m: f"{m['indent']}{m['target']} = {m['target']}.fillna({m['args']})", source
+    )
+    if n_len + n_fill != expected_fixes:
+        raise RuntimeError(
+            f"recbole_llm.compat: {cls.__module__}.{cls.__name__}.{name} is not the RecBole 1.2.1 "
+            f"code this fix was written for (found {n_len + n_fill} of {expected_fixes} patterns). "
+            "Install recbole==1.2.1 or update recbole_llm/compat.py."
+        )
+    module = inspect.getmodule(func)
+    namespace = {}
+    filename = f"<recbole_llm.compat:{cls.__name__}.{name}>"
+    exec(compile(source, filename, "exec"), module.__dict__, namespace)
+    new_func = namespace[name]
+    new_func.__qualname__ = func.__qualname__
+    new_func.__recbole_llm_compat__ = True
+    setattr(cls, name, new_func)
+
+
+def _pandas3_dataset_methods():
+    from recbole.data.dataset.dataset import Dataset
+    from recbole.data.dataset.kg_dataset import KnowledgeBasedDataset
+    from recbole.data.dataset.sequential_dataset import SequentialDataset
+
+    _rewrite_method(Dataset, "_load_feat", 1)  # fillna(value="", inplace=True)
+    _rewrite_method(Dataset, "_fill_nan", 2)  # fillna 0 / mean
+    _rewrite_method(Dataset, "_normalize", 1)  # agg(len)
+    _rewrite_method(Dataset, "_discretization", 2)  # agg(len) x2
+    _rewrite_method(Dataset, "_remap", 1)  # agg(len)
+    _rewrite_method(SequentialDataset, "_benchmark_presets", 1)  # agg(len)
+    _rewrite_method(KnowledgeBasedDataset, "_reset_ent_remapID", 1)  # agg(len)
+
+
+def apply():
+    """Apply every fix once (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _numpy_aliases()
+    _scipy_dok_update()
+    _pandas3_dataset_methods()
+    _torch_checkpoint_load()
+    _cpu_ddp()
+    _APPLIED = True

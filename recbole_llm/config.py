@@ -1,0 +1,194 @@
+"""``Config``: RecBole's configurator, aware of plugin models, their property files and datasets.
+
+Property files load in RecBole's order, with ours spliced in where RecBole loads its own:
+
+1. RecBole's ``overall.yaml``, then recbole-llm's ``properties/overall.yaml``;
+2. the model's files: RecBole's ``properties/model/<Model>.yaml`` if RecBole has the model,
+   else the files a plugin registered through ``register_property_files``;
+3. RecBole's ``dataset/sample.yaml`` and ``dataset/<dataset>.yaml``, then recbole-llm's
+   ``properties/dataset/<dataset>.yaml`` and the dataset provider's property file;
+4. RecBole's model-type quick-start files (sequential, context-aware, knowledge);
+5. the user's config files, the config dict, the command line.
+"""
+
+import os
+from pathlib import Path
+
+import recbole
+import torch
+from recbole.config import Config as RecBoleConfig
+
+from recbole_llm.errors import ConfigError, RecBoleLLMError
+from recbole_llm.paths import default_data_dir, properties_dir
+from recbole_llm.plugins import get_registry
+from recbole_llm.utils import get_model, model_name_of
+
+_RECBOLE_PROPERTIES = Path(recbole.__file__).resolve().parent / "properties"
+_RECBOLE_SAMPLE_YAML = _RECBOLE_PROPERTIES / "dataset" / "sample.yaml"
+_RECBOLE_EXAMPLE_DATA = _RECBOLE_PROPERTIES.parent / "dataset_example"
+
+
+class DatasetNotFoundError(RecBoleLLMError, FileNotFoundError):
+    """The dataset's atomic files are nowhere to be found and no provider can fetch them."""
+
+
+class Config(RecBoleConfig):
+    """RecBole's ``Config`` with plugin-model resolution, plugin property files, dataset
+    providers and CPU (gloo) distributed training."""
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise ConfigError(
+                    "No model given. Pass --model=NAME (or model=... / 'model:' in a config file); "
+                    "`python run_recbole_llm.py --list-models` lists the names."
+                )
+        if isinstance(model, str):
+            model_class = get_model(model)
+        elif isinstance(model, type):
+            model_class = model
+        else:
+            raise ConfigError(f"model must be a name or a model class, got {model!r}")
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset")
+            if dataset is None:
+                raise ConfigError(
+                    "No dataset given. Pass --dataset=NAME (or dataset=... / 'dataset:' in a config file)."
+                )
+        return model_name_of(model), model_class, dataset
+
+    def _load_cmd_line(self):
+        """Command-line settings are parsed by the CLI (``recbole_llm.cli``) and arrive as the
+        config dict; unlike RecBole, the library never reads ``sys.argv`` itself, so embedding
+        programs and test runners cannot leak their own flags into a model's config."""
+        return {}
+
+    # --- property files -------------------------------------------------------------------
+    def _plugin_model_files(self, model):
+        from recbole_llm.utils import recbole_model_names
+
+        if model in recbole_model_names():
+            return []  # RecBole loads its own model file
+        return list(get_registry().property_files.get(model, []))
+
+    def _dataset_files(self, dataset):
+        files = []
+        ours = properties_dir() / "dataset" / f"{dataset}.yaml"
+        if ours.is_file():
+            files.append(str(ours))
+        provider = get_registry().datasets.get(dataset)
+        provider_file = getattr(provider, "property_file", None)
+        if provider_file and Path(provider_file).is_file() and str(provider_file) not in files:
+            files.append(str(provider_file))
+        return files
+
+    def _update_internal_config_dict(self, file):
+        splice = getattr(self, "_splice", None)
+        if splice is None:
+            return super()._update_internal_config_dict(file)
+        if Path(file).resolve() == _RECBOLE_SAMPLE_YAML.resolve():
+            # Just before RecBole's sample.yaml: our overall file and the plugin's model files.
+            for extra in [str(properties_dir() / "overall.yaml")] + self._plugin_model_files(splice["model"]):
+                super()._update_internal_config_dict(extra)
+            result = super()._update_internal_config_dict(file)
+            if not splice["recbole_dataset_file"].is_file():
+                self._load_dataset_files(splice["dataset"])
+            return result
+        result = super()._update_internal_config_dict(file)
+        if Path(file).resolve() == splice["recbole_dataset_file"].resolve():
+            self._load_dataset_files(splice["dataset"])
+        return result
+
+    def _load_dataset_files(self, dataset):
+        for extra in self._dataset_files(dataset):
+            loaded = super()._update_internal_config_dict(extra) or {}
+            self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        self._splice = {
+            "model": model,
+            "dataset": dataset,
+            "recbole_dataset_file": _RECBOLE_PROPERTIES / "dataset" / f"{dataset}.yaml",
+        }
+        try:
+            super()._load_internal_config_dict(model, model_class, dataset)
+        finally:
+            del self._splice
+
+    # --- defaults, data path ---------------------------------------------------------------
+    def _set_default_parameters(self):
+        try:
+            super()._set_default_parameters()
+        except ValueError as exc:
+            if "loss_type" not in str(exc):
+                raise
+            raise ConfigError(
+                f"Model {self.model!r} has no 'input_type' attribute and no 'loss_type' is set. "
+                f"Give the class an input_type (recbole.utils.InputType), or set loss_type "
+                f"(CE or BPR) in its property file, e.g. {self.model}.yaml returned by the plugin's "
+                f"register_property_files() hook, or pass --loss_type=CE."
+            ) from None
+        self.final_config_dict["data_path"] = str(self._resolve_data_path())
+
+    def _resolve_data_path(self):
+        """Find the folder holding ``<dataset>.inter``; fetch it through a provider if needed."""
+        dataset = self.dataset
+        explicit = "data_path" in self.external_config_dict
+        root = Path(self.external_config_dict.get("data_path") or self.internal_config_dict.get("data_path") or "dataset/")
+        candidates = [root / dataset]
+        if not explicit:
+            candidates.append(default_data_dir() / dataset)
+        if dataset == "ml-100k":
+            candidates.append(_RECBOLE_EXAMPLE_DATA / "ml-100k")
+        for folder in candidates:
+            if self._has_atomic_files(folder):
+                return folder
+        provider = get_registry().datasets.get(dataset)
+        if provider is not None:
+            target_root = root if explicit else default_data_dir()
+            folder = Path(provider.ensure(Path(target_root)))
+            if self._has_atomic_files(folder):
+                return folder
+        known = sorted(get_registry().datasets)
+        raise DatasetNotFoundError(
+            f"Dataset {dataset!r} not found: no {self._inter_file_names(dataset)[0]} in "
+            + ", ".join(str(c) for c in candidates)
+            + ".\nPut RecBole atomic files in one of these folders (or pass --data_path=DIR holding "
+            f"{dataset}/), or use a dataset recbole-llm can download and convert: "
+            + (", ".join(known) if known else "(none registered)")
+            + "."
+        )
+
+    def _inter_file_names(self, dataset):
+        benchmark = self.final_config_dict.get("benchmark_filename")
+        if benchmark:
+            return [f"{dataset}.{part}.inter" for part in benchmark]
+        return [f"{dataset}.inter"]
+
+    def _has_atomic_files(self, folder):
+        return all((Path(folder) / name).is_file() for name in self._inter_file_names(self.dataset))
+
+    # --- devices ---------------------------------------------------------------------------
+    def _init_device(self):
+        """RecBole's device setup, plus distributed training on CPU with the gloo backend
+        (RecBole 1.2.1 hard-codes NCCL and CUDA devices)."""
+        use_cuda = torch.cuda.is_available() and str(self.final_config_dict.get("gpu_id", "")) != ""
+        if "local_rank" not in self.final_config_dict or use_cuda:
+            return super()._init_device()
+        cfg = self.final_config_dict
+        cfg["gpu_id"] = str(cfg.get("gpu_id", ""))
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(
+                backend="gloo",
+                rank=cfg["local_rank"] + cfg["offset"],
+                world_size=cfg["world_size"],
+                init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
+            )
+        cfg["device"] = torch.device("cpu")
+        cfg["single_spec"] = False
+        if cfg["local_rank"] != 0:
+            cfg["state"] = "error"
+            cfg["show_progress"] = False
+            cfg["verbose"] = False
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")

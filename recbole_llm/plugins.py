@@ -1,0 +1,205 @@
+"""Plugin host: loads built-in and installed plugins and merges what their hooks return.
+
+Built-in plugins are ordinary modules listed in ``BUILTIN_PLUGINS``; third-party plugins are
+modules announced in the ``recbole_llm`` entry-point group. Both go through the same hooks
+(``recbole_llm.hookspecs``). Each hook implementation is called on its own, so a result can
+be attributed to its plugin and one broken plugin never stops the others.
+"""
+
+import importlib
+import importlib.metadata
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pluggy
+
+from recbole_llm import hookspecs
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "recbole_llm"
+
+#: Modules that register recbole-llm's own models and datasets through the plugin hooks.
+BUILTIN_PLUGINS = (
+    "recbole_llm.models",
+    "recbole_llm.data.providers",
+)
+
+
+class PluginWarning(UserWarning):
+    """A plugin could not be loaded or contributed something invalid."""
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins contributed, with the plugin that contributed it."""
+
+    models: dict = field(default_factory=dict)  # name -> class
+    model_plugin: dict = field(default_factory=dict)  # name -> plugin name
+    trainers: dict = field(default_factory=dict)  # model name -> trainer class
+    property_files: dict = field(default_factory=dict)  # model name -> [paths]
+    datasets: dict = field(default_factory=dict)  # dataset name -> provider
+    dataset_plugin: dict = field(default_factory=dict)
+    plugins: list = field(default_factory=list)  # names of plugins loaded
+    errors: list = field(default_factory=list)  # human-readable problems
+
+    def report(self, message):
+        self.errors.append(message)
+        warnings.warn(message, PluginWarning, stacklevel=3)
+
+
+def _new_manager():
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _register_module(pm, registry, module_name, plugin_name):
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a broken plugin must not stop the others
+        registry.report(
+            f"recbole-llm plugin {plugin_name!r} failed to import ({module_name}): "
+            f"{type(exc).__name__}: {exc}. It was skipped; fix or uninstall it."
+        )
+        return
+    _register_object(pm, registry, module, plugin_name)
+
+
+def _register_object(pm, registry, obj, plugin_name):
+    try:
+        pm.register(obj, name=plugin_name)
+    except Exception as exc:
+        registry.report(
+            f"recbole-llm plugin {plugin_name!r} could not be registered: "
+            f"{type(exc).__name__}: {exc}. It was skipped."
+        )
+        return
+    registry.plugins.append(plugin_name)
+
+
+def _call_each(pm, registry, hook_name):
+    """Yield (plugin_name, result) for every implementation of one hook."""
+    hook = getattr(pm.hook, hook_name)
+    # pluggy returns implementations last-registered first; keep registration order.
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            result = impl.function()
+        except Exception as exc:
+            registry.report(
+                f"recbole-llm plugin {impl.plugin_name!r}: hook {hook_name}() raised "
+                f"{type(exc).__name__}: {exc}. Its contribution was skipped."
+            )
+            continue
+        if result is not None:
+            yield impl.plugin_name, result
+
+
+def recbole_model_names():
+    """Names of RecBole's own model classes (without importing the optional exlib models)."""
+    from recbole_llm.utils import recbole_model_names as _names
+
+    return _names()
+
+
+def build_registry(plugin_manager=None, extra_plugins=(), load_entry_points=True):
+    """Load plugins and return a fresh :class:`Registry`.
+
+    ``extra_plugins`` is an iterable of ``(name, module_or_object)`` registered after the
+    built-ins (used by tests and by programs that register plugins directly).
+    """
+    pm = plugin_manager or _new_manager()
+    registry = Registry()
+    for module_name in BUILTIN_PLUGINS:
+        _register_module(pm, registry, module_name, module_name)
+    if load_entry_points:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if pm.has_plugin(ep.name) or ep.name in registry.plugins:
+                continue
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                dist = getattr(ep, "dist", None)
+                registry.report(
+                    f"recbole-llm plugin {ep.name!r} (entry point {ep.value!r}"
+                    f"{', package ' + dist.name if dist else ''}) failed to import: "
+                    f"{type(exc).__name__}: {exc}. It was skipped; fix or uninstall it."
+                )
+                continue
+            _register_object(pm, registry, obj, ep.name)
+    for name, obj in extra_plugins:
+        if isinstance(obj, str):
+            _register_module(pm, registry, obj, name)
+        else:
+            _register_object(pm, registry, obj, name)
+
+    recbole_names = set(recbole_model_names())
+    for plugin, classes in _call_each(pm, registry, "register_models"):
+        for cls in classes:
+            name = getattr(cls, "__name__", None)
+            if not isinstance(cls, type) or name is None:
+                registry.report(f"recbole-llm plugin {plugin!r} registered {cls!r}, which is not a class.")
+                continue
+            if name in registry.models and registry.models[name] is not cls:
+                registry.report(
+                    f"Model name {name!r} is claimed by two plugins: {registry.model_plugin[name]!r} "
+                    f"and {plugin!r}. Keeping the one from {registry.model_plugin[name]!r}; rename "
+                    f"the class in one of them."
+                )
+                continue
+            if name in recbole_names:
+                registry.report(
+                    f"recbole-llm plugin {plugin!r} registers model {name!r}, a name RecBole "
+                    f"already uses. It was not registered; rename the class."
+                )
+                continue
+            registry.models[name] = cls
+            registry.model_plugin[name] = plugin
+    for plugin, trainers in _call_each(pm, registry, "register_trainers"):
+        for model_name, trainer in dict(trainers).items():
+            if registry.model_plugin.get(model_name) not in (None, plugin) and model_name in registry.trainers:
+                registry.report(f"Trainer for {model_name!r} registered twice (plugin {plugin!r}); keeping the first.")
+                continue
+            registry.trainers.setdefault(model_name, trainer)
+    for plugin, files in _call_each(pm, registry, "register_property_files"):
+        for model_name, paths in dict(files).items():
+            paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+            missing = [str(p) for p in paths if not Path(p).is_file()]
+            if missing:
+                registry.report(f"recbole-llm plugin {plugin!r}: property file(s) for {model_name!r} not found: {missing}.")
+            registry.property_files.setdefault(model_name, []).extend(
+                str(p) for p in paths if Path(p).is_file()
+            )
+    for plugin, providers in _call_each(pm, registry, "register_datasets"):
+        for provider in providers:
+            name = getattr(provider, "name", None)
+            if name in registry.datasets:
+                registry.report(
+                    f"Dataset {name!r} is provided by two plugins: {registry.dataset_plugin[name]!r} "
+                    f"and {plugin!r}. Keeping the first."
+                )
+                continue
+            registry.datasets[name] = provider
+            registry.dataset_plugin[name] = plugin
+    registry.plugin_manager = pm
+    return registry
+
+
+_REGISTRY = None
+
+
+def get_registry(reload=False):
+    """The process-wide registry, built on first use."""
+    global _REGISTRY
+    if _REGISTRY is None or reload:
+        _REGISTRY = build_registry()
+    return _REGISTRY
+
+
+def set_registry(registry):
+    """Replace the process-wide registry (tests, embedding applications)."""
+    global _REGISTRY
+    _REGISTRY = registry
+    return registry

@@ -1,0 +1,216 @@
+"""Quick-start API mirroring ``recbole.quick_start`` for plugin and RecBole models alike.
+
+``run_recbole_llm`` has ``run_recbole``'s signature and return value; ``run_experiment`` returns the
+same dict plus run statistics (epoch times, best epoch, parameters, peak memory) for the
+benchmark runner. ``load_data_and_model`` reloads a checkpoint of any registered model (RecBole's
+own only finds models inside its package).
+"""
+
+import logging
+import resource
+import sys
+import time
+from collections.abc import MutableMapping
+from logging import getLogger
+
+import torch
+import torch.distributed as dist
+from recbole.data import create_dataset, data_preparation
+from recbole.data.transform import construct_transform
+from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
+
+from recbole_llm.config import Config
+from recbole_llm.utils import get_model, get_trainer
+
+
+def _peak_rss_mb():
+    """Peak resident memory of this process (and of finished children) in MiB (Linux: KiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return own / 1024.0
+
+
+class _RunTimer:
+    """Times a trainer's epochs and validations without changing its behaviour."""
+
+    def __init__(self, trainer):
+        self.epoch_times = []
+        self.valid_scores = []  # (epoch index, score)
+        self._last_epoch = -1
+        train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
+
+        def timed_train_epoch(train_data, epoch_idx, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return train_epoch(train_data, epoch_idx, *args, **kwargs)
+            finally:
+                self.epoch_times.append(time.perf_counter() - start)
+                self._last_epoch = epoch_idx
+
+        def recorded_valid_epoch(*args, **kwargs):
+            score, result = valid_epoch(*args, **kwargs)
+            self.valid_scores.append((self._last_epoch, score))
+            return score, result
+
+        trainer._train_epoch = timed_train_epoch
+        trainer._valid_epoch = recorded_valid_epoch
+
+    def best_epoch(self, best_score):
+        """Last epoch whose validation score equals the best one (RecBole's early stopping
+        keeps the later of equal scores)."""
+        epochs = [epoch for epoch, score in self.valid_scores if score == best_score]
+        if epochs:
+            return epochs[-1]
+        return self._last_epoch if self.epoch_times else None
+
+
+def _plain(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
+    """Train and test one model on one dataset; return RecBole's result dict plus ``"stats"``.
+
+    ``stats`` holds ``best_epoch``, ``epoch_times`` (seconds), ``stage_times`` (seconds, the
+    trainer's own stages if it reports ``stage_times``, plus data/fit/test), ``trainable_params``,
+    ``total_params``, ``peak_rss_mb`` and the resolved ``config`` as plain values.
+    """
+    t0 = time.perf_counter()
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    t_data = time.perf_counter()
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_class = getattr(config, "model_class", None) or get_model(config["model"])
+    model = model_class(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    if config["count_flops"]:
+        transform = construct_transform(config)
+        flops = get_flops(model, dataset, config["device"], logger, transform)
+        logger.info(set_color("FLOPs", "blue") + f": {flops}")
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    timer = _RunTimer(trainer)
+    t_model = time.perf_counter()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    t_fit = time.perf_counter()
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    t_test = time.perf_counter()
+
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+
+    result = {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+    }
+    stage_times = {"data": t_data - t0, "model_init": t_model - t_data}
+    stage_times.update({str(k): float(v) for k, v in (getattr(trainer, "stage_times", None) or {}).items()})
+    stage_times.update({"fit": t_fit - t_model, "test": t_test - t_fit})
+    params = list(model.parameters())
+    result["stats"] = {
+        "best_epoch": timer.best_epoch(best_valid_score),
+        "epoch_times": timer.epoch_times,
+        "stage_times": stage_times,
+        "trainable_params": sum(p.numel() for p in params if p.requires_grad),
+        "total_params": int(getattr(model, "total_parameter_count", lambda: sum(p.numel() for p in params))()),
+        "peak_rss_mb": _peak_rss_mb(),
+        "saved_model_file": getattr(trainer, "saved_model_file", None) if saved else None,
+        "config": _plain(dict(config.final_config_dict)),
+    }
+
+    if not config["single_spec"]:
+        dist.destroy_process_group()
+    if config["local_rank"] == 0 and queue is not None:
+        queue.put({k: v for k, v in result.items() if k != "stats"})
+    return result
+
+
+def run_recbole_llm(
+    model=None,
+    dataset=None,
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    queue=None,
+    nproc=1,
+    world_size=-1,
+    ip="localhost",
+    port="5678",
+    group_offset=0,
+):
+    """Train and test a model, exactly like ``recbole.quick_start.run_recbole``.
+
+    Returns ``{"best_valid_score", "valid_score_bigger", "best_valid_result", "test_result"}``.
+    With ``nproc > 1`` it runs RecBole's distributed path (gloo on CPU, NCCL on GPUs), spawning
+    ``nproc`` processes, and returns rank 0's result.
+    """
+    if nproc == 1 and world_size <= 0:
+        result = run_experiment(model, dataset, config_file_list, config_dict, saved=saved, queue=queue)
+        result.pop("stats")
+        return result
+
+    import torch.multiprocessing as mp
+
+    if world_size == -1:
+        world_size = nproc
+    queue = mp.get_context("spawn").SimpleQueue()
+    config_dict = dict(config_dict or {})
+    config_dict.update({"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset})
+    kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
+    mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
+
+
+def _run_rank(rank, *args):
+    """Entry point of one spawned process (RecBole's ``run_recboles``)."""
+    kwargs = args[-1]
+    if not isinstance(kwargs, MutableMapping):
+        raise ValueError(f"The last argument of _run_rank should be a dict, got {type(kwargs)}")
+    kwargs["config_dict"] = dict(kwargs.get("config_dict") or {})
+    kwargs["config_dict"]["local_rank"] = rank
+    torch.set_num_threads(1)
+    run_experiment(*args[:3], **kwargs)
+
+
+def load_data_and_model(model_file):
+    """Reload a checkpoint written by any registered model (plugins included).
+
+    Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's.
+    """
+    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+
+    init_seed(config["seed"], config["reproducibility"])
+    model_class = getattr(config, "model_class", None) or get_model(config["model"])
+    model = model_class(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    logging.getLogger(__name__).debug("loaded %s from %s", config["model"], model_file)
+    return config, model, dataset, train_data, valid_data, test_data

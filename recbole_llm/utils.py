@@ -1,0 +1,96 @@
+"""Model and trainer resolution: the plugin registry first, RecBole second.
+
+This is RecBole-GNN's extension pattern: RecBole's own ``get_model``/``get_trainer`` are
+reused for RecBole's models, nothing of them is copied.
+"""
+
+import importlib
+from functools import lru_cache
+
+from recbole.model.abstract_recommender import AbstractRecommender
+from recbole.utils import get_model as recbole_get_model
+from recbole.utils import get_trainer as recbole_get_trainer
+
+from recbole_llm.errors import RecBoleLLMError
+from recbole_llm.plugins import get_registry
+
+_RECBOLE_MODEL_SUBMODULES = (
+    "general_recommender",
+    "context_aware_recommender",
+    "sequential_recommender",
+    "knowledge_aware_recommender",
+    "exlib_recommender",
+)
+
+
+class UnknownModelError(RecBoleLLMError, ValueError):
+    """``--model`` names no registered plugin model and no RecBole model."""
+
+
+@lru_cache(maxsize=1)
+def recbole_model_names():
+    """Sorted names of the model classes RecBole 1.2.1 exports.
+
+    ``exlib_recommender`` (XGBoost/LightGBM) is listed only if its optional dependencies import.
+    """
+    names = set()
+    for sub in _RECBOLE_MODEL_SUBMODULES:
+        try:
+            module = importlib.import_module(f"recbole.model.{sub}")
+        except ImportError:
+            continue
+        for attr, obj in vars(module).items():
+            if isinstance(obj, type) and issubclass(obj, AbstractRecommender) and attr == obj.__name__:
+                names.add(attr)
+    return tuple(sorted(names))
+
+
+def list_models():
+    """``{"recbole_llm": [...], "recbole": [...]}``: the names ``--model`` accepts."""
+    return {
+        "recbole_llm": sorted(get_registry().models),
+        "recbole": list(recbole_model_names()),
+    }
+
+
+def _unknown_model_message(name):
+    models = list_models()
+    registered = ", ".join(models["recbole_llm"]) or "(none)"
+    lowered = {n.lower(): n for n in models["recbole_llm"] + models["recbole"]}
+    hint = f" Did you mean {lowered[name.lower()]!r}?" if name.lower() in lowered else ""
+    message = (
+        f"Unknown model {name!r}.{hint}\n"
+        f"Models registered by recbole-llm plugins: {registered}\n"
+        f"RecBole models: {', '.join(models['recbole'])}\n"
+        "A third-party model must be registered by a plugin (entry-point group 'recbole_llm'); "
+        "see README, 'Writing a plugin'."
+    )
+    errors = get_registry().errors
+    if errors:
+        message += "\nPlugin problems:\n  " + "\n  ".join(errors)
+    return message
+
+
+def get_model(model_name):
+    """Return the model class for ``model_name``: a plugin's, else RecBole's."""
+    if not isinstance(model_name, str):
+        raise TypeError(f"model name must be a string, got {type(model_name).__name__}")
+    registry = get_registry()
+    if model_name in registry.models:
+        return registry.models[model_name]
+    if model_name in recbole_model_names():
+        return recbole_get_model(model_name)
+    raise UnknownModelError(_unknown_model_message(model_name))
+
+
+def get_trainer(model_type, model_name):
+    """Return the trainer class: a plugin's trainer for this model, else RecBole's choice."""
+    registry = get_registry()
+    if model_name in registry.trainers:
+        return registry.trainers[model_name]
+    return recbole_get_trainer(model_type, model_name)
+
+
+def model_name_of(model):
+    """Name of a model given as a string or a class."""
+    return model if isinstance(model, str) else model.__name__

@@ -129,7 +129,21 @@ class Config(RecBoleConfig):
                 f"(CE or BPR) in its property file, e.g. {self.model}.yaml returned by the plugin's "
                 f"register_property_files() hook, or pass --loss_type=CE."
             ) from None
+        self._check_time_order()
         self.final_config_dict["data_path"] = str(self._resolve_data_path())
+
+    def _check_time_order(self):
+        """Ordering by time needs the time field loaded; RecBole only fails deep in sorting."""
+        cfg = self.final_config_dict
+        order = (cfg.get("eval_args") or {}).get("order")
+        load_col = cfg.get("load_col")
+        time_field = cfg.get("TIME_FIELD")
+        if order == "TO" and isinstance(load_col, dict) and time_field not in (load_col.get("inter") or []):
+            raise ConfigError(
+                f"eval_args.order is 'TO' (by time) but load_col.inter {load_col.get('inter')} does not load "
+                f"the time field {time_field!r}. Add it, e.g. load_col: {{inter: [user_id, item_id, {time_field}]}}, "
+                "or use order 'RO'."
+            )
 
     def _resolve_data_path(self):
         """Find the folder holding ``<dataset>.inter``; fetch it through a provider if needed."""

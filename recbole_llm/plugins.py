@@ -83,8 +83,8 @@ def _register_object(pm, registry, obj, plugin_name):
 def _call_each(pm, registry, hook_name):
     """Yield (plugin_name, result) for every implementation of one hook."""
     hook = getattr(pm.hook, hook_name)
-    # pluggy returns implementations last-registered first; keep registration order.
-    for impl in reversed(hook.get_hookimpls()):
+    # get_hookimpls() lists implementations in registration order: built-ins first.
+    for impl in hook.get_hookimpls():
         try:
             result = impl.function()
         except Exception as exc:

@@ -1,0 +1,377 @@
+"""Foundation: RecBole compat fixes, plugin registry, Config resolution, quick start, CLI."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import recbole_llm
+from recbole_llm import plugins
+from recbole_llm.cli import main as cli_main
+from recbole_llm.config import Config, DatasetNotFoundError
+from recbole_llm.errors import ConfigError
+from recbole_llm.quick_start import load_data_and_model, run_experiment, run_recbole_llm
+from recbole_llm.utils import UnknownModelError, get_model, get_trainer, recbole_model_names
+
+from conftest import fast_config, write_tiny_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- compat fixes
+def test_numpy_aliases_restored():
+    assert np.float_ is np.float64 and np.bool8 is np.bool_ and np.unicode_ is np.str_
+
+
+def test_scipy_dok_update_restored():
+    import scipy.sparse as sp
+
+    A = sp.dok_matrix((3, 3), dtype=np.float32)
+    A._update({(0, 1): 1.0, (2, 2): 3.0})
+    assert A.toarray()[0, 1] == 1.0 and A.toarray()[2, 2] == 3.0 and A.nnz == 2
+
+
+def test_blank_float_filled_and_token_seq_lengths(tmp_path, monkeypatch):
+    """pandas 3: RecBole's inplace fillna was a no-op and agg(len) measured the whole column."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "data" / "holes"
+    folder.mkdir(parents=True)
+    rows = [f"{u}\t{i}\t{'' if (u + i) % 7 == 0 else 4}\t{1000 + u * 10 + i}" for u in range(1, 8) for i in range(1, 9)]
+    (folder / "holes.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    items = [f"{i}\t{'' if i == 3 else 'word' + str(i) + ' other'}" for i in range(1, 9)]
+    (folder / "holes.item").write_text("item_id:token\ttitle:token_seq\n" + "\n".join(items) + "\n")
+    from recbole.data import create_dataset
+
+    config = Config(model="BPR", dataset="holes", config_dict={"data_path": str(tmp_path / "data"), "state": "WARNING", "load_col": None})
+    ds = create_dataset(config)
+    ratings = np.asarray(ds.inter_feat["rating"], dtype=float)
+    assert not np.isnan(ratings).any()
+    n_blank = sum(1 for u in range(1, 8) for i in range(1, 9) if (u + i) % 7 == 0)
+    assert n_blank > 0 and np.isclose(ratings.mean(), 4.0)  # blanks filled with the column mean
+    titles = ds.item_feat["title"]
+    assert titles.shape[0] == ds.item_num  # per-item sequences, not one giant row
+    iid = ds.token2id("item_id", "2")
+    words = [ds.id2token("title", t) for t in list(titles.iloc[iid]) if t != 0]
+    assert words == ["word2", "other"]
+
+
+def test_checkpoint_reload_under_torch_weights_only_default(tiny_data):
+    """torch >= 2.6 refuses RecBole checkpoints (pickled Config) unless compat applies."""
+    result = run_experiment("BPR", "tiny", config_dict=fast_config(tiny_data))
+    saved = result["stats"]["saved_model_file"]
+    assert saved and Path(saved).is_file()
+    config, model, dataset, *_ = load_data_and_model(saved)
+    assert config["model"] == "BPR" and model.n_items == dataset.item_num
+
+
+# --------------------------------------------------------------------------- registry
+class _PluginA:
+    @recbole_llm.hookimpl
+    def register_models(self):
+        from recbole.model.general_recommender import BPR
+
+        return [type("TwinModel", (BPR,), {"__module__": __name__})]
+
+
+class _PluginB(_PluginA):
+    pass
+
+
+class _BrokenHook:
+    @recbole_llm.hookimpl
+    def register_models(self):
+        raise RuntimeError("boom")
+
+
+class _Clash:
+    @recbole_llm.hookimpl
+    def register_models(self):
+        from recbole.model.general_recommender import BPR
+
+        return [BPR]
+
+
+def test_two_plugins_same_model_name_reported_with_both_names():
+    with pytest.warns(plugins.PluginWarning, match="claimed by two plugins: 'alpha' and 'beta'"):
+        reg = plugins.build_registry(extra_plugins=[("alpha", _PluginA()), ("beta", _PluginB())], load_entry_points=False)
+    assert reg.model_plugin["TwinModel"] == "alpha"
+
+
+def test_broken_plugins_do_not_stop_others():
+    with pytest.warns(plugins.PluginWarning) as record:
+        reg = plugins.build_registry(
+            extra_plugins=[
+                ("importfails", "no_such_module_for_recbole_llm_tests"),
+                ("raises", _BrokenHook()),
+                ("good", _PluginA()),
+            ],
+            load_entry_points=False,
+        )
+    messages = " ".join(str(w.message) for w in record)
+    assert "'importfails' failed to import" in messages and "no_such_module_for_recbole_llm_tests" in messages
+    assert "'raises': hook register_models() raised RuntimeError: boom" in messages
+    assert "TwinModel" in reg.models and "good" in reg.plugins
+
+
+def test_plugin_cannot_shadow_recbole_model():
+    with pytest.warns(plugins.PluginWarning, match="'BPR', a name RecBole already uses"):
+        reg = plugins.build_registry(extra_plugins=[("clash", _Clash())], load_entry_points=False)
+    assert "BPR" not in reg.models
+
+
+def test_unknown_model_lists_registered_and_recbole_models():
+    with pytest.raises(UnknownModelError) as err:
+        get_model("NoSuchRec")
+    text = str(err.value)
+    assert "NoSuchRec" in text and "LightGCN" in text and "SASRec" in text
+    assert "registered by recbole-llm plugins" in text
+    with pytest.raises(UnknownModelError, match="Did you mean 'LightGCN'"):
+        get_model("lightgcn")
+
+
+def test_recbole_models_resolve_through_our_registry():
+    from recbole.model.general_recommender import LightGCN
+    from recbole.trainer import Trainer
+    from recbole.utils import ModelType
+
+    assert "LightGCN" in recbole_model_names() and "BERT4Rec" in recbole_model_names()
+    assert get_model("LightGCN") is LightGCN
+    assert get_trainer(ModelType.GENERAL, "LightGCN") is Trainer
+
+
+# --------------------------------------------------------------------------- Config
+class _PropsPlugin:
+    def __init__(self, yaml_path, cls):
+        self.yaml_path, self.cls = yaml_path, cls
+
+    @recbole_llm.hookimpl
+    def register_models(self):
+        return [self.cls]
+
+    @recbole_llm.hookimpl
+    def register_property_files(self):
+        return {self.cls.__name__: [str(self.yaml_path)]}
+
+
+def _with_plugin(plugin_obj, name="testplugin"):
+    reg = plugins.build_registry(extra_plugins=[(name, plugin_obj)], load_entry_points=False)
+    return plugins.set_registry(reg)
+
+
+@pytest.fixture
+def restore_registry():
+    yield
+    plugins.set_registry(None)
+
+
+def test_property_file_order(tiny_data, restore_registry):
+    from tests_support.plugin_models import OrderProbe
+
+    model_yaml = tiny_data / "OrderProbe.yaml"
+    model_yaml.write_text("embedding_size: 7\nlearning_rate: 0.5\ntrain_batch_size: 33\nprobe_level: model\n")
+    user_yaml = tiny_data / "user.yaml"
+    user_yaml.write_text("learning_rate: 0.25\nprobe_level: file\n")
+    _with_plugin(_PropsPlugin(model_yaml, OrderProbe))
+    config = Config(
+        model="OrderProbe",
+        dataset="tiny",
+        config_file_list=[str(user_yaml)],
+        config_dict={"data_path": str(tiny_data / "data"), "train_batch_size": 44},
+    )
+    assert config["embedding_size"] == 7  # model file over RecBole's overall default (64)
+    assert config["learning_rate"] == 0.25  # user file over model file
+    assert config["probe_level"] == "file"
+    assert config["train_batch_size"] == 44  # config dict over model file
+    assert config["count_flops"] is False  # recbole-llm's overall.yaml
+    assert Path(config["data_path"]) == tiny_data / "data" / "tiny"
+
+
+def test_sequential_plugin_without_loss_type_names_the_property_file(tiny_data, restore_registry):
+    from tests_support.plugin_models import NoLossSeq
+
+    class Only:
+        @recbole_llm.hookimpl
+        def register_models(self):
+            return [NoLossSeq]
+
+    _with_plugin(Only())
+    with pytest.raises(ConfigError, match=r"NoLossSeq.yaml returned by the plugin's register_property_files"):
+        Config(model="NoLossSeq", dataset="tiny", config_dict={"data_path": str(tiny_data / "data")})
+
+
+def test_missing_dataset_error_says_where_to_put_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DatasetNotFoundError) as err:
+        Config(model="BPR", dataset="nowhere-ds", config_dict={"data_path": str(tmp_path / "d")})
+    assert "nowhere-ds.inter" in str(err.value) and str(tmp_path / "d" / "nowhere-ds") in str(err.value)
+
+
+def test_ml100k_found_in_recbole_package(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
+    config = Config(model="BPR", dataset="ml-100k", config_dict={})
+    assert (Path(config["data_path"]) / "ml-100k.inter").is_file()
+    assert "dataset_example" in config["data_path"]
+
+
+def test_library_does_not_read_sys_argv(tiny_data, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["prog", "--learning_rate=9.0"])
+    config = Config(model="BPR", dataset="tiny", config_dict={"data_path": str(tiny_data / "data")})
+    assert config["learning_rate"] != 9.0
+
+
+# --------------------------------------------------------------------------- quick start / CLI
+@pytest.mark.parametrize(
+    "model,extra",
+    [
+        ("BPR", {}),
+        ("LightGCN", {}),
+        ("SASRec", {"MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1, "train_neg_sample_args": None, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}}),
+        ("BERT4Rec", {"MAX_ITEM_LIST_LENGTH": 10, "hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1, "train_neg_sample_args": None, "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}}),
+    ],
+)
+def test_baselines_train_reload_and_test_through_cli(tiny_data, model, extra, capsys):
+    cfg = fast_config(tiny_data, **extra)
+    args = [f"--model={model}", "--dataset=tiny"] + [f"--{k}={v!r}" if not isinstance(v, str) else f"--{k}={v}" for k, v in cfg.items()]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "test result: recall@5:" in out
+    saved = list((tiny_data / "saved").glob(f"{model}-*.pth"))
+    assert len(saved) == 1
+    config, reloaded, *_ = load_data_and_model(str(saved[0]))
+    assert type(reloaded).__name__ == model
+
+
+def test_same_seed_identical_metrics(tiny_data):
+    a = run_recbole_llm("LightGCN", "tiny", config_dict=fast_config(tiny_data, epochs=3), saved=False)
+    b = run_recbole_llm("LightGCN", "tiny", config_dict=fast_config(tiny_data, epochs=3), saved=False)
+    assert dict(a["test_result"]) == dict(b["test_result"])
+    assert set(a) == {"best_valid_score", "valid_score_bigger", "best_valid_result", "test_result"}
+
+
+def test_run_experiment_stats(tiny_data):
+    res = run_experiment("BPR", "tiny", config_dict=fast_config(tiny_data, epochs=3), saved=False)
+    stats = res["stats"]
+    assert len(stats["epoch_times"]) == 3 and stats["best_epoch"] in (0, 1, 2)
+    assert stats["trainable_params"] == stats["total_params"] > 0
+    assert stats["peak_rss_mb"] > 50 and stats["config"]["model"] == "BPR"
+
+
+def test_cli_unknown_model_is_a_clean_error(tiny_data, capsys):
+    assert cli_main(["--model=Nope", "--dataset=tiny", f"--data_path={tiny_data / 'data'}"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown model 'Nope'" in err and "LightGCN" in err and "Traceback" not in err
+
+
+def test_time_order_without_time_field_is_a_clean_error(tiny_data):
+    cfg = fast_config(tiny_data, eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"})
+    with pytest.raises(ConfigError, match="does not load the time field 'timestamp'"):
+        Config(model="SASRec", dataset="tiny", config_dict=dict(cfg, train_neg_sample_args=None))
+
+
+def test_cli_rejects_malformed_setting():
+    with pytest.raises(SystemExit, match="unrecognized argument.*--epochs5"):
+        cli_main(["--model=BPR", "--dataset=ml-100k", "--epochs5"])
+
+
+def test_cli_list_models(capsys):
+    assert cli_main(["--list-models"]) == 0
+    out = capsys.readouterr().out
+    assert "RecBole models:" in out and "LightGCN" in out
+
+
+# --------------------------------------------------------------------------- outside plugin
+PLUGIN_MODEL = '''
+import torch
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.model.init import xavier_normal_initialization
+from recbole.utils import InputType
+
+
+class PopPlusMF(GeneralRecommender):
+    """A tiny matrix factorisation used as a third-party plugin model in tests."""
+
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.user_emb = torch.nn.Embedding(self.n_users, config["embedding_size"])
+        self.item_emb = torch.nn.Embedding(self.n_items, config["embedding_size"])
+        self.apply(xavier_normal_initialization)
+
+    def calculate_loss(self, interaction):
+        u = self.user_emb(interaction[self.USER_ID])
+        pos = (u * self.item_emb(interaction[self.ITEM_ID])).sum(-1)
+        neg = (u * self.item_emb(interaction[self.NEG_ITEM_ID])).sum(-1)
+        return -torch.nn.functional.logsigmoid(pos - neg).mean()
+
+    def predict(self, interaction):
+        return (self.user_emb(interaction[self.USER_ID]) * self.item_emb(interaction[self.ITEM_ID])).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        return (self.user_emb(interaction[self.USER_ID]) @ self.item_emb.weight.T).view(-1)
+'''
+
+PLUGIN_HOOKS = '''
+from pathlib import Path
+
+import recbole_llm
+from outside_plugin.model import PopPlusMF
+
+
+@recbole_llm.hookimpl
+def register_models():
+    return [PopPlusMF]
+
+
+@recbole_llm.hookimpl
+def register_property_files():
+    return {"PopPlusMF": [str(Path(__file__).with_name("PopPlusMF.yaml"))]}
+'''
+
+
+def _make_outside_plugin(root):
+    pkg = root / "outside_plugin"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "model.py").write_text(PLUGIN_MODEL)
+    (pkg / "plugin.py").write_text(PLUGIN_HOOKS)
+    (pkg / "PopPlusMF.yaml").write_text("embedding_size: 12\nlearning_rate: 0.01\n")
+    dist = root / "outside_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: outside-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[recbole_llm]\noutside = outside_plugin.plugin\n")
+    return root
+
+
+def test_outside_plugin_package_trains_and_reloads(tiny_data):
+    """A throwaway plugin package, found only through its entry point, in a fresh process."""
+    site = _make_outside_plugin(tiny_data / "site")
+    cfg = fast_config(tiny_data, epochs=3)
+    del cfg["embedding_size"]  # so the plugin's own PopPlusMF.yaml decides it
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(site)!r})
+        from recbole_llm import run_recbole_llm, load_data_and_model
+        from recbole_llm.plugins import get_registry
+        assert get_registry().model_plugin["PopPlusMF"] == "outside", get_registry().model_plugin
+        res = run_recbole_llm("PopPlusMF", "tiny", config_dict=json.loads({json.dumps(cfg)!r}))
+        import glob
+        [path] = glob.glob({str(tiny_data / 'saved' / 'PopPlusMF-*.pth')!r})
+        config, model, *_ = load_data_and_model(path)
+        print(json.dumps({{"ndcg": float(res["test_result"]["ndcg@10"]), "emb": config["embedding_size"],
+                           "cls": type(model).__module__ + "." + type(model).__name__}}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=tiny_data, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["cls"] == "outside_plugin.model.PopPlusMF" and info["emb"] == 12
+    assert info["ndcg"] > 0

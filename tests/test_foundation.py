@@ -375,3 +375,16 @@ def test_outside_plugin_package_trains_and_reloads(tiny_data):
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["cls"] == "outside_plugin.model.PopPlusMF" and info["emb"] == 12
     assert info["ndcg"] > 0
+
+
+def test_model_class_not_registered_runs_via_config_model_class(tiny_data):
+    """RecBole's run_recbole fails for a class outside its package; ours uses config.model_class."""
+    from tests_support.plugin_models import OrderProbe
+
+    res = run_recbole_llm(OrderProbe, "tiny", config_dict=fast_config(tiny_data, epochs=1), saved=False)
+    assert "ndcg@10" in res["test_result"]
+
+
+def test_cli_missing_config_file(tiny_data):
+    with pytest.raises(SystemExit, match="config file not found: nope.yaml"):
+        cli_main(["--model=BPR", "--dataset=tiny", "--config_files=nope.yaml"])

@@ -1,0 +1,165 @@
+"""``recbole-llm benchmark``: run a suite, resume it, and write its tables and plots.
+
+    recbole-llm benchmark --list
+    recbole-llm benchmark --suite cpu_ml100k --dry-run
+    recbole-llm benchmark --suite cpu_ml100k [--only SASRec] [--skip 'LightGCN@*'] [--seeds 2020,2021]
+    recbole-llm benchmark --suite cpu_ml100k --tables-only
+
+Finished runs are never repeated (the results store is keyed by the hash of each run's
+resolved config); failed runs are retried; interrupted runs resume. Several runners may
+share one results directory.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="recbole-llm benchmark",
+        description="Run a benchmark suite (models x datasets x seeds under one protocol) and write "
+                    "paper-style tables (Markdown, LaTeX, CSV) and plots.",
+    )
+    p.add_argument("--suite", help="suite name (properties/benchmarks/NAME.yaml) or path to a suite YAML")
+    p.add_argument("--results-dir", help="results directory (default: benchmarks/results/<suite>)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="run only models matching: Model, Label, Model@dataset, wildcards allowed; repeatable "
+                        "or comma-separated")
+    p.add_argument("--skip", action="append", default=[], metavar="PATTERN", help="skip matching runs (as --only)")
+    p.add_argument("--seeds", help="comma-separated seeds replacing the suite's")
+    p.add_argument("--tables-only", action="store_true", help="write tables and plots from the store; run nothing")
+    p.add_argument("--list", action="store_true", help="list the shipped suites")
+    p.add_argument("--no-retry-failed", action="store_true", help="leave failed runs failed")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per run before it is killed and failed")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per run instead)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="OMP/MKL threads per run (default: the environment's); 1 is fastest on a busy shared CPU")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's model checkpoint")
+    return p
+
+
+def _print_list():
+    from recbole_llm.benchmark.suite import list_suites
+
+    print("Benchmark suites (properties/benchmarks):")
+    for name, path, title in list_suites():
+        print(f"  {name:<18} {title}")
+    print("\nRun one with: recbole-llm benchmark --suite NAME [--dry-run]")
+
+
+def report_not_runnable(plan):
+    """One line per absent dataset and per model-level problem (missing, incompatible, error)."""
+    lines, seen = [], set()
+    for r in plan.runs:
+        if r.status == "no-data" and ("data", r.dataset) not in seen:
+            seen.add(("data", r.dataset))
+            lines.append(f"NO DATA: {r.reason}")
+    for r in plan.runs:
+        if r.status in ("missing", "incompatible", "error") and (r.label, r.status, r.reason) not in seen:
+            seen.add((r.label, r.status, r.reason))
+            where = f" on {r.dataset}" if r.status == "error" else ""
+            lines.append(f"{r.status.upper()}: {r.label}{where} ({r.reason})")
+    return lines
+
+
+def _plan_lines(plan, store):
+    """Lines describing every planned run, and counts by state."""
+    rows = {row["key"]: row for row in store.rows(keys=[r.key for r in plan.runs if r.key])}
+    counts = {}
+    lines = []
+    for r in plan.runs:
+        if r.status == "ready":
+            st = (rows.get(r.key) or {}).get("status", "new")
+            if st == "pending":
+                st = "new"
+        else:
+            st = r.status
+        counts[st] = counts.get(st, 0) + 1
+        extra = f"  [{r.reason}]" if r.reason else ""
+        lines.append(f"  {st:<12} {r.label:<22} {r.dataset:<20} seed={r.seed:<6} {r.key or '':<20}{extra}")
+    return lines, counts
+
+
+def main(argv=None):
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from recbole_llm.benchmark.suite import SuiteError, load_suite, plan_suite, select_runs
+
+    if args.list:
+        _print_list()
+        return 0
+    if not args.suite:
+        print("recbole-llm benchmark: --suite NAME is required (see --list).", file=sys.stderr)
+        return 2
+    try:
+        suite = load_suite(args.suite)
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
+    except (SuiteError, ValueError) as exc:
+        print(f"recbole-llm benchmark: {exc}", file=sys.stderr)
+        return 2
+
+    from recbole_llm.benchmark.runner import run_plan
+    from recbole_llm.benchmark.store import ResultsStore
+    from recbole_llm.benchmark.tables import write_tables
+
+    results_dir = Path(args.results_dir or Path("benchmarks") / "results" / suite.name)
+    print(f"suite {suite.name}: {suite.title}")
+    print(f"results: {results_dir}")
+    plan = plan_suite(suite, seeds=seeds)
+    store = ResultsStore(results_dir)
+
+    # Missing models, absent datasets and inapplicable runs are reported up front, never
+    # dropped silently.
+    for line in report_not_runnable(plan):
+        print("  " + line)
+
+    selected = select_runs(plan.runs, only=args.only, skip=args.skip)
+    if args.dry_run:
+        lines, counts = _plan_lines(plan, store)
+        sel = {id(r) for r in selected}
+        print(f"{len(plan.runs)} runs in the suite, {sum(1 for r in selected if r.status == 'ready')} selected and runnable:")
+        for r, line in zip(plan.runs, lines):
+            print(("* " if id(r) in sel and r.status == "ready" else "  ") + line[2:])
+        print("states: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        print("(* = would run unless finished; finished runs are skipped, failed ones retried)")
+        return 0
+
+    interrupted = False
+    if not args.tables_only:
+        import signal
+
+        def _term(signum, frame):  # `kill PID`: stop like Ctrl-C (the current run goes back to pending)
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, _term)
+        try:
+            summary = run_plan(selected, store, results_dir, isolate=True, timeout=args.timeout,
+                               retry_failed=not args.no_retry_failed, progress=not args.no_progress,
+                               keep_checkpoints=args.keep_checkpoints, threads=args.threads)
+            print(f"finished {len(summary['finished'])}, failed {len(summary['failed'])}, "
+                  f"already done {len(summary['skipped_finished'])}, run elsewhere {len(summary['taken_by_other'])}")
+        except KeyboardInterrupt:
+            interrupted = True
+            print("interrupted; writing tables from what has finished", file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    text, tables = write_tables(plan, store, results_dir)
+    print()
+    print(text)
+    if not args.no_plots:
+        from recbole_llm.benchmark.plots import write_plots
+
+        written = write_plots(plan, store, results_dir, tables=tables)
+        print(f"plots: {len(written)} files under {results_dir / 'plots'}")
+    print(f"tables: {results_dir / 'tables'} (md, tex, csv); summary: {results_dir / 'summary.md'}")
+    if interrupted:
+        return 130
+    counts = store.counts()
+    return 1 if counts.get("failed") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

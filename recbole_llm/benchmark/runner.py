@@ -1,0 +1,364 @@
+"""Run a suite's runs, each in its own subprocess, recording everything in the store.
+
+Each run is a child ``python .../recbole_llm/benchmark/runner.py JOB RESULT``: memory is
+returned to the system after every run, the child's peak RSS is measured by the parent
+(``wait4``), and a crash (segfault, OOM kill, timeout) fails that run only. The child dies
+with its parent (``PR_SET_PDEATHSIG``), so killing a runner leaves no orphan training.
+
+The run function is injectable (``run_fn``: a ``"module:function"`` string or a top-level
+function) with the signature of :func:`recbole_llm.quick_start.run_experiment`; tests pass a
+fast fake one.
+"""
+
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+# Keep this module's top-level imports to the standard library: the run subprocess executes
+# this file by path, so a fake run function in a test starts in milliseconds instead of
+# importing recbole_llm (and with it torch and RecBole).
+
+DEFAULT_RUN_FN = "recbole_llm.quick_start:run_experiment"
+HEARTBEAT_S = 30.0
+STALE_AFTER_S = 600.0
+
+
+def fn_path(fn):
+    """``"module:qualname"`` of a run function (a string is returned unchanged)."""
+    if isinstance(fn, str):
+        return fn
+    module, qualname = fn.__module__, fn.__qualname__
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        raise ValueError(f"run function {qualname} must be a module-level function to run in a subprocess")
+    if module == "__main__":
+        main_file = getattr(sys.modules["__main__"], "__file__", None)
+        if main_file:
+            module = Path(main_file).stem
+    return f"{module}:{qualname}"
+
+
+def load_fn(path):
+    import importlib
+
+    module, _, attr = path.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def versions():
+    """Versions of the stack a run used."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("recbole_llm", "recbole", "torch", "transformers", "numpy", "pandas", "scipy"):
+        mod = sys.modules.get(name)
+        if mod is None:
+            try:
+                from importlib.metadata import version
+
+                out[name] = version(name.replace("_", "-"))
+            except Exception:
+                out[name] = None
+            continue
+        out[name] = getattr(mod, "__version__", None)
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        out["git"] = rev.stdout.strip() or None
+    except Exception:
+        out["git"] = None
+    return out
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "item"):
+        try:
+            return obj.item()
+        except Exception:
+            pass
+    return repr(obj)
+
+
+def normalize_result(res):
+    """Map a run function's return value to the store's fields."""
+    res = res or {}
+    stats = res.get("stats") or {}
+    epoch_times = [float(t) for t in (stats.get("epoch_times") or [])]
+    out = {
+        "valid": _jsonable(dict(res.get("best_valid_result") or {})),
+        "test": _jsonable(dict(res.get("test_result") or {})),
+        "best_valid_score": res.get("best_valid_score"),
+        "best_epoch": stats.get("best_epoch"),
+        "epoch_times": epoch_times,
+        "stage_times": _jsonable(dict(stats.get("stage_times") or {})),
+        "trainable_params": stats.get("trainable_params"),
+        "total_params": stats.get("total_params"),
+        "extra": {"child_peak_rss_mb": stats.get("peak_rss_mb")},
+    }
+    try:
+        out["best_valid_score"] = None if out["best_valid_score"] is None else float(out["best_valid_score"])
+    except (TypeError, ValueError):
+        out["best_valid_score"] = None
+    return out
+
+
+# -- the child -------------------------------------------------------------------------
+def _die_with_parent():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def child_main(job_path, result_path):
+    """Entry point of a run's subprocess: run the job, write the result JSON atomically."""
+    t_start = time.perf_counter()
+    _die_with_parent()
+    job = json.loads(Path(job_path).read_text())
+    if job.get("parent_pid") and os.getppid() != job["parent_pid"]:
+        sys.exit(3)  # parent already gone
+    sys.argv = sys.argv[:1]  # RecBole must not read the runner's arguments as config
+    out = {"ok": False}
+    try:
+        fn = load_fn(job["run_fn"])
+        t_import = time.perf_counter()
+        res = fn(model=job["model"], dataset=job["dataset"], config_file_list=job.get("config_files") or None,
+                 config_dict=job["config_dict"], saved=job.get("saved", True))
+        out.update(ok=True, result=_jsonable(res))
+        out["child_times"] = {"startup": t_import - t_start, "run": time.perf_counter() - t_import}
+    except BaseException as exc:  # report everything, KeyboardInterrupt included
+        out.update(ok=False, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    out["versions"] = versions()
+    tmp = Path(str(result_path) + ".tmp")
+    tmp.write_text(json.dumps(out, default=repr))
+    os.replace(tmp, result_path)
+    return 0 if out["ok"] else 1
+
+
+# -- the parent ------------------------------------------------------------------------
+class RunInterrupted(Exception):
+    pass
+
+
+def _tail(path, n=25):
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def _signal_name(code):
+    try:
+        return signal.Signals(-code).name
+    except (ValueError, TypeError):
+        return str(code)
+
+
+def execute_isolated(run, run_fn, results_dir, store, owner, timeout=None, saved=True, keep_checkpoints=False,
+                     extra_env=None):
+    """Run one :class:`RunSpec` in a subprocess; return ``(ok, result_fields, error)``."""
+    results_dir = Path(results_dir)
+    jobs, logs = results_dir / "jobs", results_dir / "logs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    ckpt = results_dir / "checkpoints" / run.key
+    cfg = dict(run.config_dict)
+    cfg.setdefault("checkpoint_dir", str(ckpt))
+    cfg.setdefault("show_progress", False)
+    job = {"model": run.model, "dataset": run.dataset, "config_files": run.config_files, "config_dict": cfg,
+           "run_fn": fn_path(run_fn), "saved": saved, "parent_pid": os.getpid(), "key": run.key}
+    job_path, result_path = jobs / f"{run.key}.json", jobs / f"{run.key}.result.json"
+    log_path = logs / f"{run.key}.log"
+    job_path.write_text(json.dumps(job, default=repr, indent=1))
+    result_path.unlink(missing_ok=True)
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra_env or {})
+    t0 = time.perf_counter()
+    with open(log_path, "ab") as log:
+        log.write(f"\n===== {run.name} key={run.key} {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode())
+        log.flush()
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(job_path), str(result_path)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+    rusage, status, timed_out = None, None, False
+    last_beat = time.monotonic()
+    try:
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            now = time.monotonic()
+            if now - last_beat > HEARTBEAT_S:
+                store.heartbeat(run.key, owner)
+                last_beat = now
+            if timeout and time.perf_counter() - t0 > timeout:
+                timed_out = True
+                proc.kill()
+                _, status, rusage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.2)
+    except BaseException:  # KeyboardInterrupt/SystemExit: do not leave the child running
+        proc.kill()
+        try:
+            os.wait4(proc.pid, 0)
+        except ChildProcessError:
+            pass
+        proc.returncode = -9
+        raise
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    peak_mb = rusage.ru_maxrss / 1024.0 if rusage is not None else None  # Linux: KiB
+
+    fields = {"wall_time_s": wall, "peak_rss_mb": peak_mb, "log_path": str(log_path), "versions": None}
+    child = None
+    if result_path.is_file():
+        try:
+            child = json.loads(result_path.read_text())
+        except ValueError:
+            child = None
+    if child is not None:
+        fields["versions"] = child.get("versions")
+    if not keep_checkpoints:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    if child is not None and child.get("ok"):
+        norm = normalize_result(child.get("result"))
+        extra = norm.pop("extra") or {}
+        fields.update(norm)
+        fields["stage_times"] = dict(fields.get("stage_times") or {})
+        fields["stage_times"].update({f"subprocess_{k}": v for k, v in (child.get("child_times") or {}).items()})
+        fields["stage_times"]["subprocess_total"] = wall
+        fields["extra"] = extra
+        for p in (job_path, result_path):
+            p.unlink(missing_ok=True)
+        return True, fields, None
+    if timed_out:
+        error = f"timed out after {timeout:.0f} s (killed)"
+    elif child is not None:
+        error = child.get("error") or "failed"
+        tb = child.get("traceback")
+        if tb:
+            error += "\n" + tb[-4000:]
+    else:
+        code = proc.returncode
+        how = f"killed by {_signal_name(code)}" if code < 0 else f"exit status {code}"
+        error = f"subprocess died ({how}) without a result; last log lines:\n{_tail(log_path)}"
+    return False, fields, error
+
+
+def execute_inprocess(run, run_fn):
+    """Run one run in this process (tests, debugging); memory is this process's peak."""
+    import resource
+
+    fn = load_fn(run_fn) if isinstance(run_fn, str) else run_fn
+    t0 = time.perf_counter()
+    try:
+        res = fn(model=run.model, dataset=run.dataset, config_file_list=run.config_files or None,
+                 config_dict=dict(run.config_dict), saved=True)
+    except Exception as exc:
+        return False, {"wall_time_s": time.perf_counter() - t0}, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    fields = normalize_result(res)
+    fields.update(wall_time_s=time.perf_counter() - t0, versions=versions(),
+                  peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    return True, fields, None
+
+
+def run_plan(runs, store, results_dir, run_fn=DEFAULT_RUN_FN, isolate=True, timeout=None, retry_failed=True,
+             progress=True, owner=None, stale_after=STALE_AFTER_S, keep_checkpoints=False, log=print, threads=None):
+    """Execute the ``ready`` runs among ``runs`` (skipping finished ones); return a summary.
+
+    ``store`` is a :class:`ResultsStore` (or a path). Safe to call from several processes on
+    one store: each run is claimed atomically, so no key runs twice at the same time.
+    ``threads`` sets OMP/MKL threads of each run subprocess (on a shared or oversubscribed
+    CPU, 1 thread avoids OpenMP spin-waiting; it changes timings, not results).
+    """
+    extra_env = None
+    if threads:
+        extra_env = {v: str(int(threads)) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    from tqdm import tqdm
+
+    from recbole_llm.benchmark.store import ResultsStore, make_owner
+
+    if not isinstance(store, ResultsStore):
+        store = ResultsStore(store)
+    owner = owner or make_owner()
+    ready = [r for r in runs if r.status == "ready"]
+    for r in ready:
+        store.register(r.key, suite=r.suite, label=r.label, model=r.model, dataset=r.dataset, seed=r.seed,
+                       config=r.resolved)
+    rows = {row["key"]: row for row in store.rows(keys=[r.key for r in ready])}
+    done_before = [r for r in ready if rows.get(r.key, {}).get("status") == "finished"]
+    todo = [r for r in ready if rows.get(r.key, {}).get("status") != "finished"]
+    summary = {"finished": [], "failed": [], "skipped_finished": [r.key for r in done_before],
+               "taken_by_other": [], "interrupted": None}
+    bar = tqdm(total=len(ready), initial=len(done_before), desc="benchmark", unit="run", disable=not progress,
+               dynamic_ncols=True, file=sys.stderr)
+    try:
+        for i, run in enumerate(todo):
+            bar.set_postfix_str(f"{run.label}@{run.dataset} s={run.seed}")
+            if not store.claim(run.key, owner, retry_failed=retry_failed, stale_after=stale_after,
+                               meta={"suite": run.suite, "label": run.label, "model": run.model,
+                                     "dataset": run.dataset, "seed": run.seed, "config": run.resolved}):
+                summary["taken_by_other"].append(run.key)
+                bar.update(1)
+                continue
+            try:
+                if isolate:
+                    ok, fields, error = execute_isolated(run, run_fn, results_dir, store, owner, timeout=timeout,
+                                                         keep_checkpoints=keep_checkpoints, extra_env=extra_env)
+                else:
+                    ok, fields, error = execute_inprocess(run, run_fn)
+            except BaseException as exc:
+                store.release(run.key, owner)
+                summary["interrupted"] = run.key
+                bar.close()
+                log(f"interrupted during {run.name}; it is pending again and reruns next time "
+                    f"({type(exc).__name__}). Finished runs are kept.")
+                raise
+            fields["config"] = run.resolved
+            if threads:
+                fields["extra"] = dict(fields.get("extra") or {}, threads=int(threads))
+            if ok:
+                store.finish(run.key, owner, fields)
+                summary["finished"].append(run.key)
+                test = fields.get("test") or {}
+                shown = ", ".join(f"{k}={v:.4f}" for k, v in list(test.items())[:4] if isinstance(v, (int, float)))
+                msg = f"done   {run.name} in {fields.get('wall_time_s', 0):.1f} s: {shown}"
+            else:
+                store.fail(run.key, owner, error, fields)
+                summary["failed"].append(run.key)
+                msg = f"FAILED {run.name}: {error.splitlines()[0] if error else 'unknown error'}"
+            if progress:
+                bar.write(msg)
+            elif log:
+                log(msg)
+            bar.update(1)
+    finally:
+        bar.close()
+    return summary
+
+
+if __name__ == "__main__":
+    # Run by path: drop this folder from sys.path so its modules (stats, suite, ...) cannot
+    # shadow top-level packages of the same name.
+    _here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(_here)]
+    sys.exit(child_main(sys.argv[1], sys.argv[2]))

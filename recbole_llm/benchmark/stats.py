@@ -1,0 +1,113 @@
+"""Significance tests for benchmark tables.
+
+Which test, and why
+-------------------
+The tables compare, per column (dataset x metric), the best of "our" models with the best
+baseline. Each suite runs every model with the same list of seeds, and the seed fixes the
+data split and the shuffling before any model is built (RecBole calls ``init_seed`` before
+``create_dataset``), so run *s* of model A and run *s* of model B share their split: the
+observations are **paired by seed**. We therefore use the **paired t-test** over seeds
+(``scipy.stats.ttest_rel``, two-sided) on the per-seed test metric.
+
+* Pairing removes the variance that comes from the split, which is usually larger than
+  the difference between two good models; an unpaired (Welch) test would waste it.
+* A metric averaged over hundreds or thousands of users is close to normally distributed
+  from seed to seed, which is what the t-test assumes of the differences.
+* The Wilcoxon signed-rank test needs no normality but cannot reach p < 0.05 with fewer
+  than 6 pairs (its smallest two-sided exact p-value is ``2 / 2**n``: 0.25 for 3 seeds,
+  0.0625 for 5), so with the 3-5 seeds that LLM recommenders can afford it could never mark
+  anything. :func:`wilcoxon` is provided and reported alongside when there are >= 6 pairs.
+
+Caveat printed under every table: with 3-5 seeds the t-test has little power (2-4 degrees
+of freedom); "not significant" means "not shown", not "no difference", and several columns
+are tested without correction for multiple comparisons.
+"""
+
+import math
+
+TEST_NAME = "paired t-test over seeds (two-sided)"
+
+
+def _pairs(a, b):
+    """Accept two dicts {seed: value} (paired on common seeds) or two equal-length lists."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        seeds = sorted(set(a) & set(b))
+        return [float(a[s]) for s in seeds], [float(b[s]) for s in seeds], seeds
+    a, b = [float(x) for x in a], [float(x) for x in b]
+    if len(a) != len(b):
+        raise ValueError(f"paired test needs equal-length samples, got {len(a)} and {len(b)}")
+    return a, b, list(range(len(a)))
+
+
+def paired_ttest(a, b):
+    """Paired two-sided t-test of ``a`` against ``b``.
+
+    ``a`` and ``b`` are ``{seed: value}`` dicts (paired on their common seeds) or equal-length
+    sequences. Returns a dict with ``test``, ``n``, ``mean_diff`` (a - b), ``t``, ``p`` and
+    ``note``; ``p`` is ``nan`` when the test is undefined (fewer than 2 pairs, or all
+    differences equal).
+    """
+    xa, xb, seeds = _pairs(a, b)
+    n = len(xa)
+    out = {"test": "paired t-test", "n": n, "seeds": seeds, "mean_diff": float("nan"),
+           "t": float("nan"), "p": float("nan"), "note": ""}
+    if n == 0:
+        out["note"] = "no common seeds"
+        return out
+    diffs = [x - y for x, y in zip(xa, xb)]
+    out["mean_diff"] = sum(diffs) / n
+    if n < 2:
+        out["note"] = "needs at least 2 seeds"
+        return out
+    if max(diffs) - min(diffs) <= 1e-15 * max(1.0, max(abs(d) for d in diffs)):
+        out["note"] = "all differences equal (zero variance); t undefined"
+        return out
+    from scipy import stats
+
+    res = stats.ttest_rel(xa, xb)
+    out["t"], out["p"] = float(res.statistic), float(res.pvalue)
+    return out
+
+
+def wilcoxon(a, b):
+    """Wilcoxon signed-rank test (exact, two-sided); ``p`` is nan with fewer than 6 pairs,
+    where p < 0.05 is impossible."""
+    xa, xb, seeds = _pairs(a, b)
+    n = len(xa)
+    out = {"test": "Wilcoxon signed-rank", "n": n, "seeds": seeds, "p": float("nan"), "note": ""}
+    if n < 6:
+        out["note"] = f"needs >= 6 pairs to reach p < 0.05 (min p = {2 / 2 ** n if n else 1:.3g})"
+        return out
+    diffs = [x - y for x, y in zip(xa, xb)]
+    if all(d == 0 for d in diffs):
+        out["p"], out["note"] = 1.0, "all differences zero"
+        return out
+    from scipy import stats
+
+    res = stats.wilcoxon(xa, xb)
+    out["p"] = float(res.pvalue)
+    return out
+
+
+def stars(p):
+    """``**`` for p < 0.01, ``*`` for p < 0.05, else ``""`` (also for nan)."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return ""
+    if p < 0.01:
+        return "**"
+    if p < 0.05:
+        return "*"
+    return ""
+
+
+def mean_std(values):
+    """Mean and sample standard deviation (ddof=1; ``nan`` for a single value)."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    m = sum(values) / n
+    if n < 2:
+        return m, float("nan")
+    var = sum((v - m) ** 2 for v in values) / (n - 1)
+    return m, math.sqrt(var)

@@ -1,0 +1,832 @@
+"""Benchmark suites: load and validate a suite YAML, expand it into runs.
+
+A suite is models x datasets x seeds under one evaluation protocol. Format (all keys but
+``name``, ``datasets``, ``groups`` and ``protocol`` are optional)::
+
+    name: cpu_ml100k                 # defaults to the file name
+    title: CPU benchmark on MovieLens-100K
+    paper: "..."                     # where the table comes from (free text)
+    description: "..."
+    seeds: [2020, 2021, 2022]
+    protocol:                        # identical for every run; overrides may not change it
+      eval_args: {split: {LS: valid_and_test}, order: TO, group_by: user, mode: full}
+      metrics: [Recall, NDCG]
+      topk: [10, 20]
+      valid_metric: NDCG@10
+    columns: [recall@10, ndcg@10]    # table columns (default: every metric@k)
+    metric_labels: {recall@10: R@10} # column headers (default: R@10, N@10, P@5, HR@10, ...)
+    config: {epochs: 50}             # RecBole config for every run
+    config_files: [extra.yaml]       # relative to the suite file
+    datasets:
+      - ml-100k                      # or {name: ml-100k, label: ML-100K, config: {...}}
+    groups:                          # table row groups, in the paper's order
+      - name: Graph-only
+        models: [BPR, LightGCN]      # a model name, or a variant:
+      - name: LLM-based
+        ours: true                   # the group the "Improv." row is computed for
+        models:
+          - GLTA
+          - {label: GLTA w/o IA, model: GLTA, config: {glta_item_alignment: false},
+             datasets: [ml-100k], note: "..."}
+    model_config:                    # per-model overrides (all variants of that model)
+      SASRec: {MAX_ITEM_LIST_LENGTH: 20}
+    tables:                          # extra tables (ablations); the main table is implicit
+      - {name: table3, caption: "...", kind: ablation, rows: [GLTA w/o IA, GLTA],
+         columns: [precision@5, ndcg@5], datasets: [ml-100k]}
+    figures:                         # ablation figures (grouped bars)
+      - {name: figure3, caption: "...", rows: [...], columns: [...]}
+    main_table: true
+    allow_protocol_override: false
+
+Precedence of a run's config (later wins): ``config`` < dataset ``config`` <
+``model_config[model]`` < variant ``config`` < ``protocol`` < ``seed``.
+"""
+
+import copy
+import fnmatch
+import hashlib
+import json
+import re
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+# RecBole's metric names (recbole.evaluator.metrics), keyed by lower case.
+KNOWN_METRICS = {
+    m.lower(): m
+    for m in (
+        "Recall", "MRR", "NDCG", "Hit", "Precision", "MAP", "GAUC", "ItemCoverage",
+        "AveragePopularity", "GiniIndex", "ShannonEntropy", "TailPercentage",
+        "AUC", "LogLoss", "RMSE", "MAE",
+    )
+}
+TOPK_METRICS = {"recall", "mrr", "ndcg", "hit", "precision", "map", "itemcoverage",
+                "averagepopularity", "giniindex", "shannonentropy", "tailpercentage"}
+LOWER_IS_BETTER = {"rmse", "mae", "logloss", "averagepopularity", "giniindex"}
+SHORT_LABELS = {"recall": "R", "ndcg": "N", "precision": "P", "hit": "HR", "mrr": "MRR", "map": "MAP"}
+
+PROTOCOL_KEYS = ("eval_args", "metrics", "topk", "valid_metric", "valid_metric_bigger")
+
+#: Resolved-config keys left out of the run key: they do not change results (devices,
+#: paths, logging). Keys ending in ``_dir`` are dropped as well.
+VOLATILE_KEYS = frozenset({
+    "device", "gpu_id", "use_gpu", "checkpoint_dir", "data_path", "show_progress", "state",
+    "log_wandb", "wandb_project", "worker", "nproc", "world_size", "local_rank", "ip", "port",
+    "offset", "single_spec", "save_dataset", "dataset_save_path", "save_dataloaders",
+    "dataloaders_save_path", "log_root", "tensorboard", "saved", "benchmark_results_dir",
+})
+
+_TOP_KEYS = {
+    "name", "title", "paper", "description", "seeds", "protocol", "columns", "metric_labels",
+    "config", "config_files", "datasets", "groups", "model_config", "tables", "figures",
+    "main_table", "allow_protocol_override", "decimals", "notes",
+}
+_GROUP_KEYS = {"name", "ours", "models"}
+_VARIANT_KEYS = {"label", "model", "config", "config_files", "datasets", "note"}
+_DATASET_KEYS = {"name", "label", "config"}
+_TABLE_KEYS = {"name", "caption", "kind", "rows", "columns", "datasets"}
+_FIGURE_KEYS = {"name", "caption", "rows", "columns", "datasets"}
+
+
+class SuiteError(ValueError):
+    """A suite file is invalid; the message says where and how to fix it."""
+
+
+# -- YAML ------------------------------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+# Like RecBole: read 1e-5 and 1.0e+3 as floats (plain YAML 1.1 reads them as strings).
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _load_yaml(path):
+    with open(path, encoding="utf-8") as fh:
+        return yaml.load(fh, Loader=_Loader)
+
+
+# -- data classes ----------------------------------------------------------------------
+@dataclass
+class DatasetSpec:
+    name: str
+    label: str
+    config: dict = field(default_factory=dict)
+
+
+@dataclass
+class Variant:
+    """One table row: a model with an optional label and config overrides."""
+
+    label: str
+    model: str
+    group: str
+    ours: bool = False
+    config: dict = field(default_factory=dict)
+    config_files: list = field(default_factory=list)
+    datasets: list = None  # dataset names, None = all
+    note: str = ""
+
+
+@dataclass
+class TableSpec:
+    name: str
+    caption: str = ""
+    kind: str = "ablation"  # "main" (groups + Improv. row) or "ablation"
+    rows: list = None  # variant labels, None = all
+    columns: list = None  # metric keys, None = suite columns
+    datasets: list = None
+
+
+@dataclass
+class FigureSpec:
+    name: str
+    caption: str = ""
+    rows: list = None
+    columns: list = None
+    datasets: list = None
+
+
+@dataclass
+class Suite:
+    name: str
+    path: str
+    title: str
+    paper: str
+    description: str
+    seeds: list
+    protocol: dict
+    columns: list
+    metric_labels: dict
+    config: dict
+    config_files: list
+    datasets: list
+    groups: list  # [(group name, ours, [Variant])]
+    model_config: dict
+    tables: list
+    figures: list
+    main_table: bool = True
+    allow_protocol_override: bool = False
+    decimals: int = 4
+    notes: str = ""
+
+    @property
+    def variants(self):
+        return [v for _, _, vs in self.groups for v in vs]
+
+    def variant(self, label):
+        for v in self.variants:
+            if v.label == label:
+                return v
+        raise KeyError(label)
+
+    def dataset(self, name):
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    def metric_label(self, metric):
+        return self.metric_labels.get(metric) or default_metric_label(metric)
+
+    def all_tables(self):
+        """The main table (unless disabled) followed by the suite's extra tables."""
+        tables = []
+        if self.main_table:
+            tables.append(TableSpec(name="main", caption=self.title, kind="main"))
+        return tables + list(self.tables)
+
+
+@dataclass
+class RunSpec:
+    """One run of a suite. ``status``: ``ready``, ``missing`` (model not registered),
+    ``no-data`` (dataset absent), ``incompatible`` (model cannot run under the protocol) or
+    ``error`` (config does not resolve). Only ``ready`` runs have a ``key``."""
+
+    suite: str
+    label: str
+    group: str
+    model: str
+    dataset: str
+    dataset_label: str
+    seed: int
+    config_dict: dict
+    config_files: list
+    status: str = "ready"
+    reason: str = ""
+    key: str = None
+    resolved: dict = None
+
+    @property
+    def name(self):
+        return f"{self.label}@{self.dataset} seed={self.seed}"
+
+
+@dataclass
+class Plan:
+    suite: Suite
+    runs: list
+
+    def ready(self):
+        return [r for r in self.runs if r.status == "ready"]
+
+    def not_runnable(self):
+        """{(label, model): (status, reason)} for variants that cannot run."""
+        out = {}
+        for r in self.runs:
+            if r.status != "ready":
+                out.setdefault((r.label, r.model), (r.status, r.reason))
+        return out
+
+    def by_cell(self):
+        """{(label, dataset): [RunSpec, ...]} in seed order."""
+        out = {}
+        for r in self.runs:
+            out.setdefault((r.label, r.dataset), []).append(r)
+        return out
+
+
+# -- helpers ---------------------------------------------------------------------------
+def default_metric_label(metric):
+    name, _, k = metric.partition("@")
+    short = SHORT_LABELS.get(name, KNOWN_METRICS.get(name, name))
+    return f"{short}@{k}" if k else short
+
+
+def lower_is_better(metric):
+    return metric.partition("@")[0].lower() in LOWER_IS_BETTER
+
+
+def suites_dir():
+    from recbole_llm.paths import properties_dir
+
+    return properties_dir() / "benchmarks"
+
+
+def list_suites():
+    """[(name, path, title)] of the suites shipped in ``properties/benchmarks``."""
+    out = []
+    for path in sorted(suites_dir().glob("*.yaml")):
+        try:
+            raw = _load_yaml(path) or {}
+            out.append((raw.get("name", path.stem), path, raw.get("title", "")))
+        except Exception as exc:  # a broken file still shows up in the list
+            out.append((path.stem, path, f"<cannot read: {exc}>"))
+    return out
+
+
+def find_suite(name_or_path):
+    """Path of a suite given its name (``properties/benchmarks/<name>.yaml``) or a path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise SuiteError(f"Suite file {p} does not exist.")
+        return p
+    candidate = suites_dir() / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    names = ", ".join(n for n, _, _ in list_suites()) or "(none)"
+    raise SuiteError(f"Unknown suite {name_or_path!r}. Shipped suites: {names}; or pass a path to a YAML file.")
+
+
+def _err(where, msg):
+    raise SuiteError(f"{where}: {msg}")
+
+
+def _check_keys(obj, allowed, where):
+    if not isinstance(obj, dict):
+        _err(where, f"expected a mapping, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        _err(where, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _as_list(x, where, item_type=None):
+    if x is None:
+        return None
+    if isinstance(x, (str, int)):
+        x = [x]
+    if not isinstance(x, list):
+        _err(where, f"expected a list, got {type(x).__name__}")
+    if item_type and any(not isinstance(i, item_type) for i in x):
+        _err(where, f"expected a list of {item_type.__name__}, got {x!r}")
+    return x
+
+
+def _mapping(x, where):
+    if x is None:
+        return {}
+    if not isinstance(x, dict):
+        _err(where, f"expected a mapping, got {type(x).__name__}")
+    return dict(x)
+
+
+def _metric_key(m, where):
+    if not isinstance(m, str):
+        _err(where, f"metric {m!r} must be a string like 'recall@10'")
+    name, at, k = m.strip().partition("@")
+    lname = name.lower()
+    if lname not in KNOWN_METRICS:
+        _err(where, f"unknown metric {name!r}; RecBole metrics: {sorted(KNOWN_METRICS.values())}")
+    if lname in TOPK_METRICS:
+        if not at or not k.isdigit():
+            _err(where, f"metric {m!r} needs a cut-off, e.g. '{lname}@10'")
+        return f"{lname}@{int(k)}"
+    return lname
+
+
+def load_suite(name_or_path):
+    """Load and validate a suite; raises :class:`SuiteError` with a precise message."""
+    path = find_suite(name_or_path)
+    try:
+        raw = _load_yaml(path)
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"{path}: not valid YAML: {exc}") from None
+    return parse_suite(raw, path)
+
+
+def parse_suite(raw, path="<dict>"):
+    where = str(path)
+    if raw is None:
+        _err(where, "empty suite file")
+    _check_keys(raw, _TOP_KEYS, where)
+    name = raw.get("name") or (Path(path).stem if path != "<dict>" else None)
+    if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
+        _err(where, f"'name' must be letters, digits, '_', '-', '.'; got {name!r}")
+    base = Path(path).parent if path != "<dict>" else Path.cwd()
+
+    # protocol
+    if "protocol" not in raw:
+        _err(where, "missing 'protocol' (eval_args, metrics, topk, valid_metric)")
+    protocol = _mapping(raw["protocol"], f"{where}: protocol")
+    _check_keys(protocol, set(PROTOCOL_KEYS), f"{where}: protocol")
+    for key in ("eval_args", "metrics"):
+        if key not in protocol:
+            _err(f"{where}: protocol", f"missing {key!r}")
+    ea = _mapping(protocol["eval_args"], f"{where}: protocol.eval_args")
+    _check_keys(ea, {"split", "order", "group_by", "mode"}, f"{where}: protocol.eval_args")
+    for key in ("split", "order", "group_by", "mode"):
+        if key not in ea:
+            _err(f"{where}: protocol.eval_args", f"missing {key!r} (state the protocol in full)")
+    split = ea["split"]
+    if not (isinstance(split, dict) and len(split) == 1 and next(iter(split)) in ("RS", "LS")):
+        _err(f"{where}: protocol.eval_args.split", f"expected {{RS: [0.8, 0.1, 0.1]}} or {{LS: valid_and_test}}, got {split!r}")
+    if "RS" in split:
+        ratios = split["RS"]
+        if not (isinstance(ratios, list) and len(ratios) in (2, 3) and all(isinstance(r, (int, float)) for r in ratios)):
+            _err(f"{where}: protocol.eval_args.split.RS", f"expected 2 or 3 ratios, got {ratios!r}")
+    elif split["LS"] not in ("valid_and_test", "test_only", "valid_only"):
+        _err(f"{where}: protocol.eval_args.split.LS", f"expected valid_and_test/test_only, got {split['LS']!r}")
+    if ea["order"] not in ("RO", "TO"):
+        _err(f"{where}: protocol.eval_args.order", f"expected RO or TO, got {ea['order']!r}")
+    if ea["group_by"] not in ("user", "none", None):
+        _err(f"{where}: protocol.eval_args.group_by", f"expected user or none, got {ea['group_by']!r}")
+    metrics = _as_list(protocol["metrics"], f"{where}: protocol.metrics", str)
+    canon = []
+    for m in metrics:
+        if m.lower() not in KNOWN_METRICS:
+            _err(f"{where}: protocol.metrics", f"unknown metric {m!r}; RecBole metrics: {sorted(KNOWN_METRICS.values())}")
+        canon.append(KNOWN_METRICS[m.lower()])
+    protocol["metrics"] = canon
+    topk = _as_list(protocol.get("topk"), f"{where}: protocol.topk", int)
+    if any(m.lower() in TOPK_METRICS for m in canon) and not topk:
+        _err(f"{where}: protocol", "top-k metrics need 'topk', e.g. [10, 20]")
+    if topk is not None:
+        protocol["topk"] = topk
+    produced = []
+    for m in canon:
+        if m.lower() in TOPK_METRICS:
+            produced += [f"{m.lower()}@{k}" for k in topk]
+        else:
+            produced.append(m.lower())
+    if "valid_metric" in protocol:
+        vm = _metric_key(protocol["valid_metric"], f"{where}: protocol.valid_metric")
+        if vm not in produced:
+            _err(f"{where}: protocol.valid_metric", f"{protocol['valid_metric']!r} is not among the computed metrics {produced}")
+
+    columns = _as_list(raw.get("columns"), f"{where}: columns", str)
+    columns = [_metric_key(c, f"{where}: columns") for c in columns] if columns else list(produced)
+    for c in columns:
+        if c not in produced:
+            _err(f"{where}: columns", f"{c!r} is not computed by the protocol (metrics x topk = {produced})")
+    metric_labels = {_metric_key(k, f"{where}: metric_labels"): str(v)
+                     for k, v in _mapping(raw.get("metric_labels"), f"{where}: metric_labels").items()}
+
+    seeds = _as_list(raw.get("seeds", [2020]), f"{where}: seeds", int)
+    if not seeds or len(set(seeds)) != len(seeds):
+        _err(f"{where}: seeds", f"expected a non-empty list of distinct integers, got {seeds!r}")
+
+    # datasets
+    ds_raw = _as_list(raw.get("datasets"), f"{where}: datasets")
+    if not ds_raw:
+        _err(where, "missing 'datasets'")
+    datasets = []
+    for i, d in enumerate(ds_raw):
+        w = f"{where}: datasets[{i}]"
+        if isinstance(d, str):
+            d = {"name": d}
+        _check_keys(d, _DATASET_KEYS, w)
+        if not d.get("name"):
+            _err(w, "missing 'name' (the RecBole dataset name)")
+        datasets.append(DatasetSpec(str(d["name"]), str(d.get("label") or d["name"]), _mapping(d.get("config"), f"{w}.config")))
+    ds_names = [d.name for d in datasets]
+    if len(set(ds_names)) != len(ds_names):
+        _err(f"{where}: datasets", f"duplicate dataset names in {ds_names}")
+
+    allow_override = bool(raw.get("allow_protocol_override", False))
+    config = _mapping(raw.get("config"), f"{where}: config")
+    config_files = [str((base / f).resolve()) for f in (_as_list(raw.get("config_files"), f"{where}: config_files", str) or [])]
+    for f in config_files:
+        if not Path(f).is_file():
+            _err(f"{where}: config_files", f"{f} does not exist")
+
+    def check_protocol_free(cfg, w):
+        clash = sorted(set(cfg) & set(PROTOCOL_KEYS) | ({"seed"} & set(cfg)))
+        if clash and not allow_override:
+            _err(w, f"overrides {clash}, which belong to the suite's protocol (every model must share the "
+                    f"split and evaluator; seeds come from 'seeds'). Move them to 'protocol' or set "
+                    f"allow_protocol_override: true")
+
+    check_protocol_free(config, f"{where}: config")
+    for d in datasets:
+        check_protocol_free(d.config, f"{where}: datasets[{d.name}].config")
+
+    model_config = _mapping(raw.get("model_config"), f"{where}: model_config")
+    for m, cfg in model_config.items():
+        model_config[m] = _mapping(cfg, f"{where}: model_config.{m}")
+        check_protocol_free(model_config[m], f"{where}: model_config.{m}")
+
+    # groups
+    groups_raw = _as_list(raw.get("groups"), f"{where}: groups")
+    if not groups_raw:
+        _err(where, "missing 'groups' (the table's model groups)")
+    groups, labels = [], set()
+    for gi, g in enumerate(groups_raw):
+        w = f"{where}: groups[{gi}]"
+        _check_keys(g, _GROUP_KEYS, w)
+        gname = str(g.get("name") or f"Group {gi + 1}")
+        ours = bool(g.get("ours", False))
+        variants = []
+        for mi, m in enumerate(_as_list(g.get("models"), f"{w}.models") or []):
+            wm = f"{w}.models[{mi}]"
+            if isinstance(m, str):
+                m = {"model": m}
+            _check_keys(m, _VARIANT_KEYS, wm)
+            if not m.get("model") or not isinstance(m["model"], str):
+                _err(wm, "missing 'model' (the registered model class name)")
+            label = str(m.get("label") or m["model"])
+            if label in labels:
+                _err(wm, f"duplicate row label {label!r}; give variants distinct 'label's")
+            labels.add(label)
+            vcfg = _mapping(m.get("config"), f"{wm}.config")
+            check_protocol_free(vcfg, f"{wm}.config")
+            vds = _as_list(m.get("datasets"), f"{wm}.datasets", str)
+            for dn in vds or []:
+                if dn not in ds_names:
+                    _err(f"{wm}.datasets", f"unknown dataset {dn!r}; suite datasets: {ds_names}")
+            vfiles = [str((base / f).resolve()) for f in (_as_list(m.get("config_files"), f"{wm}.config_files", str) or [])]
+            for f in vfiles:
+                if not Path(f).is_file():
+                    _err(f"{wm}.config_files", f"{f} does not exist")
+            variants.append(Variant(label=label, model=m["model"], group=gname, ours=ours, config=vcfg,
+                                    config_files=vfiles, datasets=vds, note=str(m.get("note") or "")))
+        if not variants:
+            _err(w, "a group needs at least one model")
+        groups.append((gname, ours, variants))
+
+    def check_rows(rows, w):
+        rows = _as_list(rows, w, str)
+        for r in rows or []:
+            if r not in labels:
+                _err(w, f"unknown row {r!r}; rows are model labels: {sorted(labels)}")
+        return rows
+
+    def check_cols(cols, w):
+        cols = _as_list(cols, w, str)
+        if cols is None:
+            return None
+        out = [_metric_key(c, w) for c in cols]
+        for c in out:
+            if c not in produced:
+                _err(w, f"{c!r} is not computed by the protocol (metrics x topk = {produced})")
+        return out
+
+    def check_ds(dss, w):
+        dss = _as_list(dss, w, str)
+        for dn in dss or []:
+            if dn not in ds_names:
+                _err(w, f"unknown dataset {dn!r}; suite datasets: {ds_names}")
+        return dss
+
+    tables, names = [], {"main", "efficiency"}
+    for ti, t in enumerate(_as_list(raw.get("tables"), f"{where}: tables") or []):
+        w = f"{where}: tables[{ti}]"
+        _check_keys(t, _TABLE_KEYS, w)
+        tname = str(t.get("name") or f"table{ti + 1}")
+        if tname in names or not re.fullmatch(r"[A-Za-z0-9_.-]+", tname):
+            _err(w, f"table name {tname!r} is taken or not a plain file name")
+        names.add(tname)
+        kind = t.get("kind", "ablation")
+        if kind not in ("main", "ablation"):
+            _err(w, f"kind must be 'main' or 'ablation', got {kind!r}")
+        tables.append(TableSpec(tname, str(t.get("caption") or ""), kind, check_rows(t.get("rows"), f"{w}.rows"),
+                                check_cols(t.get("columns"), f"{w}.columns"), check_ds(t.get("datasets"), f"{w}.datasets")))
+    figures = []
+    for fi, f in enumerate(_as_list(raw.get("figures"), f"{where}: figures") or []):
+        w = f"{where}: figures[{fi}]"
+        _check_keys(f, _FIGURE_KEYS, w)
+        fname = str(f.get("name") or f"figure{fi + 1}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", fname):
+            _err(w, f"figure name {fname!r} is not a plain file name")
+        figures.append(FigureSpec(fname, str(f.get("caption") or ""), check_rows(f.get("rows"), f"{w}.rows"),
+                                  check_cols(f.get("columns"), f"{w}.columns"), check_ds(f.get("datasets"), f"{w}.datasets")))
+
+    decimals = raw.get("decimals", 4)
+    if not isinstance(decimals, int) or not 1 <= decimals <= 8:
+        _err(f"{where}: decimals", f"expected an integer 1-8, got {decimals!r}")
+
+    return Suite(
+        name=str(name), path=str(path), title=str(raw.get("title") or name), paper=str(raw.get("paper") or ""),
+        description=str(raw.get("description") or ""), seeds=seeds, protocol=protocol, columns=columns,
+        metric_labels=metric_labels, config=config, config_files=config_files, datasets=datasets, groups=groups,
+        model_config=model_config, tables=tables, figures=figures, main_table=bool(raw.get("main_table", True)),
+        allow_protocol_override=allow_override, decimals=decimals, notes=str(raw.get("notes") or ""),
+    )
+
+
+# -- model availability and config resolution ------------------------------------------
+def available_models():
+    """Names of every model that can be run: recbole-llm's plugins and RecBole's own."""
+    try:
+        from recbole_llm.utils import list_models
+    except ImportError:
+        list_models = None
+    if list_models is not None:
+        found = list_models()
+        return set(found.get("recbole_llm", [])) | set(found.get("recbole", []))
+    names = set()
+    try:
+        from recbole_llm.plugins import get_registry
+
+        names |= set(get_registry().models)
+    except Exception:
+        pass
+    return names | _recbole_model_names()
+
+
+def _recbole_model_names():
+    import importlib
+    import inspect
+
+    names = set()
+    for sub in ("general", "sequential", "context_aware", "knowledge_aware"):
+        try:
+            mod = importlib.import_module(f"recbole.model.{sub}_recommender")
+        except Exception:
+            continue
+        names |= {n for n, obj in vars(mod).items() if inspect.isclass(obj)}
+    return names
+
+
+@contextmanager
+def _clean_argv():
+    """RecBole's Config reads ``--key=value`` from sys.argv; hide the benchmark CLI's."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def resolve_config(model, dataset, config_file_list=None, config_dict=None):
+    """The fully resolved config of a run, as RecBole would build it, without loading (or
+    downloading) any data: ``data_path`` is left unresolved (it is not part of the run key)."""
+    try:
+        from recbole_llm.config import Config
+    except ImportError:  # before recbole_llm.config exists: RecBole's own models only
+        from recbole.config import Config
+
+    class _PlanningConfig(Config):
+        def _resolve_data_path(self):
+            return self.external_config_dict.get("data_path") or self.internal_config_dict.get("data_path")
+
+    with _clean_argv():
+        cfg = _PlanningConfig(model=model, dataset=dataset, config_file_list=list(config_file_list or []) or None,
+                              config_dict=copy.deepcopy(config_dict or {}))
+    return dict(cfg.final_config_dict)
+
+
+def dataset_availability(name, config_dict=None):
+    """``(state, detail)``: ``local`` (atomic files found), ``provider`` (a registered provider
+    downloads and converts it on first run), or ``absent``. Mirrors where
+    :class:`recbole_llm.config.Config` looks; downloads nothing."""
+    from pathlib import Path as _P
+
+    config_dict = config_dict or {}
+    inter = f"{name}.inter"
+    cands = []
+    if config_dict.get("data_path"):
+        cands.append(_P(config_dict["data_path"]) / name)
+    else:
+        cands.append(_P("dataset") / name)
+        try:
+            from recbole_llm.paths import default_data_dir
+
+            cands.append(default_data_dir() / name)
+        except Exception:
+            pass
+    if name == "ml-100k":
+        try:
+            import recbole
+
+            cands.append(_P(recbole.__file__).parent / "dataset_example" / "ml-100k")
+        except Exception:
+            pass
+    if config_dict.get("benchmark_filename"):
+        inters = [f"{name}.{part}.inter" for part in config_dict["benchmark_filename"]]
+    else:
+        inters = [inter]
+    for c in cands:
+        if all((c / f).is_file() for f in inters):
+            return "local", str(c)
+    try:
+        from recbole_llm.plugins import get_registry
+
+        if name in get_registry().datasets:
+            return "provider", f"downloaded and converted on first run (recbole-llm data provider {name!r})"
+    except Exception:
+        pass
+    return "absent", f"no {inters[0]} in {', '.join(str(c) for c in cands)} and no data provider for {name!r}"
+
+
+def canonical_config(resolved):
+    """The resolved config with volatile keys dropped, as JSON-able plain data."""
+    out = {}
+    for k, v in resolved.items():
+        if k in VOLATILE_KEYS or k.endswith("_dir"):
+            continue
+        out[str(k)] = v
+    return json.loads(json.dumps(out, sort_keys=True, default=_canon_default))
+
+
+def _canon_default(obj):
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    if isinstance(obj, type):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    if hasattr(obj, "item"):
+        try:
+            return obj.item()
+        except Exception:
+            pass
+    return repr(obj)
+
+
+def config_key(canonical):
+    """Run key: first 20 hex digits of the SHA-256 of the canonical config."""
+    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _incompatibility(resolved):
+    mt = str(resolved.get("MODEL_TYPE", ""))
+    order = (resolved.get("eval_args") or {}).get("order")
+    if "SEQUENTIAL" in mt.upper() and order != "TO":
+        return (f"sequential model; RecBole's sequential datasets need eval_args.order TO, "
+                f"the protocol uses {order}")
+    return None
+
+
+def run_config(suite, variant, dataset, seed):
+    """The config dict of one run (before RecBole resolves it)."""
+    cfg = copy.deepcopy(suite.config)
+    cfg.update(copy.deepcopy(dataset.config))
+    cfg.update(copy.deepcopy(suite.model_config.get(variant.model, {})))
+    cfg.update(copy.deepcopy(variant.config))
+    cfg.update(copy.deepcopy(suite.protocol))
+    cfg["seed"] = int(seed)
+    return cfg
+
+
+def _unknown_override_keys(overrides, defaults):
+    return sorted(k for k in overrides if k not in defaults)
+
+
+def plan_suite(suite, seeds=None, available=None, resolver=None, data_check=None):
+    """Expand ``suite`` into :class:`RunSpec` s, one per variant x dataset x seed.
+
+    ``available``: set of runnable model names (default :func:`available_models`);
+    ``resolver(model, dataset, config_file_list, config_dict) -> dict`` (default
+    :func:`resolve_config`); ``data_check(dataset, config_dict) -> (state, detail)`` (default
+    :func:`dataset_availability`; pass ``False`` to skip). Runs that cannot happen keep a
+    status saying why: ``missing`` (model not registered), ``no-data`` (dataset absent),
+    ``incompatible`` (e.g. a sequential model under a random-order split) or ``error`` (the
+    config does not resolve, or an override names a key the model does not have: a typo
+    would otherwise silently run the unmodified model). They are shown in every table,
+    never dropped.
+    """
+    seeds = list(seeds) if seeds else list(suite.seeds)
+    if available is None:
+        available = available_models()
+    resolver = resolver or resolve_config
+    if data_check is None:
+        data_check = dataset_availability
+    data_state = {}
+    defaults_cache = {}
+    runs = []
+    for variant in suite.variants:
+        for ds in suite.datasets:
+            if variant.datasets is not None and ds.name not in variant.datasets:
+                continue
+            files = list(suite.config_files) + list(variant.config_files)
+            for seed in seeds:
+                cfg = run_config(suite, variant, ds, seed)
+                run = RunSpec(suite=suite.name, label=variant.label, group=variant.group, model=variant.model,
+                              dataset=ds.name, dataset_label=ds.label, seed=int(seed), config_dict=cfg,
+                              config_files=files)
+                runs.append(run)
+                if variant.model not in available:
+                    run.status, run.reason = "missing", f"model {variant.model!r} is not registered"
+                    continue
+                if data_check:
+                    if ds.name not in data_state:
+                        data_state[ds.name] = data_check(ds.name, cfg)
+                    state, detail = data_state[ds.name]
+                    if state == "absent":
+                        run.status, run.reason = "no-data", f"dataset {ds.name!r} not available: {detail}"
+                        continue
+                try:
+                    resolved = resolver(variant.model, ds.name, files, cfg)
+                except Exception as exc:
+                    run.status, run.reason = "error", f"config does not resolve: {type(exc).__name__}: {exc}"
+                    continue
+                overrides = dict(suite.model_config.get(variant.model, {}))
+                overrides.update(variant.config)
+                if overrides:
+                    dkey = (variant.model, ds.name)
+                    if dkey not in defaults_cache:
+                        base = {k: v for k, v in cfg.items() if k not in overrides}
+                        try:
+                            defaults_cache[dkey] = set(resolver(variant.model, ds.name, list(suite.config_files), base))
+                        except Exception:
+                            defaults_cache[dkey] = set(resolved)
+                    unknown = _unknown_override_keys(overrides, defaults_cache[dkey])
+                    if unknown:
+                        run.status, run.reason = "error", (
+                            f"override key(s) {unknown} are not settings of {variant.model} (not in its resolved "
+                            f"defaults); check the names in its property file")
+                        continue
+                why = _incompatibility(resolved)
+                if why:
+                    run.status, run.reason = "incompatible", why
+                    continue
+                run.resolved = canonical_config(resolved)
+                run.key = config_key(run.resolved)
+    return Plan(suite=suite, runs=runs)
+
+
+def _matches(run, pattern):
+    """``pattern``: ``Model``, ``Label``, ``Model@dataset``, with shell wildcards."""
+    if "@" in pattern:
+        mp, dp = pattern.split("@", 1)
+    else:
+        mp, dp = pattern, "*"
+    model_ok = fnmatch.fnmatchcase(run.model, mp) or fnmatch.fnmatchcase(run.label, mp)
+    ds_ok = fnmatch.fnmatchcase(run.dataset, dp) or fnmatch.fnmatchcase(run.dataset_label, dp)
+    return model_ok and ds_ok
+
+
+def select_runs(runs, only=None, skip=None):
+    """Filter runs by ``--only``/``--skip`` patterns (lists; comma-separated items allowed)."""
+
+    def split(patterns):
+        out = []
+        for p in patterns or []:
+            out += [x.strip() for x in p.split(",") if x.strip()]
+        return out
+
+    only, skip = split(only), split(skip)
+    out = []
+    for r in runs:
+        if only and not any(_matches(r, p) for p in only):
+            continue
+        if skip and any(_matches(r, p) for p in skip):
+            continue
+        out.append(r)
+    return out

@@ -1,0 +1,690 @@
+"""Paper-style tables from a suite's plan and its results store: Markdown, LaTeX, CSV.
+
+Layout (as in the papers): rows are models, grouped (graph-only / graph+text / LLM-based),
+columns are dataset x metric; each cell is the mean and sample standard deviation over
+seeds; per column the best mean is bold and the second best underlined (ties share the
+mark; values are compared as displayed). The "Improv." row gives the best model of the
+suite's ``ours`` group over the best baseline, in %, marked ``*``/``**`` when a paired
+t-test over seeds finds the difference significant at 0.05/0.01 (see
+:mod:`recbole_llm.benchmark.stats`). Models that are not registered, cannot run under the
+protocol, or have not finished are listed as such, never dropped.
+"""
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass, field
+
+from recbole_llm.benchmark import stats
+from recbole_llm.benchmark.suite import lower_is_better
+
+DASH = "–"
+
+
+# -- data --------------------------------------------------------------------------------
+@dataclass
+class Cell:
+    status: str  # ok | partial | none
+    per_seed: dict = field(default_factory=dict)  # seed -> value
+    n_expected: int = 0
+    mean: float = float("nan")
+    std: float = float("nan")
+    best: bool = False
+    second: bool = False
+    mark: str = ""  # significance stars on this cell
+
+    @property
+    def n(self):
+        return len(self.per_seed)
+
+    @property
+    def has_value(self):
+        return self.n > 0 and not math.isnan(self.mean)
+
+
+@dataclass
+class Row:
+    label: str
+    model: str
+    group: str
+    ours: bool
+    status: str  # ok | partial | pending | failed | missing | no-data | incompatible | error
+    reason: str = ""
+    note: str = ""
+    cells: dict = field(default_factory=dict)  # (dataset, metric) -> Cell
+
+
+@dataclass
+class Table:
+    name: str
+    caption: str
+    kind: str
+    suite: str
+    datasets: list  # [(name, label)]
+    metrics: list  # metric keys
+    metric_labels: dict
+    groups: list  # [(group name, ours, [Row])]
+    decimals: int = 4
+    improv: dict = None  # column -> (pct or None, stars)
+    significance: list = field(default_factory=list)
+    footnotes: list = field(default_factory=list)
+
+    @property
+    def columns(self):
+        return [(d, m) for d, _ in self.datasets for m in self.metrics]
+
+    @property
+    def rows(self):
+        return [r for _, _, rows in self.groups for r in rows]
+
+    def dataset_label(self, name):
+        return dict(self.datasets)[name]
+
+
+# -- collecting results -----------------------------------------------------------------
+def _row_status(runs, rows_by_key):
+    """Status of a row over its runs. Runs that cannot happen (missing model, no data,
+    incompatible, config error) decide only when no run of the row is ready; otherwise the
+    ready runs' store states decide."""
+    ready = [r for r in runs if r.status == "ready"]
+    if not ready:
+        order = ("missing", "error", "incompatible", "no-data")
+        s = min((r for r in runs), key=lambda r: order.index(r.status) if r.status in order else 99)
+        return s.status, s.reason
+    db = [rows_by_key.get(r.key) for r in ready]
+    st = [row["status"] if row else "pending" for row in db]
+    if all(x == "finished" for x in st):
+        return "ok", ""
+    if any(x == "finished" for x in st):
+        return "partial", f"{st.count('finished')} of {len(st)} runnable runs finished"
+    if any(x == "failed" for x in st):
+        err = next((row.get("error") or "" for row in db if row and row["status"] == "failed"), "")
+        return "failed", err.splitlines()[0] if err else "failed"
+    if any(x == "running" for x in st):
+        return "pending", "running"
+    return "pending", "not run yet"
+
+
+def collect(plan, store, table_spec=None):
+    """Build a :class:`Table` for ``table_spec`` (default: the main table)."""
+    suite = plan.suite
+    if table_spec is None:
+        table_spec = suite.all_tables()[0] if suite.main_table else None
+    kind = getattr(table_spec, "kind", "main")
+    metrics = list(getattr(table_spec, "columns", None) or suite.columns)
+    ds_names = getattr(table_spec, "datasets", None) or [d.name for d in suite.datasets]
+    datasets = [(d.name, d.label) for d in suite.datasets if d.name in ds_names]
+    labels = getattr(table_spec, "rows", None)
+
+    keys = [r.key for r in plan.runs if r.key]
+    rows_by_key = {row["key"]: row for row in store.rows(keys=keys)} if keys else {}
+    by_cell = plan.by_cell()
+
+    groups = []
+    for gname, ours, variants in suite.groups:
+        rows = []
+        for v in variants:
+            if labels is not None and v.label not in labels:
+                continue
+            vruns = [r for (lab, _), rs in by_cell.items() if lab == v.label for r in rs
+                     if r.dataset in ds_names]
+            status, reason = _row_status(vruns, rows_by_key) if vruns else ("missing", "no runs planned")
+            row = Row(label=v.label, model=v.model, group=gname, ours=ours, status=status, reason=reason, note=v.note)
+            for ds, _ in datasets:
+                cruns = by_cell.get((v.label, ds), [])
+                for m in metrics:
+                    cell = Cell(status="none", n_expected=len(cruns))
+                    for r in cruns:
+                        db = rows_by_key.get(r.key) if r.key else None
+                        if db and db["status"] == "finished":
+                            val = (db.get("test") or {}).get(m)
+                            if isinstance(val, (int, float)) and not math.isnan(val):
+                                cell.per_seed[r.seed] = float(val)
+                    if cell.n:
+                        cell.mean, cell.std = stats.mean_std(cell.per_seed.values())
+                        cell.status = "ok" if cell.n == cell.n_expected else "partial"
+                    row.cells[(ds, m)] = cell
+            rows.append(row)
+        if rows:
+            groups.append((gname, ours, rows))
+    if labels is not None and kind == "ablation":
+        # Ablation tables follow the order given in the table spec, in one block.
+        flat = {r.label: r for _, _, rs in groups for r in rs}
+        groups = [("", False, [flat[lab] for lab in labels if lab in flat])]
+
+    table = Table(name=table_spec.name if table_spec else "main",
+                  caption=(getattr(table_spec, "caption", "") or suite.title), kind=kind, suite=suite.name,
+                  datasets=datasets, metrics=metrics,
+                  metric_labels={m: suite.metric_label(m) for m in metrics}, groups=groups,
+                  decimals=suite.decimals)
+    mark_best(table)
+    if kind == "main":
+        compute_improvement(table)
+    table.footnotes = _footnotes(table, plan)
+    return table
+
+
+def mark_best(table):
+    """Bold (best) and underline (second best) per column, comparing displayed values."""
+    for col in table.columns:
+        lower = lower_is_better(col[1])
+        vals = [(round(r.cells[col].mean, table.decimals), r) for r in table.rows
+                if col in r.cells and r.cells[col].has_value]
+        distinct = sorted({v for v, _ in vals}, reverse=not lower)
+        for v, r in vals:
+            r.cells[col].best = bool(distinct) and v == distinct[0]
+            r.cells[col].second = len(distinct) > 1 and v == distinct[1]
+
+
+def _best_row(rows, col):
+    cands = [r for r in rows if col in r.cells and r.cells[col].has_value]
+    if not cands:
+        return None
+    lower = lower_is_better(col[1])
+    return (min if lower else max)(cands, key=lambda r: r.cells[col].mean)
+
+
+def compute_improvement(table):
+    """Fill ``table.improv`` and ``table.significance`` (see module docstring)."""
+    has_ours = any(ours for _, ours, _ in table.groups)
+    table.improv = {} if has_ours else None
+    ours_rows = [r for r in table.rows if r.ours]
+    base_rows = [r for r in table.rows if not r.ours]
+    for col in table.columns:
+        lower = lower_is_better(col[1])
+        o, b = _best_row(ours_rows, col), _best_row(base_rows, col)
+        if has_ours:
+            if o is None or b is None:
+                table.improv[col] = (None, "")
+            else:
+                om, bm = o.cells[col].mean, b.cells[col].mean
+                pct = ((bm - om) if lower else (om - bm)) / abs(bm) * 100 if bm else float("nan")
+                test = stats.paired_ttest(o.cells[col].per_seed, b.cells[col].per_seed)
+                table.improv[col] = (pct, stats.stars(test["p"]))
+                table.significance.append({"column": col, "a": o.label, "b": b.label, "kind": "best ours vs best baseline",
+                                           "marked": "Improv.", **test})
+                continue
+        # No result for our group: test the best row against the runner-up, mark the best cell.
+        ranked = sorted([r for r in table.rows if col in r.cells and r.cells[col].has_value],
+                        key=lambda r: r.cells[col].mean, reverse=not lower)
+        if len(ranked) >= 2:
+            a, c = ranked[0], ranked[1]
+            test = stats.paired_ttest(a.cells[col].per_seed, c.cells[col].per_seed)
+            if not lower and a.cells[col].mean < c.cells[col].mean:
+                continue
+            a.cells[col].mark = stats.stars(test["p"])
+            table.significance.append({"column": col, "a": a.label, "b": c.label, "kind": "best vs runner-up",
+                                       "marked": "best cell", **test})
+
+
+def describe_protocol(suite):
+    ea = suite.protocol["eval_args"]
+    split = ea["split"]
+    if "LS" in split:
+        sp = "leave-one-out" + (" by time" if ea["order"] == "TO" else " (random order)")
+        sp += f" (LS: {split['LS']})"
+    else:
+        ratios = "/".join(f"{round(r * 100)}" for r in split["RS"])
+        sp = f"{'random' if ea['order'] == 'RO' else 'chronological'} {ratios} split (RS, order {ea['order']})"
+    group = "per user" if ea["group_by"] == "user" else "global"
+    mode = ea["mode"]
+    mode = mode if isinstance(mode, str) else "/".join(f"{k}: {v}" for k, v in mode.items())
+    rank = "full ranking over all items" if mode == "full" else f"ranking mode {mode}"
+    return f"{sp}, {group}, {rank}"
+
+
+def _footnotes(table, plan):
+    suite = plan.suite
+    notes = []
+    seeds = sorted({r.seed for r in plan.runs})
+    if table.kind in ("main", "ablation"):
+        notes.append(f"Protocol: {describe_protocol(suite)}. Test-set metrics, mean ± sample std over "
+                     f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}); model selection on "
+                     f"{suite.protocol.get('valid_metric', 'the validation metric')}.")
+        notes.append("Bold: best; underlined: second best (per column, as displayed).")
+    if table.improv is not None:
+        ours = "', '".join(g for g, o, _ in table.groups if o)
+        note = (f"Improv.: best model of the '{ours}' group over the best baseline (best model outside that "
+                f"group), in %. ")
+        if all(pct is None for pct, _ in table.improv.values()):
+            note += f"No result of the '{ours}' group yet, hence no improvement. "
+        notes.append(note + _sig_note())
+    if any(s["marked"] == "best cell" for s in table.significance):
+        notes.append("* / ** on a best value (columns without an Improv. value): better than the runner-up at "
+                     "p < 0.05 / 0.01 " + _sig_suffix())
+    shown = {d for d, _ in table.datasets}
+    for ds in sorted(shown):
+        druns = [r for r in plan.runs if r.dataset == ds]
+        nodata = [r for r in druns if r.status == "no-data"]
+        if nodata:
+            notes.append(f"No data for {ds}: {nodata[0].reason.split(': ', 1)[-1]}.")
+    missing = [f"{r.label}" + (f" (model {r.model})" if r.model != r.label else "") for r in table.rows
+               if r.status == "missing"]
+    if missing:
+        notes.append("Missing, i.e. not registered in this installation (no plugin provides the model): "
+                     + ", ".join(missing) + ".")
+    for r in table.rows:
+        if r.status in ("incompatible", "error", "failed", "pending", "partial"):
+            word = _status_word(r.status)
+            notes.append(f"{r.label}: {word}" + (f" ({r.reason})" if r.reason and r.reason != word else "") + ".")
+        other = sorted({(x.dataset, x.status, x.reason) for x in plan.runs
+                        if x.label == r.label and x.dataset in shown and x.status in ("incompatible", "error")
+                        and x.status != r.status})
+        for ds, st, why in other:
+            notes.append(f"{r.label} on {ds}: {_status_word(st)} ({why}).")
+    return notes
+
+
+def _sig_suffix():
+    return (f"({stats.TEST_NAME}; runs with the same seed share the data split). With few seeds the "
+            "test has little power; no correction for multiple columns.")
+
+
+def _sig_note():
+    return "* / **: p < 0.05 / 0.01 " + _sig_suffix()
+
+
+def _status_word(status):
+    return {"missing": "missing, not registered in this installation", "no-data": "no data",
+            "incompatible": "not applicable under this protocol",
+            "error": "config error", "failed": "failed", "pending": "not run yet",
+            "partial": "incomplete"}.get(status, status)
+
+
+# -- formatting --------------------------------------------------------------------------
+def _fmt(x, d):
+    return f"{x:.{d}f}"
+
+
+def cell_text(cell, d, style, show_std=True):
+    if not cell.has_value:
+        return DASH
+    pm = {"md": " ± ", "tex": r"$\pm$", "plain": " ± "}[style]
+    txt = _fmt(cell.mean, d)
+    if show_std and cell.n > 1:
+        txt += pm + _fmt(cell.std, d)
+    if cell.status == "partial":
+        txt += f" ({cell.n}/{cell.n_expected})"
+    if style == "md":
+        if cell.best:
+            txt = f"**{txt}**"
+        elif cell.second:
+            txt = f"<ins>{txt}</ins>"
+        if cell.mark:
+            txt += cell.mark.replace("*", r"\*")
+    elif style == "tex":
+        if cell.best:
+            txt = r"\textbf{" + txt + "}"
+        elif cell.second:
+            txt = r"\underline{" + txt + "}"
+        if cell.mark:
+            txt += "$^{" + cell.mark + "}$"
+    return txt
+
+
+def _row_label(row):
+    suffix = {"missing": " (missing)", "no-data": " (no data)", "incompatible": " (n/a)", "error": " (config error)",
+              "failed": " (failed)", "pending": " (not run)"}.get(row.status, "")
+    return row.label + suffix
+
+
+def _improv_text(val, style):
+    pct, st = val
+    if pct is None or (isinstance(pct, float) and math.isnan(pct)):
+        return DASH
+    if style == "tex":
+        return f"{pct:.2f}\\%" + ("$^{" + st + "}$" if st else "")
+    if style == "md":
+        return f"{pct:.2f}%" + st.replace("*", r"\*")
+    return f"{pct:.2f}%{st}"
+
+
+def _md_escape(s):
+    return str(s).replace("|", r"\|")
+
+
+def to_markdown(table, show_std=True, title=True):
+    d = table.decimals
+    multi = len(table.datasets) > 1
+    head = ["Model"]
+    for ds, lab in table.datasets:
+        for m in table.metrics:
+            ml = table.metric_labels[m]
+            head.append(f"{lab}<br>{ml}" if multi else ml)
+    out = []
+    if title:
+        cap = table.caption + ("" if multi else f" ({table.datasets[0][1]})")
+        out.append(f"**{_md_escape(cap)}**\n")
+    out.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
+    out.append("|" + "|".join([":---"] + [":---:"] * (len(head) - 1)) + "|")
+    empty = [""] * (len(head) - 1)
+    for gname, _, rows in table.groups:
+        if gname and (len(table.groups) > 1 or table.kind == "main"):
+            out.append("| " + " | ".join([f"*{_md_escape(gname)}*"] + empty) + " |")
+        for r in rows:
+            cells = [cell_text(r.cells[c], d, "md", show_std) for c in table.columns]
+            out.append("| " + " | ".join([_md_escape(_row_label(r))] + cells) + " |")
+    if table.improv is not None:
+        out.append("| " + " | ".join(["Improv."] + [_improv_text(table.improv[c], "md") for c in table.columns]) + " |")
+    if table.footnotes:
+        out.append("")
+        out += ["- " + n.replace("*", r"\*") for n in table.footnotes]
+    return "\n".join(out) + "\n"
+
+
+def significance_markdown(table):
+    if not table.significance:
+        return ""
+    d = table.decimals
+    out = ["| Column | Compared | Seeds | Mean diff | t | p | Marked |", "|:---|:---|:---:|---:|---:|---:|:---|"]
+    for s in table.significance:
+        ds, m = s["column"]
+        col = f"{table.dataset_label(ds)} {table.metric_labels[m]}"
+        t = "n/a" if math.isnan(s["t"]) else f"{s['t']:.2f}"
+        p = "n/a" if math.isnan(s["p"]) else f"{s['p']:.3g}"
+        md = "n/a" if math.isnan(s["mean_diff"]) else f"{s['mean_diff']:+.{d}f}"
+        note = f" ({s['note']})" if s.get("note") else ""
+        out.append(f"| {col} | {_md_escape(s['a'])} vs {_md_escape(s['b'])} | {s['n']} | {md} | {t} | {p}{note} | "
+                   f"{s['marked']}{' ' + stats.stars(s['p']).replace('*', chr(92) + '*') if stats.stars(s['p']) else ''} |")
+    return "\n".join(out) + "\n"
+
+
+_TEX_SPECIAL = {"<": r"$<$", ">": r"$>$", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def tex_escape(s):
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(s)).replace("±", r"$\pm$").replace("–", "--")
+
+
+def to_latex(table, show_std=True, label=None):
+    d = table.decimals
+    nm, nd = len(table.metrics), len(table.datasets)
+    ncols = 1 + nm * nd
+    colspec = "l" + "".join(" " + "c" * nm for _ in range(nd))
+    wide = ncols > 9
+    lines = ["% requires \\usepackage{booktabs}" + (" and \\usepackage{graphicx}" if wide else ""),
+             "\\begin{table*}[t]" if wide else "\\begin{table}[t]", "\\centering",
+             "\\caption{" + tex_escape(table.caption) + "}",
+             "\\label{" + (label or f"tab:{table.suite}-{table.name}") + "}"]
+    if wide:
+        lines.append("\\resizebox{\\linewidth}{!}{%")
+    lines.append("\\begin{tabular}{" + colspec + "}")
+    lines.append("\\toprule")
+    spans = " & ".join("\\multicolumn{" + str(nm) + "}{c}{" + tex_escape(lab) + "}" for _, lab in table.datasets)
+    lines.append("Dataset & " + spans + " \\\\")
+    lines.append(" ".join(f"\\cmidrule(lr){{{2 + i * nm}-{1 + (i + 1) * nm}}}" for i in range(nd)))
+    lines.append("Model & " + " & ".join(tex_escape(table.metric_labels[m]) for _ in table.datasets
+                                         for m in table.metrics) + " \\\\")
+    lines.append("\\midrule")
+    for gi, (gname, _, rows) in enumerate(table.groups):
+        if gi > 0:
+            lines.append("\\midrule")
+        if gname and (len(table.groups) > 1 or table.kind == "main"):
+            lines.append("\\multicolumn{" + str(ncols) + "}{l}{\\textit{" + tex_escape(gname) + "}} \\\\")
+        for r in rows:
+            cells = [cell_text(r.cells[c], d, "tex", show_std) for c in table.columns]
+            cells = [c if c != DASH else "--" for c in cells]
+            lines.append(tex_escape(_row_label(r)) + " & " + " & ".join(cells) + " \\\\")
+    if table.improv is not None:
+        lines.append("\\midrule")
+        vals = [_improv_text(table.improv[c], "tex") for c in table.columns]
+        vals = [v if v != DASH else "--" for v in vals]
+        lines.append("Improv. & " + " & ".join(vals) + " \\\\")
+    lines.append("\\bottomrule")
+    lines.append("\\end{tabular}" + ("}" if wide else ""))
+    if table.footnotes:
+        lines.append("\\par\\smallskip")
+        lines.append("{\\footnotesize " + " ".join(tex_escape(n) for n in table.footnotes) + "\\par}")
+    lines.append("\\end{table*}" if wide else "\\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table):
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    head = ["group", "model", "status"]
+    for ds, m in table.columns:
+        base = f"{ds}|{m}"
+        head += [f"{base}|mean", f"{base}|std", f"{base}|n", f"{base}|mark"]
+    w.writerow(head)
+    for r in table.rows:
+        vals = [r.group, r.label, r.status]
+        for c in table.columns:
+            cell = r.cells[c]
+            mark = "best" if cell.best else "second" if cell.second else ""
+            vals += [_num(cell.mean), _num(cell.std), cell.n, (mark + cell.mark).strip()]
+        w.writerow(vals)
+    if table.improv is not None:
+        vals = ["", "Improv. (%)", ""]
+        for c in table.columns:
+            pct, st = table.improv[c]
+            vals += [_num(pct) if pct is not None else "", "", "", st]
+        w.writerow(vals)
+    return buf.getvalue()
+
+
+def _num(x):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return repr(float(x))
+
+
+# -- efficiency ------------------------------------------------------------------------
+EFFICIENCY_FIELDS = [("s_per_epoch", "s/epoch"), ("epochs", "epochs"), ("run_s", "run time (s)"),
+                     ("peak_mb", "peak RSS (MB)"), ("trainable", "trainable params"), ("total", "total params")]
+
+
+def collect_efficiency(plan, store):
+    """{label: {dataset: {field: value}}} averaged over finished seeds, plus row order."""
+    keys = [r.key for r in plan.runs if r.key]
+    rows_by_key = {row["key"]: row for row in store.rows(keys=keys)} if keys else {}
+    out = {}
+    for (label, ds), runs in plan.by_cell().items():
+        done = [rows_by_key[r.key] for r in runs if r.key and rows_by_key.get(r.key, {}).get("status") == "finished"]
+        if not done:
+            continue
+        epochs = [t for row in done for t in (row.get("epoch_times") or [])]
+        run_s = [row["wall_time_s"] for row in done if row.get("wall_time_s") is not None]
+        peak = [row["peak_rss_mb"] for row in done if row.get("peak_rss_mb") is not None]
+        n_ep = [len(row.get("epoch_times") or []) for row in done]
+        out.setdefault(label, {})[ds] = {
+            "s_per_epoch": sum(epochs) / len(epochs) if epochs else None,
+            "epochs": sum(n_ep) / len(n_ep) if n_ep else None,
+            "run_s": sum(run_s) / len(run_s) if run_s else None,
+            "peak_mb": max(peak) if peak else None,
+            "trainable": done[0].get("trainable_params"),
+            "total": done[0].get("total_params"),
+            "n": len(done),
+        }
+    return out
+
+
+def _human(n):
+    if n is None:
+        return DASH
+    n = float(n)
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{int(n)}"
+
+
+def _eff_text(field_name, v):
+    if v is None:
+        return DASH
+    if field_name in ("trainable", "total"):
+        return _human(v)
+    if field_name == "epochs":
+        return f"{v:.1f}" if v != int(v) else f"{int(v)}"
+    if field_name == "peak_mb":
+        return f"{v:.0f}"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def efficiency_markdown(plan, store):
+    eff = collect_efficiency(plan, store)
+    suite = plan.suite
+    multi = len(suite.datasets) > 1
+    head = ["Model"] + [f"{d.label}<br>{lab}" if multi else lab for d in suite.datasets for _, lab in EFFICIENCY_FIELDS]
+    out = [f"**Efficiency: {suite.title}**" + ("" if multi else f" ({suite.datasets[0].label})") + "\n",
+           "| " + " | ".join(head) + " |", "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for gname, _, variants in suite.groups:
+        rows = [v for v in variants if v.label in eff]
+        if not rows:
+            continue
+        out.append("| " + " | ".join([f"*{_md_escape(gname)}*"] + [""] * (len(head) - 1)) + " |")
+        for v in rows:
+            vals = [_eff_text(f, eff[v.label].get(d.name, {}).get(f)) for d in suite.datasets for f, _ in EFFICIENCY_FIELDS]
+            out.append("| " + " | ".join([_md_escape(v.label)] + vals) + " |")
+    out.append("")
+    out.append("- s/epoch: mean training time per epoch (validation excluded); epochs: epochs trained (early "
+               "stopping); run time: wall time of the whole run subprocess (startup, data, training, "
+               "evaluation); peak RSS: maximum resident memory of the run subprocess over seeds; "
+               "parameters: trainable / total.")
+    return "\n".join(out) + "\n"
+
+
+def efficiency_latex(plan, store):
+    eff = collect_efficiency(plan, store)
+    suite = plan.suite
+    nf = len(EFFICIENCY_FIELDS)
+    ncols = 1 + nf * len(suite.datasets)
+    lines = ["% requires \\usepackage{booktabs}", "\\begin{table}[t]", "\\centering",
+             "\\caption{Efficiency: " + tex_escape(suite.title) + "}", f"\\label{{tab:{suite.name}-efficiency}}",
+             "\\begin{tabular}{l" + ("r" * nf) * len(suite.datasets) + "}", "\\toprule",
+             "Dataset & " + " & ".join("\\multicolumn{" + str(nf) + "}{c}{" + tex_escape(d.label) + "}"
+                                       for d in suite.datasets) + " \\\\",
+             " ".join(f"\\cmidrule(lr){{{2 + i * nf}-{1 + (i + 1) * nf}}}" for i in range(len(suite.datasets))),
+             "Model & " + " & ".join(tex_escape(lab) for _ in suite.datasets for _, lab in EFFICIENCY_FIELDS) + " \\\\",
+             "\\midrule"]
+    first = True
+    for gname, _, variants in suite.groups:
+        rows = [v for v in variants if v.label in eff]
+        if not rows:
+            continue
+        if not first:
+            lines.append("\\midrule")
+        first = False
+        lines.append("\\multicolumn{" + str(ncols) + "}{l}{\\textit{" + tex_escape(gname) + "}} \\\\")
+        for v in rows:
+            vals = [_eff_text(f, eff[v.label].get(d.name, {}).get(f)) for d in suite.datasets for f, _ in EFFICIENCY_FIELDS]
+            lines.append(tex_escape(v.label) + " & " + " & ".join(x if x != DASH else "--" for x in vals) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def efficiency_csv(plan, store):
+    eff = collect_efficiency(plan, store)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["group", "model", "dataset", "seeds_finished"] + [f for f, _ in EFFICIENCY_FIELDS])
+    for gname, _, variants in plan.suite.groups:
+        for v in variants:
+            for d in plan.suite.datasets:
+                e = eff.get(v.label, {}).get(d.name)
+                if e:
+                    w.writerow([gname, v.label, d.name, e["n"]] + ["" if e[f] is None else e[f] for f, _ in EFFICIENCY_FIELDS])
+    return buf.getvalue()
+
+
+def runs_csv(plan, store):
+    """Every planned run, one line each (long format), including missing and failed ones."""
+    keys = [r.key for r in plan.runs if r.key]
+    rows_by_key = {row["key"]: row for row in store.rows(keys=keys)} if keys else {}
+    metrics = plan.suite.columns
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["key", "group", "model_label", "model", "dataset", "seed", "status", "attempts", "best_epoch",
+                "epochs", "wall_time_s", "peak_rss_mb", "trainable_params", "total_params"]
+               + [f"valid_{m}" for m in metrics] + [f"test_{m}" for m in metrics] + ["error"])
+    for r in plan.runs:
+        db = rows_by_key.get(r.key) if r.key else None
+        status = db["status"] if db else (r.status if r.status != "ready" else "pending")
+        vals = [r.key or "", r.group, r.label, r.model, r.dataset, r.seed, status]
+        if db:
+            vals += [db.get("attempts"), db.get("best_epoch"), len(db.get("epoch_times") or []) or "",
+                     db.get("wall_time_s"), db.get("peak_rss_mb"), db.get("trainable_params"), db.get("total_params")]
+            vals += [(db.get("valid") or {}).get(m, "") for m in metrics] + [(db.get("test") or {}).get(m, "") for m in metrics]
+            vals.append(((db.get("error") or "").splitlines() or [""])[0])
+        else:
+            vals += [""] * 7 + [""] * (2 * len(metrics)) + [r.reason]
+        w.writerow(["" if v is None else v for v in vals])
+    return buf.getvalue()
+
+
+# -- writing everything ----------------------------------------------------------------
+def write_tables(plan, store, out_dir, show_std=True):
+    """Write every table of the suite as .md/.tex/.csv under ``out_dir/tables`` plus
+    ``summary.md`` and ``runs.csv``; return ``(summary markdown, [Table])``."""
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    tdir = out_dir / "tables"
+    tdir.mkdir(parents=True, exist_ok=True)
+    suite = plan.suite
+    tables = [collect(plan, store, spec) for spec in suite.all_tables()]
+    parts = [f"# {suite.title}\n"]
+    if suite.paper:
+        parts.append(f"Reproduces: {suite.paper}\n")
+    if suite.description:
+        parts.append(suite.description.strip() + "\n")
+    for t in tables:
+        md = to_markdown(t, show_std=show_std)
+        (tdir / f"{t.name}.md").write_text(md)
+        (tdir / f"{t.name}.tex").write_text(to_latex(t, show_std=show_std))
+        (tdir / f"{t.name}.csv").write_text(to_csv(t))
+        parts.append(md)
+        sig = significance_markdown(t)
+        if sig:
+            parts.append(f"Significance tests ({stats.TEST_NAME}):\n\n" + sig)
+    eff_md = efficiency_markdown(plan, store)
+    (tdir / "efficiency.md").write_text(eff_md)
+    (tdir / "efficiency.tex").write_text(efficiency_latex(plan, store))
+    (tdir / "efficiency.csv").write_text(efficiency_csv(plan, store))
+    parts.append(eff_md)
+    (out_dir / "runs.csv").write_text(runs_csv(plan, store))
+    summary = "\n".join(parts)
+    (out_dir / "summary.md").write_text(summary)
+    return summary, tables
+
+
+def check_latex_structure(tex):
+    """Structural check of generated LaTeX: balanced braces and environments, and every
+    tabular row has as many cells as the column spec. Returns a list of problems."""
+    problems = []
+    depth = 0
+    for i, ch in enumerate(tex):
+        if ch == "{" and (i == 0 or tex[i - 1] != "\\"):
+            depth += 1
+        elif ch == "}" and (i == 0 or tex[i - 1] != "\\"):
+            depth -= 1
+            if depth < 0:
+                problems.append(f"unbalanced '}}' at {i}")
+                depth = 0
+    if depth:
+        problems.append(f"{depth} unclosed '{{'")
+    stack = []
+    for m in re.finditer(r"\\(begin|end)\{([^}]*)\}", tex):
+        if m.group(1) == "begin":
+            stack.append(m.group(2))
+        elif not stack or stack.pop() != m.group(2):
+            problems.append(f"\\end{{{m.group(2)}}} does not close the open environment")
+    problems += [f"environment {e} not closed" for e in stack]
+    spec = re.search(r"\\begin\{tabular\}\{([^}]*)\}", tex)
+    if spec:
+        ncols = len(re.sub(r"[^lcrp]", "", spec.group(1)))
+        body = tex[spec.end():tex.find("\\end{tabular}")]
+        for line in body.splitlines():
+            line = line.strip()
+            if not line.endswith("\\\\"):
+                continue
+            content = re.sub(r"\\&", "", line[:-2])
+            width = 0
+            for cell in content.split("&"):
+                mc = re.search(r"\\multicolumn\{(\d+)\}", cell)
+                width += int(mc.group(1)) if mc else 1
+            if width != ncols:
+                problems.append(f"row has {width} cells, tabular has {ncols}: {line[:80]}")
+    return problems

@@ -1,0 +1,239 @@
+"""Batched text generation with ``model.generate()`` and an on-disk cache.
+
+:func:`generate_answers` asks several instructions about each of many contexts (GLTA: a user's
+history-item descriptions, asked for a profile and for a prediction). The prompt of each
+(context, instruction) pair is the chat-formatted user message ``context + "\\n" +
+instruction`` (plain text when the tokenizer has no chat template or ``chat=False``). Each
+context is pre-filled once and its key/value cache copied for every instruction
+(``generate(past_key_values=...)``), so asking two questions costs one prefill.
+
+Decoding is greedy by default, so an answer depends only on the model and the prompt: answers
+are cached on disk, keyed by the model fingerprint, the decoding settings and the prompt, in
+``<cache_dir>/llm/generations/<fingerprint>.jsonl`` (one JSON object per line, appended after
+every batch, so an interrupted run keeps what it generated). Runs, epochs and processes reuse it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from recbole_llm.paths import cache_dir
+
+logger = logging.getLogger(__name__)
+
+_SENTINEL = "\u2063\u2063RECBOLE_LLM_SPLIT\u2063\u2063"
+
+
+class GenerationCache:
+    """Answers on disk: ``key -> text`` in a JSON-lines file (append-only)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._data: dict[str, str] = {}
+        self._lock = threading.Lock()
+        if self.path.is_file():
+            with open(self.path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut by a crash
+                    self._data[row["k"]] = row["text"]
+
+    def __len__(self):
+        return len(self._data)
+
+    def get(self, key):
+        return self._data.get(key)
+
+    def put_many(self, items):
+        if not items:
+            return
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write("".join(json.dumps({"k": k, "text": t}, ensure_ascii=False) + "\n" for k, t in items))
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._data.update(items)
+
+
+def default_cache_path(backbone) -> Path:
+    return cache_dir() / "llm" / "generations" / f"{backbone.fingerprint}.jsonl"
+
+
+@dataclass
+class GenerationStats:
+    prompts: int = 0
+    cached: int = 0
+    generated: int = 0
+    prefill_tokens: int = 0
+    new_tokens: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return (self.prefill_tokens + self.new_tokens) / self.seconds if self.seconds else 0.0
+
+
+def uses_chat(tokenizer, chat: bool) -> bool:
+    return bool(chat and getattr(tokenizer, "chat_template", None))
+
+
+def _split_chat(tokenizer, context: str, instruction: str, chat: bool, system: str | None):
+    """(context part, instruction part) of the full prompt text, split where they meet."""
+    if uses_chat(tokenizer, chat):
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": context + _SENTINEL + instruction}
+        ]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        head, tail = text.split(_SENTINEL)
+        return head, "\n" + tail
+    prefix = (system + "\n\n") if system else ""
+    return prefix + context, "\n" + instruction + "\n"
+
+
+def _key(fingerprint, settings, prompt):
+    raw = json.dumps([fingerprint, settings, prompt], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def clean_answer(text: str) -> str:
+    """First paragraph of an answer, whitespace tidied."""
+    text = text.strip()
+    for stop in ("\n\n",):
+        if stop in text:
+            text = text.split(stop, 1)[0]
+    return " ".join(text.split())
+
+
+@torch.no_grad()
+def generate_answers(
+    backbone,
+    contexts,
+    instructions,
+    max_new_tokens=32,
+    batch_size=16,
+    chat=True,
+    system=None,
+    cache=True,
+    cache_path=None,
+    do_sample=False,
+    progress=None,
+    stats: GenerationStats | None = None,
+):
+    """Answers ``[len(contexts)][len(instructions)]`` (cleaned with :func:`clean_answer`).
+
+    ``cache``: reuse and extend the on-disk cache (``cache_path`` or :func:`default_cache_path`).
+    ``progress(n)`` is called after each batch with the number of contexts done.
+    """
+    tokenizer, model = backbone.tokenizer, backbone.model
+    stats = stats if stats is not None else GenerationStats()
+    settings = {"max_new_tokens": int(max_new_tokens), "do_sample": bool(do_sample), "chat": bool(chat),
+                "system": system or ""}
+    store = GenerationCache(cache_path or default_cache_path(backbone)) if cache else None
+    n_ctx, n_ins = len(contexts), len(instructions)
+    answers = [[None] * n_ins for _ in range(n_ctx)]
+    todo = []  # (context index, [(instruction index, key, head, tail)])
+    for c, context in enumerate(contexts):
+        need = []
+        for q, instruction in enumerate(instructions):
+            head, tail = _split_chat(tokenizer, context, instruction, chat, system)
+            key = _key(backbone.fingerprint, settings, head + tail)
+            hit = store.get(key) if store is not None else None
+            if hit is not None:
+                answers[c][q] = hit
+                stats.cached += 1
+            else:
+                need.append((q, key, head, tail))
+        stats.prompts += n_ins
+        if need:
+            todo.append((c, need))
+    if not todo:
+        return [[clean_answer(a) for a in row] for row in answers]
+
+    start = time.perf_counter()
+    device = backbone.device
+    pad = backbone.pad_token_id
+    eos = tokenizer.eos_token_id
+    gen_kwargs = dict(max_new_tokens=int(max_new_tokens), do_sample=bool(do_sample), pad_token_id=pad)
+    if eos is not None:
+        gen_kwargs["eos_token_id"] = eos
+    if not do_sample:
+        gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+    # encode once; sort by length so batches pad little
+    encoded = []
+    for c, need in todo:
+        # a chat template writes its own special tokens (BOS included) into the text
+        head_ids = list(tokenizer(need[0][2], add_special_tokens=not uses_chat(tokenizer, chat)).input_ids)
+        encoded.append((c, need, head_ids))
+    encoded.sort(key=lambda item: len(item[2]))
+    for i in range(0, len(encoded), batch_size):
+        chunk = encoded[i : i + batch_size]
+        width = max(len(h) for _, _, h in chunk)
+        head = torch.full((len(chunk), width), pad, dtype=torch.long)
+        hmask = torch.zeros(len(chunk), width, dtype=torch.long)
+        for b, (_, _, h) in enumerate(chunk):
+            head[b, width - len(h) :] = torch.tensor(h)
+            hmask[b, width - len(h) :] = 1
+        head, hmask = head.to(device), hmask.to(device)
+        pos = (hmask.cumsum(1) - 1).clamp(min=0)
+        out = model(input_ids=head, attention_mask=hmask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        prefilled = out.past_key_values
+        stats.prefill_tokens += int(hmask.sum())
+        results = []
+        for q in range(n_ins):
+            rows = [b for b, (_, need, _) in enumerate(chunk) if any(n[0] == q for n in need)]
+            if not rows:
+                continue
+            tails = []
+            for b in rows:
+                entry = next(n for n in chunk[b][1] if n[0] == q)
+                tails.append(entry)
+            tail_ids = [list(tokenizer(t[3], add_special_tokens=False).input_ids) for t in tails]
+            if len({tuple(t) for t in tail_ids}) != 1:
+                # instruction tokenised differently per row (should not happen): run row by row
+                groups = [[r] for r in range(len(rows))]
+            else:
+                groups = [list(range(len(rows)))]
+            for group in groups:
+                sel = torch.tensor([rows[g] for g in group], device=device)
+                tail = torch.tensor([tail_ids[g] for g in group], dtype=torch.long, device=device)
+                ids = torch.cat([head[sel], tail], dim=1)
+                mask = torch.cat([hmask[sel], torch.ones_like(tail)], dim=1)
+                cache = copy.deepcopy(prefilled)
+                if len(group) != len(chunk):
+                    cache.batch_select_indices(sel)
+                generated = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **gen_kwargs)
+                new = generated[:, ids.shape[1] :]
+                stats.prefill_tokens += int(tail.numel())
+                for j, g in enumerate(group):
+                    row_new = new[j]
+                    if eos is not None:
+                        stop = (row_new == eos).nonzero()
+                        if len(stop):
+                            row_new = row_new[: int(stop[0])]
+                    row_new = row_new[row_new != pad] if pad != eos else row_new
+                    stats.new_tokens += int(row_new.numel())
+                    text = tokenizer.decode(row_new.tolist(), skip_special_tokens=True)
+                    entry = tails[g]
+                    answers[chunk[rows[g]][0]][q] = text
+                    results.append((entry[1], text))
+                    stats.generated += 1
+        if store is not None:
+            store.put_many(results)
+        if progress is not None:
+            progress(len(chunk))
+    stats.seconds += time.perf_counter() - start
+    return [[clean_answer(a) for a in row] for row in answers]

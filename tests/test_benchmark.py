@@ -1,0 +1,444 @@
+"""Benchmark suites, results store, runner, tables, plots (recbole_llm.benchmark).
+
+Most tests use a fake run function (written to a temporary module so that run subprocesses
+start in milliseconds) and a fake config resolver; one test does a real RecBole run on a tiny
+dataset through the isolated runner.
+"""
+
+import json
+import math
+import multiprocessing
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recbole_llm.benchmark import stats
+from recbole_llm.benchmark.runner import run_plan
+from recbole_llm.benchmark.store import ResultsStore, make_owner
+from recbole_llm.benchmark.suite import (
+    SuiteError, config_key, canonical_config, list_suites, load_suite, parse_suite, plan_suite, select_runs,
+)
+from recbole_llm.benchmark.tables import check_latex_structure, collect, efficiency_latex, to_latex, to_markdown
+
+FAKE_MODULE = '''
+import json, os, signal, time
+from pathlib import Path
+
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+    cfg = dict(config_dict)
+    fake = cfg.get("fake", {})
+    log = Path(fake["log"])
+    with open(log, "a") as fh:  # O_APPEND: one line per call, safe across processes
+        fh.write(json.dumps({"model": model, "seed": cfg["seed"], "pid": os.getpid()}) + "\\n")
+    tag = f"{model}-{cfg['seed']}"
+    marker = log.parent / f"done-{tag}"
+    if tag in fake.get("kill_runner_once", []) and not marker.exists():
+        marker.touch()
+        os.kill(os.getppid(), signal.SIGKILL)  # kill the runner; we die with it
+        time.sleep(30)
+    if tag in fake.get("raise_once", []) and not marker.exists():
+        marker.touch()
+        raise RuntimeError(f"planned failure of {tag}")
+    if tag in fake.get("crash_once", []) and not marker.exists():
+        marker.touch()
+        os._exit(3)
+    time.sleep(fake.get("sleep", 0))
+    base = fake.get("scores", {}).get(model, 0.1)
+    value = base + 0.001 * (cfg["seed"] % 7)
+    result = {"recall@10": value, "ndcg@10": value / 2}
+    return {"best_valid_score": value, "valid_score_bigger": True, "best_valid_result": result,
+            "test_result": result,
+            "stats": {"best_epoch": 1, "epoch_times": [0.01, 0.02], "stage_times": {"fit": 0.03},
+                      "trainable_params": 100, "total_params": 1000, "peak_rss_mb": 1.0}}
+'''
+
+
+def fake_resolver(model, dataset, config_file_list, config_dict):
+    return {"model": model, "dataset": dataset, "MODEL_TYPE": "ModelType.GENERAL", **config_dict}
+
+
+def suite_dict(**over):
+    d = {
+        "name": "tiny",
+        "title": "Tiny suite",
+        "seeds": [1, 2, 3],
+        "protocol": {
+            "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user", "mode": "full"},
+            "metrics": ["Recall", "NDCG"],
+            "topk": [10],
+            "valid_metric": "NDCG@10",
+        },
+        "datasets": [{"name": "tiny", "label": "Tiny"}],
+        "groups": [
+            {"name": "Baselines", "models": ["BPR", "LightGCN"]},
+            {"name": "LLM-based", "ours": True, "models": ["GLTA"]},
+        ],
+    }
+    d.update(over)
+    return d
+
+
+@pytest.fixture
+def fake_env(tmp_path, monkeypatch):
+    """A fake run-function module on sys.path (inherited by run subprocesses)."""
+    mod_dir = tmp_path / "fakemods"
+    mod_dir.mkdir()
+    (mod_dir / "fakebench.py").write_text(FAKE_MODULE)
+    monkeypatch.syspath_prepend(str(mod_dir))
+    log = tmp_path / "calls.jsonl"
+    log.touch()
+    return {"log": log, "dir": tmp_path, "results": tmp_path / "results"}
+
+
+def make_plan(fake_env, available=("BPR", "LightGCN", "GLTA"), **fake):
+    fake = {"log": str(fake_env["log"]), **fake}
+    suite = parse_suite(suite_dict(config={"fake": fake}))
+    return plan_suite(suite, available=set(available), resolver=fake_resolver, data_check=False)
+
+
+def calls(fake_env):
+    return [json.loads(line) for line in fake_env["log"].read_text().splitlines() if line.strip()]
+
+
+# -- suites ------------------------------------------------------------------------------
+def test_shipped_suites_are_valid():
+    names = {name for name, _, _ in list_suites()}
+    assert {"cpu_ml100k", "glta_table2", "gat_gpt2_table", "hellm_table", "glta_ablation"} <= names
+    for name in names:
+        suite = load_suite(name)
+        assert suite.columns and suite.seeds and suite.groups
+    glta = load_suite("glta_table2")
+    assert glta.columns == ["precision@5", "precision@10", "ndcg@5", "ndcg@10"]
+    assert glta.protocol["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]} and glta.protocol["eval_args"]["mode"] == "full"
+    gat = load_suite("gat_gpt2_table")
+    assert gat.columns == ["recall@20", "recall@40", "ndcg@100"]
+    assert gat.protocol["eval_args"]["order"] == "RO" and gat.protocol["eval_args"]["group_by"] == "user"
+    hellm = load_suite("hellm_table")
+    assert hellm.columns == ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
+    assert hellm.protocol["eval_args"]["split"] == {"LS": "valid_and_test"} and hellm.protocol["eval_args"]["order"] == "TO"
+    assert [t.name for t in load_suite("glta_ablation").tables] == ["table3"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"colour": 1}, "unknown key"),
+        ({"columns": ["recall@20"]}, "not computed by the protocol"),
+        ({"model_config": {"BPR": {"eval_args": {"order": "TO"}}}}, "belong to the suite's protocol"),
+        ({"groups": [{"name": "A", "models": ["BPR", {"model": "BPR"}]}]}, "duplicate row label"),
+        ({"protocol": {"metrics": ["Recall"], "topk": [10],
+                       "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user"}}}, "missing 'mode'"),
+        ({"protocol": {"metrics": ["Recal"], "topk": [10],
+                       "eval_args": {"split": {"RS": [0.8, 0.2]}, "order": "RO", "group_by": "user", "mode": "full"}}}, "unknown metric"),
+        ({"tables": [{"name": "t3", "rows": ["Nope"]}]}, "unknown row 'Nope'"),
+    ],
+)
+def test_bad_suites_get_clear_errors(change, message):
+    with pytest.raises(SuiteError, match=message):
+        parse_suite(suite_dict(**change))
+
+
+def test_unknown_suite_name_lists_shipped_suites():
+    with pytest.raises(SuiteError, match="cpu_ml100k"):
+        load_suite("no_such_suite")
+
+
+def test_run_keys_hash_the_resolved_config(fake_env):
+    plan = make_plan(fake_env)
+    keys = [r.key for r in plan.ready()]
+    assert len(keys) == len(set(keys)) == 9
+    r = plan.ready()[0]
+    same = canonical_config({**fake_resolver(r.model, r.dataset, [], r.config_dict), "device": "cuda:3",
+                             "checkpoint_dir": "/elsewhere", "log_dir": "/x"})
+    assert config_key(same) == r.key  # volatile keys do not change the key
+    assert config_key({**r.resolved, "learning_rate": 0.5}) != r.key
+
+
+def test_missing_and_incompatible_models_are_reported_not_dropped(fake_env, tmp_path):
+    plan = make_plan(fake_env, available=("BPR", "LightGCN"))
+    st = {(r.label, r.status) for r in plan.runs}
+    assert ("GLTA", "missing") in st and len([r for r in plan.runs if r.label == "GLTA"]) == 3
+    # A sequential model under a random-order split cannot run in RecBole: flagged, kept.
+    seq = lambda m, d, f, c: {**fake_resolver(m, d, f, c), "MODEL_TYPE": "ModelType.SEQUENTIAL"}  # noqa: E731
+    plan2 = plan_suite(parse_suite(suite_dict()), available={"BPR", "LightGCN", "GLTA"}, resolver=seq, data_check=False)
+    assert {r.status for r in plan2.runs} == {"incompatible"}
+    # An override naming a key the model does not have is an error, not a silent no-op.
+    typo = parse_suite(suite_dict(groups=[{"name": "A", "models": [
+        {"label": "w/o IA", "model": "GLTA", "config": {"glta_item_alignmnt": False}}]}]))
+    strict = lambda m, d, f, c: {k: v for k, v in fake_resolver(m, d, f, c).items() if k != "glta_item_alignmnt"}  # noqa: E731
+    plan3 = plan_suite(typo, available={"GLTA"}, resolver=strict, data_check=False)
+    assert {r.status for r in plan3.runs} == {"error"} and "glta_item_alignmnt" in plan3.runs[0].reason
+
+    store = ResultsStore(tmp_path / "r")
+    md = to_markdown(collect(plan, store))
+    assert "| GLTA (missing) |" in md
+    assert "Missing, i.e. not registered in this installation" in md and "GLTA" in md.split("Missing, i.e.")[1]
+
+
+def test_only_and_skip_filters(fake_env):
+    plan = make_plan(fake_env)
+    assert {r.model for r in select_runs(plan.runs, only=["BPR"])} == {"BPR"}
+    assert {r.model for r in select_runs(plan.runs, only=["BPR,GLTA"], skip=["GLTA@tiny"])} == {"BPR"}
+    assert {r.model for r in select_runs(plan.runs, skip=["*@Tiny"])} == set()
+
+
+# -- store -------------------------------------------------------------------------------
+def _claimer(path, keys, out_dir, barrier):
+    store = ResultsStore(path)
+    owner = make_owner()
+    barrier.wait()
+    mine = []
+    for k in keys:
+        if store.claim(k, owner):
+            mine.append(k)
+            store.finish(k, owner, {"test": {"recall@10": 0.1}, "wall_time_s": 0.0})
+    Path(out_dir, f"{os.getpid()}.json").write_text(json.dumps(mine))
+
+
+def test_concurrent_runners_claim_each_key_once(tmp_path):
+    path = tmp_path / "store" / "results.sqlite"
+    ResultsStore(path)
+    keys = [f"k{i:03d}" for i in range(40)]
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_claimer, args=(path, keys, tmp_path, barrier)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    claimed = [k for f in tmp_path.glob("*.json") for k in json.loads(f.read_text())]
+    assert sorted(claimed) == keys  # every key exactly once
+    store = ResultsStore(path)
+    assert store.counts() == {"finished": 40}
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_stale_claim_of_dead_runner_is_taken_over(tmp_path):
+    store = ResultsStore(tmp_path)
+    assert store.claim("a", "otherhost:1:x")
+    assert not store.claim("a", make_owner())  # live (unknown host) owner, fresh heartbeat
+    assert store.claim("a", make_owner(), stale_after=-1)  # heartbeat too old
+    dead = f"{os.uname().nodename}:99999999:x"
+    assert store.claim("b", dead)
+    assert store.claim("b", make_owner())  # same host, pid gone
+    assert store.get("b")["attempts"] == 2
+
+
+# -- runner: resume, retry ---------------------------------------------------------------
+def _runner_entry(plan, results):
+    run_plan(plan.runs, ResultsStore(results), results, run_fn="fakebench:run", progress=False, log=None)
+
+
+def test_resume_after_killed_runner(fake_env):
+    plan = make_plan(fake_env, kill_runner_once=["LightGCN-2"])
+    ctx = multiprocessing.get_context("fork")
+    p = ctx.Process(target=_runner_entry, args=(plan, fake_env["results"]))
+    p.start()
+    p.join(60)
+    assert p.exitcode == -9  # the runner was killed in the middle of the suite
+    store = ResultsStore(fake_env["results"])
+    before = {r["label"] + str(r["seed"]): r["status"] for r in store.rows()}
+    assert before["BPR1"] == before["BPR3"] == before["LightGCN1"] == "finished"
+    assert before["LightGCN2"] == "running"  # left behind by the dead runner
+    first_calls = len(calls(fake_env))
+    assert first_calls == 5
+
+    summary = run_plan(plan.runs, store, fake_env["results"], run_fn="fakebench:run", progress=False, log=None)
+    assert len(summary["skipped_finished"]) == 4  # nothing that finished is run again
+    assert len(summary["finished"]) == 5  # LightGCN-2 (taken over) + 4 not started
+    ran_again = [(c["model"], c["seed"]) for c in calls(fake_env)[first_calls:]]
+    assert sorted(ran_again) == sorted([("LightGCN", 2), ("LightGCN", 3), ("GLTA", 1), ("GLTA", 2), ("GLTA", 3)])
+    assert store.counts() == {"finished": 9}
+    row = next(r for r in store.rows() if r["label"] == "LightGCN" and r["seed"] == 2)
+    assert row["attempts"] == 2 and row["test"]["recall@10"] > 0
+    assert row["epoch_times"] == [0.01, 0.02] and row["trainable_params"] == 100 and row["peak_rss_mb"] > 1
+    assert row["versions"]["python"] and row["stage_times"]["subprocess_total"] > 0
+
+
+def test_failed_runs_are_recorded_and_retried(fake_env):
+    plan = make_plan(fake_env, raise_once=["BPR-1"], crash_once=["GLTA-3"])
+    store = ResultsStore(fake_env["results"])
+    runs = select_runs(plan.runs, only=["BPR", "GLTA"])
+    s1 = run_plan(runs, store, fake_env["results"], run_fn="fakebench:run", progress=False, log=None)
+    assert len(s1["failed"]) == 2 and len(s1["finished"]) == 4
+    failed = {(r["label"], r["seed"]): r for r in store.rows(status="failed")}
+    assert "RuntimeError: planned failure of BPR-1" in failed[("BPR", 1)]["error"]
+    assert "subprocess died (exit status 3)" in failed[("GLTA", 3)]["error"]
+    assert failed[("GLTA", 3)]["log_path"].endswith(".log")
+    md = to_markdown(collect(plan, store))
+    assert "(2/3)" in md  # partial cells say how many seeds they average
+    s2 = run_plan(runs, store, fake_env["results"], run_fn="fakebench:run", progress=False, log=None)
+    assert len(s2["finished"]) == 2 and len(s2["skipped_finished"]) == 4
+    assert store.counts() == {"finished": 6}
+    assert {r["attempts"] for r in store.rows() if (r["label"], r["seed"]) in failed} == {2}
+    s3 = run_plan(runs, store, fake_env["results"], run_fn="fakebench:run", progress=False, log=None)
+    assert not s3["finished"] and len(s3["skipped_finished"]) == 6
+
+
+# -- tables ------------------------------------------------------------------------------
+def fill(store, plan, values):
+    """values: {label: {metric: [per-seed values]}} -> finished rows."""
+    owner = make_owner()
+    for r in plan.ready():
+        v = values.get(r.label)
+        if v is None:
+            continue
+        idx = plan.suite.seeds.index(r.seed)
+        store.claim(r.key, owner)
+        store.finish(r.key, owner, {"test": {m: vals[idx] for m, vals in v.items()}, "epoch_times": [1.0, 3.0],
+                                    "wall_time_s": 10.0, "peak_rss_mb": 500.0 + idx, "trainable_params": 1234,
+                                    "total_params": 2_500_000})
+
+
+def test_table_bold_underline_and_improvement(fake_env, tmp_path):
+    plan = make_plan(fake_env)
+    store = ResultsStore(tmp_path / "r")
+    fill(store, plan, {
+        "BPR": {"recall@10": [0.10, 0.11, 0.12], "ndcg@10": [0.300, 0.300, 0.300]},
+        "LightGCN": {"recall@10": [0.20, 0.21, 0.22], "ndcg@10": [0.100, 0.100, 0.100]},
+        "GLTA": {"recall@10": [0.30, 0.32, 0.31], "ndcg@10": [0.200, 0.200, 0.200]},
+    })
+    t = collect(plan, store)
+    cell = {(r.label, m): r.cells[("tiny", m)] for r in t.rows for m in t.metrics}
+    assert cell[("GLTA", "recall@10")].best and cell[("LightGCN", "recall@10")].second
+    assert not cell[("BPR", "recall@10")].best and not cell[("BPR", "recall@10")].second
+    assert cell[("BPR", "ndcg@10")].best and cell[("GLTA", "ndcg@10")].second
+    assert math.isclose(cell[("GLTA", "recall@10")].mean, 0.31) and math.isclose(cell[("GLTA", "recall@10")].std, 0.01)
+
+    md = to_markdown(t)
+    lines = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "**0.3100 ± 0.0100**" in lines["GLTA"] and "<ins>0.2100 ± 0.0100</ins>" in lines["LightGCN"]
+    assert "**0.3000 ± 0.0000**" in lines["BPR"] and "<ins>0.2000 ± 0.0000</ins>" in lines["GLTA"]
+    assert "*Baselines*" in md and "*LLM-based*" in md
+    # Improv.: recall 0.31 vs 0.21 -> +47.62 %, significant (paired t-test); ndcg 0.2 vs 0.3 -> -33.33 %
+    pct, st = t.improv[("tiny", "recall@10")]
+    assert math.isclose(pct, (0.31 - 0.21) / 0.21 * 100) and st == "**"
+    assert "47.62%\\*\\*" in lines["Improv."] and "-33.33%" in lines["Improv."]
+    tex = to_latex(t)
+    assert r"\textbf{0.3100$\pm$0.0100}" in tex and r"\underline{0.2100$\pm$0.0100}" in tex
+    assert "47.62\\%$^{**}$" in tex
+
+
+def test_ties_share_the_mark(tmp_path):
+    suite = parse_suite(suite_dict(seeds=[1]))
+    plan = plan_suite(suite, available={"BPR", "LightGCN", "GLTA"}, resolver=fake_resolver, data_check=False)
+    store = ResultsStore(tmp_path / "r")
+    fill(store, plan, {"BPR": {"recall@10": [0.5], "ndcg@10": [0.1]}, "LightGCN": {"recall@10": [0.50004], "ndcg@10": [0.2]},
+                       "GLTA": {"recall@10": [0.4], "ndcg@10": [0.3]}})
+    t = collect(plan, store)
+    marks = {r.label: (r.cells[("tiny", "recall@10")].best, r.cells[("tiny", "recall@10")].second) for r in t.rows}
+    # 0.5 and 0.50004 both display as 0.5000: both bold; the next value is underlined.
+    assert marks == {"BPR": (True, False), "LightGCN": (True, False), "GLTA": (False, True)}
+
+
+def test_latex_is_structurally_valid(fake_env, tmp_path):
+    d = suite_dict(datasets=["tiny", {"name": "tiny2", "label": "Tiny & 2_%"}, "t3", "t4", "t5"])
+    d["groups"][0]["models"].append({"label": "Light_GCN & co", "model": "LightGCN", "config": {"x": 1}})
+    suite = parse_suite(d)
+    plan = plan_suite(suite, available={"BPR", "LightGCN", "GLTA"}, resolver=fake_resolver, data_check=False)
+    store = ResultsStore(tmp_path / "r")
+    fill(store, plan, {"BPR": {"recall@10": [0.1, 0.2, 0.3], "ndcg@10": [0.1, 0.1, 0.2]},
+                       "GLTA": {"recall@10": [0.3, 0.2, 0.4], "ndcg@10": [0.2, 0.1, 0.2]}})
+    tex = to_latex(collect(plan, store))
+    assert check_latex_structure(tex) == []
+    assert r"\begin{table*}" in tex and r"\resizebox" in tex  # 11 columns: wide layout
+    assert r"Light\_GCN \& co" in tex and r"Tiny \& 2\_\%" in tex
+    assert tex.count(r"\begin{") == tex.count(r"\end{")
+    assert check_latex_structure(efficiency_latex(plan, store)) == []
+    assert check_latex_structure(r"\begin{table}\begin{tabular}{lc} a & b & c \\ \end{tabular}\end{table}")
+    assert check_latex_structure(r"\begin{table}{\end{table}")
+
+
+def test_ablation_table_uses_its_rows_and_columns(fake_env, tmp_path):
+    d = suite_dict(tables=[{"name": "abl", "caption": "Ablation", "rows": ["GLTA", "BPR"], "columns": ["ndcg@10"]}])
+    plan = plan_suite(parse_suite(d), available={"BPR", "LightGCN", "GLTA"}, resolver=fake_resolver, data_check=False)
+    store = ResultsStore(tmp_path / "r")
+    fill(store, plan, {"BPR": {"recall@10": [0.1] * 3, "ndcg@10": [0.1] * 3},
+                       "GLTA": {"recall@10": [0.2] * 3, "ndcg@10": [0.2] * 3}})
+    t = collect(plan, store, plan.suite.tables[0])
+    assert [r.label for r in t.rows] == ["GLTA", "BPR"] and t.metrics == ["ndcg@10"] and t.improv is None
+    assert "Improv." not in to_markdown(t) and check_latex_structure(to_latex(t)) == []
+
+
+# -- significance --------------------------------------------------------------------------
+def test_paired_ttest_and_wilcoxon():
+    from scipy.stats import ttest_rel
+
+    a, b = {1: 0.30, 2: 0.32, 3: 0.31}, {1: 0.20, 2: 0.23, 3: 0.21, 4: 0.9}
+    res = stats.paired_ttest(a, b)  # paired on the common seeds 1-3
+    ref = ttest_rel([0.30, 0.32, 0.31], [0.20, 0.23, 0.21])
+    assert res["n"] == 3 and math.isclose(res["p"], ref.pvalue) and math.isclose(res["t"], ref.statistic)
+    assert math.isnan(stats.paired_ttest({1: 0.1}, {1: 0.2})["p"])
+    assert math.isnan(stats.paired_ttest([0.2, 0.3], [0.1, 0.2])["p"])  # constant difference
+    assert math.isnan(stats.wilcoxon([1, 2, 3, 4, 5], [0, 1, 2, 3, 4])["p"])  # < 6 pairs
+    assert stats.wilcoxon([1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 0])["p"] < 0.05
+    assert stats.stars(0.001) == "**" and stats.stars(0.03) == "*" and stats.stars(0.2) == "" and stats.stars(float("nan")) == ""
+
+
+# -- outputs and CLI -----------------------------------------------------------------------
+def test_tables_and_plots_are_written(fake_env, tmp_path):
+    from recbole_llm.benchmark.plots import write_plots
+    from recbole_llm.benchmark.tables import write_tables
+
+    d = suite_dict(figures=[{"name": "fig3", "rows": ["GLTA", "BPR"], "columns": ["recall@10"]}])
+    plan = plan_suite(parse_suite(d), available={"BPR", "LightGCN", "GLTA"}, resolver=fake_resolver, data_check=False)
+    store = ResultsStore(tmp_path / "out")
+    fill(store, plan, {"BPR": {"recall@10": [0.1, 0.2, 0.15], "ndcg@10": [0.1, 0.1, 0.2]}})
+    summary, tables = write_tables(plan, store, tmp_path / "out")
+    for name in ("main.md", "main.tex", "main.csv", "efficiency.md", "efficiency.tex", "efficiency.csv"):
+        assert (tmp_path / "out" / "tables" / name).stat().st_size > 0
+    assert "GLTA (not run)" in summary and "LightGCN (not run)" in summary
+    eff = (tmp_path / "out" / "tables" / "efficiency.md").read_text()
+    assert "| BPR | 2.00 | 2 | 10.0 | 502 | 1.23K | 2.50M |" in eff
+    written = write_plots(plan, store, tmp_path / "out", tables=tables)
+    names = {p.name for p in written}
+    assert {"bars_recall_at_10.png", "bars_recall_at_10.svg", "overview_tiny.png", "fig3.png", "fig3.svg"} <= names
+    assert all(p.stat().st_size > 1000 for p in written)
+    assert (tmp_path / "out" / "plots" / "fig3.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_dry_run_reports_missing_model(tmp_path, capsys, monkeypatch):
+    from conftest import write_tiny_dataset
+    from recbole_llm.benchmark.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write_tiny_dataset(tmp_path / "data")
+    d = suite_dict(config={"data_path": str(tmp_path / "data")},
+                   groups=[{"name": "B", "models": ["BPR"]}, {"name": "O", "ours": True, "models": ["NoSuchModel"]}])
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    assert main(["--suite", str(tmp_path / "s.yaml"), "--dry-run", "--only", "BPR"]) == 0
+    out = capsys.readouterr().out
+    assert "MISSING: NoSuchModel" in out and "missing      NoSuchModel" in out
+    assert out.count("* new") == 3 and "results: benchmarks/results/tiny" in out
+    assert main(["--suite", str(tmp_path / "nope.yaml")]) == 2
+
+
+def test_real_tiny_run_through_the_cli(tmp_path, capsys, monkeypatch):
+    """One real RecBole run (BPR on a tiny dataset) in a subprocess, from the CLI."""
+    from conftest import write_tiny_dataset
+    from recbole_llm.benchmark.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
+    write_tiny_dataset(tmp_path / "data")
+    d = suite_dict(seeds=[2020], config={"data_path": str(tmp_path / "data"), "epochs": 2, "embedding_size": 8,
+                                         "train_batch_size": 256, "state": "WARNING"},
+                   groups=[{"name": "B", "models": ["BPR"]}, {"name": "O", "ours": True, "models": ["NoSuchModel"]}])
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    rc = main(["--suite", str(tmp_path / "s.yaml"), "--results-dir", "res", "--no-progress", "--no-plots", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    row = ResultsStore(tmp_path / "res").rows()[0]
+    assert row["status"] == "finished", row["error"]
+    assert 0 <= row["test"]["recall@10"] <= 1 and row["best_epoch"] in (0, 1) and len(row["epoch_times"]) == 2
+    assert row["peak_rss_mb"] > 100 and row["trainable_params"] == row["total_params"] > 0
+    assert row["versions"]["recbole"] == "1.2.1" and row["config"]["model"] == "BPR"
+    assert "| NoSuchModel (missing) |" in (tmp_path / "res" / "tables" / "main.md").read_text()
+    # A second invocation skips the finished run.
+    assert main(["--suite", str(tmp_path / "s.yaml"), "--results-dir", "res", "--no-progress", "--no-plots"]) == 0
+    assert "already done 1" in capsys.readouterr().out

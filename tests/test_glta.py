@@ -288,5 +288,8 @@ def test_full_sort_predict_shape_masking_and_cache(env):
     with torch.no_grad():
         model.gllm.bias.add_(1.0)  # any parameter change invalidates the cache
     assert model.all_user_scores() is not cached
+    with torch.no_grad():
+        model.gllm.bias.sub_(1.0)  # back to the earlier state (e.g. the best epoch reloaded): reused
+    assert torch.equal(model.all_user_scores(), cached)
     result = trainer.evaluate(test, load_best_model=False)
     assert 0.0 <= result["ndcg@10"] <= 1.0

@@ -553,7 +553,7 @@ def load_backbone(
                     logger.warning("Could not cache the converted GGUF weights in %s: %s", conv, exc)
     else:
         fingerprint = None
-        gptq = _gptq_requested(source, quantization, local_only=source.kind == "local")
+        gptq = _gptq_requested(source, quantization, local_only=True)  # detection never downloads
         device_map = None
         if gptq:
             require_gptqmodel(device)
@@ -618,6 +618,9 @@ def backbone_from_config(config, shared=True, freeze=True) -> Backbone:
         return default if value is None else value
 
     device = get("llm_device") or get("device") or "cpu"
+    threads = int(get("llm_num_threads", 0) or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)  # process-wide, like RecBole's own thread setting
     return load_backbone(
         llm_path=get("llm_path", ""),
         dtype=get("llm_dtype", "float32"),

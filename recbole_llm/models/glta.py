@@ -215,6 +215,7 @@ class GLTA(GeneralRecommender):
         self._stores: dict[str, PrefixKVStore] = {}
         self._score_cache_key = None
         self._score_cache = None
+        self._recent_scores: dict = {}  # state key -> scores of the last few parameter states
         self.token_stats = {"ia": 0, "ua": 0, "infer": 0, "prefix": 0}
         self.keep_slot_states = False  # set by the trainer for head-only passes (glta_head_epochs)
         self.slot_state_log: list = []
@@ -572,6 +573,9 @@ class GLTA(GeneralRecommender):
         key = self._state_key()
         if self._score_cache is not None and self._score_cache_key == key:
             return self._score_cache
+        if key in self._recent_scores:  # e.g. the best epoch reloaded for the test evaluation
+            self._score_cache, self._score_cache_key = self._recent_scores[key], key
+            return self._score_cache
         was_training = self.training
         self.eval()
         scores = torch.full((self.n_users, self.n_items), float("-inf"))
@@ -584,6 +588,9 @@ class GLTA(GeneralRecommender):
         logger.info("GLTA scored %d users in %.1f s (%s)", len(users), time.perf_counter() - start, self.inference)
         self.train(was_training)
         self._score_cache, self._score_cache_key = scores, key
+        self._recent_scores[key] = scores
+        while len(self._recent_scores) > int(_cfg(self.config, "glta_score_cache_states", 3)):
+            self._recent_scores.pop(next(iter(self._recent_scores)))
         return scores
 
     def full_sort_predict(self, interaction):

@@ -1,0 +1,197 @@
+"""GLTA vs LightGCN vs BPR on MovieLens-100K: one split, one evaluator, one process.
+
+    OMP_WAIT_POLICY=PASSIVE python3 benchmarks/glta_ml100k.py              # ~35-45 min on 2 cores
+    python3 benchmarks/glta_ml100k.py --cold       # fresh cache dir: converts the GGUF, generates texts
+    python3 benchmarks/glta_ml100k.py --glta glta_ua_epochs=4 --glta glta_inference=first_logit
+
+Protocol: RecBole's ml-100k settings (per-user random 80/10/10 split, full ranking of all items
+with the user's history masked), Recall/NDCG/Precision@5,10 on the test split, model selection on
+valid NDCG@10, seed 2020. BPR (RecBole defaults), LightGCN with GLTA's stage-1 settings
+(``glta_graph_*`` of properties/model/GLTA.yaml), then GLTA with its embedded default
+(properties/model/GLTA.yaml). By default GLTA's stage 1 reuses the LightGCN checkpoint trained
+just before (``glta_graph_checkpoint``), so GLTA is compared with the very LightGCN it builds on;
+``--own-graph`` makes GLTA train its own (what ``run_recbole_llm.py --model=GLTA`` does).
+
+Reported per model: test metrics, fit/test time, peak RSS (VmHWM reset before each model); for
+GLTA per stage: seconds, peak RSS, tokens and tokens/s (training tokens are forward+backward,
+prefix and inference tokens forward only, generation = prefill + new tokens).
+Results: ``benchmarks/results/glta_ml100k.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _peak_mb():
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _value(text):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--cold", action="store_true", help="use an empty RECBOLE_LLM_CACHE (first-run timings)")
+    ap.add_argument("--own-graph", action="store_true", help="GLTA trains its own LightGCN in stage 1")
+    ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--glta", action="append", default=[], metavar="KEY=VALUE", help="GLTA config override")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "glta_ml100k.json"))
+    args = ap.parse_args(argv)
+
+    if args.cold:
+        os.environ["RECBOLE_LLM_CACHE"] = tempfile.mkdtemp(prefix="recbole_llm_cold_")
+    work = Path(tempfile.mkdtemp(prefix="glta_ml100k_"))
+    import torch
+
+    import recbole_llm  # noqa: F401
+    from recbole_llm.quick_start import run_experiment
+    from recbole_llm.trainers.glta_trainer import GLTATrainer
+
+    protocol = {
+        "metrics": ["Recall", "NDCG", "Precision"],
+        "topk": [5, 10],
+        "valid_metric": "NDCG@10",
+        "seed": args.seed,
+        "reproducibility": True,
+        "show_progress": False,
+        "state": "INFO",
+        "checkpoint_dir": str(work / "saved"),
+    }
+    import yaml
+
+    glta_defaults = yaml.safe_load((REPO / "properties" / "model" / "GLTA.yaml").read_text())
+    lightgcn_cfg = {
+        "embedding_size": glta_defaults["glta_graph_embedding_size"],
+        "n_layers": glta_defaults["glta_graph_n_layers"],
+        "reg_weight": glta_defaults["glta_graph_reg_weight"],
+        "learning_rate": glta_defaults["glta_graph_learning_rate"],
+        "epochs": glta_defaults["glta_graph_epochs"],
+        "stopping_step": glta_defaults["glta_graph_stopping_step"],
+    }
+    runs = []
+    if not args.skip_baselines:
+        runs.append(("BPR", {"epochs": 300, "stopping_step": 10}))
+        runs.append(("LightGCN", lightgcn_cfg))
+    glta_cfg = {}
+    for item in args.glta:
+        key, _, value = item.partition("=")
+        glta_cfg[key] = _value(value)
+    runs.append(("GLTA", glta_cfg))
+
+    captured = {}
+    real_fit = GLTATrainer.fit
+
+    def fit(self, *a, **k):
+        captured["trainer"] = self
+        return real_fit(self, *a, **k)
+
+    GLTATrainer.fit = fit
+    report = {"protocol": protocol, "cache_dir": os.environ.get("RECBOLE_LLM_CACHE", "(default)"),
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"), "threads": torch.get_num_threads(),
+              "loadavg_start": os.getloadavg(), "models": {}}
+    lightgcn_ckpt = None
+    for name, extra in runs:
+        cfg = dict(protocol)
+        cfg.update(extra)
+        if name == "GLTA" and lightgcn_ckpt and not args.own_graph and "glta_graph_checkpoint" not in cfg:
+            cfg["glta_graph_checkpoint"] = lightgcn_ckpt
+        _reset_peak()
+        t0 = time.perf_counter()
+        result = run_experiment(name, "ml-100k", config_dict=cfg)
+        wall = time.perf_counter() - t0
+        stats = result["stats"]
+        entry = {
+            "config": extra,
+            "test": {k: float(v) for k, v in result["test_result"].items()},
+            "valid": {k: float(v) for k, v in (result["best_valid_result"] or {}).items()},
+            "wall_seconds": wall,
+            "stage_times": stats["stage_times"],
+            "best_epoch": stats["best_epoch"],
+            "epochs_run": len(stats["epoch_times"]),
+            "peak_rss_mb": _peak_mb(),
+            "trainable_params": stats["trainable_params"],
+            "total_params": stats["total_params"],
+        }
+        if name == "LightGCN":
+            lightgcn_ckpt = stats["saved_model_file"]
+            entry["saved_model_file"] = lightgcn_ckpt
+        if name == "GLTA":
+            trainer = captured.get("trainer")
+            entry["stages"] = trainer.stage_stats if trainer else {}
+            entry["graph_from"] = cfg.get("glta_graph_checkpoint", "own LightGCN (stage 1)")
+        report["models"][name] = entry
+        print(f"== {name}: {wall:.0f} s, test {entry['test']}", flush=True)
+    report["loadavg_end"] = os.getloadavg()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=str))
+    md = to_markdown(report)
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    return report
+
+
+def to_markdown(report):
+    cols = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "precision@5", "precision@10"]
+    lines = ["| model | " + " | ".join(cols) + " | wall s | peak RSS MB |", "|---" * (len(cols) + 3) + "|"]
+    for name, e in report["models"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{e['test'].get(c, float('nan')):.4f}" for c in cols)
+                     + f" | {e['wall_seconds']:.0f} | {e['peak_rss_mb']:.0f} |")
+    glta = report["models"].get("GLTA")
+    if glta and glta.get("stages"):
+        lines += ["", "| GLTA stage | seconds | peak RSS MB | tokens | tokens/s | notes |", "|---|---|---|---|---|---|"]
+        for stage, s in glta["stages"].items():
+            if stage == "generate":
+                tokens = s.get("prefill_tokens", 0) + s.get("new_tokens", 0)
+                rate = s.get("tokens_per_s", 0.0)
+                note = f"{s.get('generated', 0)} generated, {s.get('cached', 0)} from cache, {s.get('new_tokens', 0)} new tokens"
+            elif stage in ("item_text", "user_item"):
+                tokens = s.get("train_tokens", 0)
+                rate = s.get("train_tokens_per_s", 0.0)
+                note = (f"fwd+bwd; prefix {s.get('prefix_tokens', 0)} tok at {s.get('prefix_tokens_per_s', 0):.0f} tok/s (fwd)")
+                if stage == "user_item":
+                    note += (f"; inference {s.get('infer_tokens', 0)} tok at {s.get('infer_tokens_per_s', 0):.0f} tok/s; "
+                             f"valid {s.get('valid_seconds', 0):.0f} s")
+            else:
+                tokens, rate, note = 0, 0.0, str(s.get("source", ""))
+            lines.append(f"| {stage} | {s.get('seconds', 0):.0f} | {s.get('peak_rss_mb', 0):.0f} | {tokens} | {rate:.0f} | {note} |")
+        st = glta["stage_times"]
+        lines.append("")
+        lines.append("GLTA stage_times (s): " + ", ".join(f"{k}={v:.0f}" for k, v in st.items()))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -20,7 +20,7 @@ from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
 from recbole_llm.config import Config
-from recbole_llm.utils import get_model, get_trainer
+from recbole_llm.utils import get_model, get_trainer, plain
 
 
 def _peak_rss_mb():
@@ -61,16 +61,6 @@ class _RunTimer:
         if epochs:
             return epochs[-1]
         return self._last_epoch if self.epoch_times else None
-
-
-def _plain(value):
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)
 
 
 def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
@@ -134,7 +124,7 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
         "total_params": int(getattr(model, "total_parameter_count", lambda: sum(p.numel() for p in params))()),
         "peak_rss_mb": _peak_rss_mb(),
         "saved_model_file": getattr(trainer, "saved_model_file", None) if saved else None,
-        "config": _plain(dict(config.final_config_dict)),
+        "config": plain(dict(config.final_config_dict)),
     }
 
     if not config["single_spec"]:

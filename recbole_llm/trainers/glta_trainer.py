@@ -57,6 +57,7 @@ from torch.nn.utils.clip_grad import clip_grad_norm_
 from recbole_llm.llm.generation import GenerationStats, generate_answers
 from recbole_llm.models.glta import _cfg
 from recbole_llm.paths import cache_dir
+from recbole_llm.utils import plain
 
 _RUN_KEY_EXCLUDE = ("_epochs", "_batch_size", "glta_resume", "glta_graph_checkpoint", "_stopping_step")
 
@@ -89,14 +90,6 @@ def _inter_bytes(dataset):
     return u[order].tobytes() + i[order].tobytes()
 
 
-def _plain(value):
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    return str(value)
 
 
 class GLTATrainer(Trainer):
@@ -139,7 +132,7 @@ class GLTATrainer(Trainer):
             if (k.startswith("glta_") or k.startswith("llm_")) and not any(x in k for x in _RUN_KEY_EXCLUDE)
         }
         keep.update({k: cfg.get(k) for k in ("dataset", "seed", "eval_args", "train_neg_sample_args")})
-        h = hashlib.sha1(json.dumps(_plain(keep), sort_keys=True).encode())
+        h = hashlib.sha1(json.dumps(plain(keep), sort_keys=True).encode())
         h.update(_inter_bytes(train_data.dataset))
         if valid_data is not None:
             h.update(_inter_bytes(valid_data.dataset))
@@ -290,7 +283,7 @@ class GLTATrainer(Trainer):
             "dataset", "seed", "embedding_size", "n_layers", "reg_weight", "require_pow", "epochs",
             "learning_rate", "stopping_step", "eval_step", "train_batch_size", "train_neg_sample_args",
             "valid_metric", "metrics", "topk", "eval_args", "learner")}
-        h = hashlib.sha1(json.dumps(_plain(keep), sort_keys=True).encode())
+        h = hashlib.sha1(json.dumps(plain(keep), sort_keys=True).encode())
         h.update(_inter_bytes(train_data.dataset))
         if valid_data is not None:
             h.update(_inter_bytes(valid_data.dataset))
@@ -342,7 +335,7 @@ class GLTATrainer(Trainer):
             tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
             torch.save({"user_emb": user_emb, "item_emb": item_emb, "state_dict": lightgcn.state_dict(),
                         "best_valid_score": best, "best_valid_result": dict(best_result or {}),
-                        "config": _plain({k: sub.final_config_dict.get(k) for k in sorted(sub.final_config_dict)})},
+                        "config": plain({k: sub.final_config_dict.get(k) for k in sorted(sub.final_config_dict)})},
                        tmp)
             os.replace(tmp, cache_file)
             source = f"trained ({cache_file})"

@@ -121,7 +121,13 @@ class Config(RecBoleConfig):
         try:
             super()._set_default_parameters()
         except ValueError as exc:
-            if "loss_type" not in str(exc):
+            if "train_neg_sample_args" in str(exc):
+                raise ConfigError(
+                    f"{self.model!r} uses loss_type CE, which scores all items, so it takes no negative "
+                    "samples: set train_neg_sample_args: ~ (YAML null) in a config file or pass "
+                    "--train_neg_sample_args=None."
+                ) from None
+            if "Either Model has attr 'input_type'" not in str(exc):
                 raise
             raise ConfigError(
                 f"Model {self.model!r} has no 'input_type' attribute and no 'loss_type' is set. "

@@ -388,3 +388,11 @@ def test_model_class_not_registered_runs_via_config_model_class(tiny_data):
 def test_cli_missing_config_file(tiny_data):
     with pytest.raises(SystemExit, match="config file not found: nope.yaml"):
         cli_main(["--model=BPR", "--dataset=tiny", "--config_files=nope.yaml"])
+
+
+def test_ce_sequential_with_negative_sampling_names_the_setting(tiny_data):
+    cfg = fast_config(tiny_data, loss_type="CE", train_neg_sample_args={"distribution": "uniform", "sample_num": 1},
+                      load_col={"inter": ["user_id", "item_id", "timestamp"]},
+                      eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"})
+    with pytest.raises(ConfigError, match="train_neg_sample_args: ~"):
+        Config(model="SASRec", dataset="tiny", config_dict=cfg)

@@ -223,6 +223,8 @@ def execute_isolated(run, run_fn, results_dir, store, owner, timeout=None, saved
         except ChildProcessError:
             pass
         proc.returncode = -9
+        if not keep_checkpoints:
+            shutil.rmtree(ckpt, ignore_errors=True)
         raise
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)

@@ -1,5 +1,6 @@
-"""Errors that describe bad input. The CLI prints their message (what is wrong, what to do)
-without a traceback; every user-facing error in recbole-llm derives from ``RecBoleLLMError``."""
+"""Errors that describe bad input. The CLI prints their message (what is wrong, where, what to do)
+without a traceback and exits with code 2; every user-facing error in recbole-llm derives from
+``RecBoleLLMError``. This module imports nothing heavy."""
 
 
 class RecBoleLLMError(Exception):
@@ -7,4 +8,21 @@ class RecBoleLLMError(Exception):
 
 
 class ConfigError(RecBoleLLMError, ValueError):
-    """A setting is missing, has a wrong type or contradicts another."""
+    """A setting is missing, has a wrong type or range, or contradicts another."""
+
+
+class DataFormatError(RecBoleLLMError, ValueError):
+    """An atomic data file (or another input file) is malformed; the message names file and line."""
+
+
+class MissingDependencyError(RecBoleLLMError, ImportError):
+    """An optional library a model or feature needs is not installed; the message names the package."""
+
+
+class CorruptFileError(RecBoleLLMError, OSError):
+    """A cache, checkpoint or state file cannot be read; the message says how to start anew."""
+
+
+class TrainingDataMismatchError(RecBoleLLMError, ValueError):
+    """A reused artefact (checkpoint, cache) was built from other training interactions than this
+    run's training split; using it would leak validation/test interactions or mix datasets."""

@@ -1,0 +1,1 @@
+"""Training machinery shared by recbole-llm's multi-stage models (GLTA, GraphAttentiveGPT2, HeLLM)."""

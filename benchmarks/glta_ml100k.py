@@ -77,7 +77,7 @@ def main(argv=None):
 
     import recbole_llm  # noqa: F401
     from recbole_llm.quick_start import run_experiment
-    from recbole_llm.trainers.glta_trainer import GLTATrainer
+    from recbole_llm.models.glta import GLTATrainer
 
     protocol = {
         "metrics": ["Recall", "NDCG", "Precision"],

@@ -49,6 +49,7 @@ import torch
 
 from recbole_llm.errors import RecBoleLLMError
 from recbole_llm.paths import cache_dir
+from recbole_llm.settings import Bool, Choice, Int, Settings, Str
 
 logger = logging.getLogger(__name__)
 
@@ -607,29 +608,36 @@ def load_backbone(
     return backbone
 
 
+#: The ``llm_*`` settings every LLM model reads; their defaults live in ``properties/model/llm.yaml``,
+#: which the LLM models' plugins register before their own YAML.
+LLM_SETTINGS = Settings("LLM", yaml_hint="properties/model/llm.yaml", keys={
+    "llm_path": Str(nullable=True),
+    "llm_dtype": Choice(*sorted(_DTYPES), "auto"),
+    "llm_device": Str(nullable=True),
+    "llm_quantization": Choice("gptq", "none", nullable=True),
+    "llm_attn_implementation": Choice("sdpa", "eager", "flash_attention_2", nullable=True),
+    "llm_gguf_cache": Bool(),
+    "llm_allow_download": Bool(),
+    "llm_trust_remote_code": Bool(),
+    "llm_num_threads": Int(min=0),
+})
+
+
 def backbone_from_config(config, shared=True, freeze=True) -> Backbone:
-    """Load the backbone a RecBole ``Config`` describes (``llm_*`` keys)."""
-
-    def get(key, default=None):
-        try:
-            value = config[key]
-        except (KeyError, TypeError):
-            value = None
-        return default if value is None else value
-
-    device = get("llm_device") or get("device") or "cpu"
-    threads = int(get("llm_num_threads", 0) or 0)
-    if threads > 0:
-        torch.set_num_threads(threads)  # process-wide, like RecBole's own thread setting
+    """Load the backbone a RecBole ``Config`` describes (``llm_*`` keys, validated)."""
+    s = LLM_SETTINGS.read(config)
+    device = s.llm_device or config["device"] or "cpu"
+    if s.llm_num_threads > 0:
+        torch.set_num_threads(s.llm_num_threads)  # process-wide, like RecBole's own thread setting
     return load_backbone(
-        llm_path=get("llm_path", ""),
-        dtype=get("llm_dtype", "float32"),
+        llm_path=s.llm_path or "",
+        dtype=s.llm_dtype,
         device=device,
-        quantization=get("llm_quantization"),
-        attn_implementation=get("llm_attn_implementation") or None,
-        gguf_cache=bool(get("llm_gguf_cache", True)),
-        allow_download=bool(get("llm_allow_download", True)),
-        trust_remote_code=bool(get("llm_trust_remote_code", False)),
+        quantization=s.llm_quantization,
+        attn_implementation=s.llm_attn_implementation or None,
+        gguf_cache=s.llm_gguf_cache,
+        allow_download=s.llm_allow_download,
+        trust_remote_code=s.llm_trust_remote_code,
         freeze=freeze,
         shared=shared,
     )

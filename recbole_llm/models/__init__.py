@@ -1,24 +1,9 @@
-"""recbole-llm's built-in models, registered through the plugin hooks like any plugin's."""
+"""recbole-llm's built-in models, one package each: ``glta/`` (GLTA), and next
+``graph_attentive_gpt2/`` (GraphAttentiveGPT2) and ``hellm/`` (HeLLM).
 
-from recbole_llm.hookspecs import hookimpl
-from recbole_llm.models.glta import GLTA
-from recbole_llm.paths import properties_dir
-
-__all__ = ["GLTA"]
-
-
-@hookimpl
-def register_models():
-    return [GLTA]
-
-
-@hookimpl
-def register_trainers():
-    from recbole_llm.trainers.glta_trainer import GLTATrainer
-
-    return {"GLTA": GLTATrainer}
-
-
-@hookimpl
-def register_property_files():
-    return {"GLTA": [str(properties_dir() / "model" / "GLTA.yaml")]}
+Each package is a plugin like any third-party one: its ``plugin`` module implements the hooks of
+``recbole_llm.hookspecs`` and is listed in ``recbole_llm.plugins.BUILTIN_PLUGINS``. Shared parts live
+outside the model packages: ``recbole_llm.training`` (staged trainer, cached pretraining),
+``recbole_llm.graph`` (training-split graphs), ``recbole_llm.llm`` (backbones, prompts, generation),
+``recbole_llm.settings`` (typed, validated settings whose defaults live in ``properties/model/``).
+"""

@@ -1,0 +1,19 @@
+"""Graphs built from the training split only.
+
+* :mod:`~recbole_llm.graph.interactions`: the training interactions as pairs, a sparse user x item
+  matrix, LightGCN's normalised bipartite adjacency, and a fingerprint of the training split that
+  keys every cache and checks every reused artefact.
+* :mod:`~recbole_llm.graph.lightgcn`: LightGCN pretraining (GLTA's stage 1, RLMRec/CoLLM's graph
+  encoder) with a cache keyed by that fingerprint.
+
+GraphAttentiveGPT2's hop tables (``hops``) and HeLLM's hypergraphs (``hypergraph``) go here too.
+"""
+
+from recbole_llm.graph.interactions import (
+    interaction_fingerprint,
+    interaction_matrix,
+    normalized_adjacency,
+    training_pairs,
+)
+
+__all__ = ["interaction_fingerprint", "interaction_matrix", "normalized_adjacency", "training_pairs"]

@@ -1,0 +1,63 @@
+"""The training split as a graph: pairs, a sparse matrix, LightGCN's normalised adjacency, and a
+fingerprint.
+
+Every function takes the dataset RecBole hands a model (``train_data.dataset``, the training split
+after RecBole's splitting), so nothing here can see validation or test interactions unless the
+caller passes them in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def training_pairs(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, items)`` internal ids of every interaction of ``dataset``, in file/split order."""
+    inter = dataset.inter_feat
+    users = inter[dataset.uid_field].numpy().astype(np.int64)
+    items = inter[dataset.iid_field].numpy().astype(np.int64)
+    return users, items
+
+
+def interaction_fingerprint(dataset) -> str:
+    """SHA-1 of the sorted (user, item) pairs and the id-space sizes of ``dataset``.
+
+    Two splits have the same fingerprint exactly when they hold the same interactions under the
+    same id mapping, so an artefact stored with a fingerprint is refused by a run whose training
+    split differs (another seed, another split ratio, validation edges included, ...)."""
+    users, items = training_pairs(dataset)
+    order = np.lexsort((items, users))
+    h = hashlib.sha1()
+    h.update(np.asarray([dataset.user_num, dataset.item_num], dtype=np.int64).tobytes())
+    h.update(users[order].tobytes())
+    h.update(items[order].tobytes())
+    return h.hexdigest()
+
+
+def interaction_matrix(dataset, dtype=np.float32) -> sp.csr_matrix:
+    """Binary ``n_users x n_items`` CSR matrix of the training interactions (duplicates count once)."""
+    users, items = training_pairs(dataset)
+    matrix = sp.csr_matrix((np.ones(len(users), dtype=dtype), (users, items)), shape=(dataset.user_num, dataset.item_num))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1
+    return matrix
+
+
+def normalized_adjacency(dataset) -> torch.Tensor:
+    r"""LightGCN's :math:`D^{-1/2} A D^{-1/2}` of the bipartite user-item graph, as a sparse COO tensor
+    of size ``(n_users + n_items)^2`` (users first; isolated nodes get zero rows)."""
+    r = interaction_matrix(dataset)
+    n_users, n_items = r.shape
+    adj = sp.bmat([[None, r], [r.T, None]], format="coo", dtype=np.float32)
+    degree = np.asarray(adj.sum(axis=1)).ravel()
+    inv_sqrt = np.zeros_like(degree)
+    nz = degree > 0
+    inv_sqrt[nz] = degree[nz] ** -0.5
+    values = inv_sqrt[adj.row] * adj.data * inv_sqrt[adj.col]
+    index = torch.from_numpy(np.vstack([adj.row, adj.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(index, torch.from_numpy(values.astype(np.float32)),
+                                   (n_users + n_items, n_users + n_items)).coalesce()

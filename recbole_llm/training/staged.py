@@ -1,0 +1,340 @@
+"""``StagedTrainer``: a RecBole trainer that runs a model's named stages in order.
+
+A model with several training stages (GLTA: graph -> item_text -> generate -> user_item;
+GraphAttentiveGPT2: three; HeLLM: two) subclasses :class:`StagedTrainer` and returns its
+:class:`Stage` list from ``stages()``; everything else is shared:
+
+* **Stages**: a one-shot stage runs ``run(trainer)`` once; an epoch stage runs ``train_epoch``
+  ``epochs`` times with its own optimiser (RecBole's ``learner``) over ``parameters()`` at its own
+  ``learning_rate``/``weight_decay``. ``validate=True`` adds RecBole's validation every
+  ``eval_step`` epochs, early stopping after ``stopping_step`` and the best-model checkpoint
+  (``saved_model_file``) that ``evaluate`` reloads.
+* **Resume**: the run folder ``<checkpoint_dir>/<Model>-<dataset>-<run key>/`` holds ``state.json``
+  (completed stages, current stage, next epoch) and ``latest.pth`` (trainable state, other
+  parameters, optimiser, best validation so far), both written atomically after every epoch and
+  stage. Rerunning the same command after a kill (between or inside epochs) continues at that
+  stage and epoch; an epoch cut short is run again from its start, with the same random stream
+  (stages seed their epochs from the run seed and the epoch index). The run key hashes the
+  model's settings (except epoch counts, batch sizes and file paths of reused artefacts), the
+  dataset, seed, split settings and the training/validation interactions. ``stage_resume: False``
+  starts over; a finished run starts over when launched again (its caches make that cheaper).
+* **Logging and statistics**: one line per epoch of every stage (loss, speed, ETA), progress
+  lines inside long epochs (:class:`~recbole_llm.training.progress.StepProgress`), and per stage
+  ``stage_times`` / ``stage_stats`` (seconds, peak RSS, the stage's own counters), which
+  ``run_experiment`` reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import time
+from dataclasses import dataclass
+from logging import getLogger
+from pathlib import Path
+from typing import Callable, Optional
+
+from recbole.trainer import Trainer
+from recbole.utils import dict2str, early_stopping, set_color
+from torch.nn.utils.clip_grad import clip_grad_norm_
+
+from recbole_llm.graph.interactions import interaction_fingerprint
+from recbole_llm.training.checkpoint import load_checked, read_json_checked, save_atomic, write_json_atomic
+from recbole_llm.training.progress import EpochLog, StepProgress
+
+#: Settings that never change what a run computes, left out of the run key (so an interrupted run
+#: can be resumed with, say, more epochs).
+RUN_KEY_EXCLUDE = ("_epochs", "_batch_size", "_checkpoint", "_stopping_step", "_cache", "_resume")
+
+
+@dataclass
+class Stage:
+    """One named stage of a :class:`StagedTrainer`.
+
+    One-shot: give ``run(trainer) -> stats dict``. Epoch loop: give ``epochs``,
+    ``train_epoch(trainer, epoch, optimizer) -> loss`` and ``parameters() -> list`` (what the
+    stage's optimiser trains); ``begin``/``end`` (``trainer -> stats dict``) run before the first
+    and after the last epoch, also when resuming."""
+
+    name: str
+    run: Optional[Callable] = None
+    epochs: int = 0
+    train_epoch: Optional[Callable] = None
+    parameters: Optional[Callable] = None
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    validate: bool = False
+    begin: Optional[Callable] = None
+    end: Optional[Callable] = None
+    unit: str = "users"
+    units_per_epoch: int = 0
+
+    def __post_init__(self):
+        if (self.run is None) == (self.train_epoch is None):
+            raise ValueError(f"stage {self.name!r}: give either run (one-shot) or train_epoch (epochs)")
+        if self.train_epoch is not None and self.parameters is None:
+            raise ValueError(f"stage {self.name!r}: an epoch stage needs parameters()")
+
+
+def _peak_rss_mb():
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class StagedTrainer(Trainer):
+    """Runs ``self.stages()`` in order (see the module docstring)."""
+
+    #: Prefix of the model's own settings (e.g. ``"glta_"``); they, and ``llm_*``, define the run key.
+    settings_prefix = ""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.logger = getLogger()
+        self.model_name = str(config["model"])
+        self.seed = int(config["seed"] or 0)
+        self.resume = bool(config["stage_resume"]) if config["stage_resume"] is not None else True
+        interval = config["stage_log_interval"]
+        self.log_interval = float(interval) if interval is not None else 0.1
+        self.stage_times: dict[str, float] = {}
+        self.stage_stats: dict[str, dict] = {}
+        self.run_dir: Path | None = None
+        self._state: dict | None = None
+        self._stage_start = 0.0
+        self._stage_peak_reset = False
+
+    # ------------------------------------------------------------------------------------------
+    # what a subclass provides
+    # ------------------------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        raise NotImplementedError
+
+    def run_settings(self) -> dict:
+        """The settings that define a run (hashed into the run key)."""
+        cfg = self.config.final_config_dict
+        prefixes = tuple(p for p in (self.settings_prefix, "llm_") if p)
+        keep = {k: cfg[k] for k in sorted(cfg) if k.startswith(prefixes) and not any(x in k for x in RUN_KEY_EXCLUDE)}
+        keep.update({k: cfg.get(k) for k in ("model", "dataset", "seed", "eval_args", "train_neg_sample_args")})
+        return keep
+
+    # ------------------------------------------------------------------------------------------
+    # run folder, state and latest checkpoint
+    # ------------------------------------------------------------------------------------------
+    def run_key(self, train_data, valid_data=None) -> str:
+        from recbole_llm.utils import plain
+
+        h = hashlib.sha1(json.dumps(plain(self.run_settings()), sort_keys=True).encode())
+        h.update(interaction_fingerprint(train_data.dataset).encode())
+        if valid_data is not None:
+            h.update(interaction_fingerprint(valid_data.dataset).encode())
+        return h.hexdigest()[:12]
+
+    def _restart_hint(self):
+        return (f"Delete the folder {self.run_dir} (or pass --stage_resume=False) to start this run anew; "
+                "cached pretraining and generated texts are kept elsewhere and are reused.")
+
+    def _write_state(self, **changes):
+        self._state.update(changes)
+        write_json_atomic(self._state, self.run_dir / "state.json")
+
+    def _save_latest(self, stage, next_epoch, optimizer=None):
+        m = self.model
+        save_atomic({
+            "stage": stage,
+            "next_epoch": next_epoch,
+            "state_dict": m.state_dict(),
+            "other_parameter": m.other_parameter(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "best_valid_score": self.best_valid_score,
+            "best_valid_result": self.best_valid_result,
+            "cur_step": self.cur_step,
+            "train_loss_dict": self.train_loss_dict,
+            "stage_times": self.stage_times,
+            "stage_stats": self.stage_stats,
+        }, self.run_dir / "latest.pth")
+
+    def _load_latest(self):
+        path = self.run_dir / "latest.pth"
+        if not path.is_file():
+            return None
+        blob = load_checked(path, f"{self.model_name}'s resume checkpoint", self._restart_hint())
+        self.model.load_state_dict(blob["state_dict"])
+        self.model.load_other_parameter(blob["other_parameter"])
+        self.best_valid_score = blob["best_valid_score"]
+        self.best_valid_result = blob["best_valid_result"]
+        self.cur_step = blob["cur_step"]
+        self.train_loss_dict.update(blob.get("train_loss_dict") or {})
+        self.stage_times.update(blob.get("stage_times") or {})
+        self.stage_stats.update(blob.get("stage_stats") or {})
+        return blob
+
+    def _open_run(self, train_data, valid_data):
+        """Create or reopen the run folder; return the latest checkpoint to resume from, or None."""
+        key = self.run_key(train_data, valid_data)
+        self.run_dir = Path(self.checkpoint_dir) / f"{self.model_name}-{self.config['dataset']}-{key}"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state_file = self.run_dir / "state.json"
+        if self.resume and state_file.is_file():
+            state = read_json_checked(state_file, f"{self.model_name}'s run state", self._restart_hint())
+            if not state.get("finished"):
+                blob = self._load_latest()
+                if blob is not None or not state.get("completed"):
+                    self._state = state
+                    if state.get("saved_model_file"):
+                        self.saved_model_file = state["saved_model_file"]
+                    self.logger.info(set_color(f"{self.model_name} resumes", "green") + f" run {self.run_dir}: "
+                                     f"completed {state.get('completed')}, next: {state.get('stage')} "
+                                     f"epoch {state.get('epoch', 0)}")
+                    return blob
+                # completed stages but no latest.pth: the run folder lost its checkpoint
+                load_checked(self.run_dir / "latest.pth", f"{self.model_name}'s resume checkpoint", self._restart_hint())
+        self._state = {"run_key": key, "completed": [], "stage": None, "epoch": 0, "finished": False,
+                       "saved_model_file": self.saved_model_file}
+        self._write_state()
+        return None
+
+    # ------------------------------------------------------------------------------------------
+    # stage bookkeeping
+    # ------------------------------------------------------------------------------------------
+    def label(self, stage_name):
+        return f"{self.model_name} {stage_name}"
+
+    def progress(self, stage_name, total, unit="batches", epoch=None):
+        """A :class:`StepProgress` for a loop of ``total`` steps inside a stage."""
+        label = self.label(stage_name) + (f" epoch {epoch + 1}" if epoch is not None else "")
+        return StepProgress(label, total, unit=unit, interval=self.log_interval, logger=self.logger)
+
+    def _begin(self, stage):
+        self._stage_start = time.perf_counter()
+        self._stage_peak_reset = _reset_peak_rss()
+        self.logger.info(set_color(self.label(stage.name), "green") + " starts")
+
+    def _end(self, stage, stats):
+        seconds = time.perf_counter() - self._stage_start
+        self.stage_times[stage.name] = self.stage_times.get(stage.name, 0.0) + seconds
+        entry = dict(self.stage_stats.get(stage.name, {}))
+        entry.update(stats or {})
+        entry["seconds"] = self.stage_times[stage.name]
+        entry["peak_rss_mb"] = max(entry.get("peak_rss_mb", 0.0), _peak_rss_mb())
+        entry["peak_rss_is_stage_peak"] = bool(self._stage_peak_reset)
+        self.stage_stats[stage.name] = entry
+        self.logger.info(set_color(self.label(stage.name), "green") + f" done in {seconds:.1f} s: " + ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
+
+    # ------------------------------------------------------------------------------------------
+    # fit
+    # ------------------------------------------------------------------------------------------
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self.eval_collector.data_collect(train_data)
+        self.train_data, self.valid_data = train_data, valid_data
+        blob = self._open_run(train_data, valid_data)
+        for stage in self.stages():
+            if stage.name in self._state["completed"]:
+                continue
+            start_epoch = self._state.get("epoch", 0) if self._state.get("stage") == stage.name else 0
+            opt_state = blob.get("optimizer") if blob and blob.get("stage") == stage.name else None
+            self._write_state(stage=stage.name, epoch=start_epoch)
+            self._begin(stage)
+            stats = dict(stage.begin(self) or {}) if stage.begin else {}
+            if stage.run is not None:
+                stats.update(stage.run(self) or {})
+            else:
+                stats.update(self._run_epochs(stage, start_epoch, opt_state, valid_data, verbose, saved,
+                                              show_progress, callback_fn))
+            if stage.end:
+                stats.update(stage.end(self) or {})
+            self._end(stage, stats)
+            self._save_latest(stage.name, None)
+            self._write_state(completed=self._state["completed"] + [stage.name], stage=None, epoch=0)
+        self._write_state(finished=True)
+        return self.best_valid_score, self.best_valid_result
+
+    def _run_epochs(self, stage, start_epoch, opt_state, valid_data, verbose, saved, show_progress, callback_fn):
+        optimizer = self._build_optimizer(params=stage.parameters(), learning_rate=stage.learning_rate,
+                                          weight_decay=stage.weight_decay)
+        if opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+        if stage.validate:
+            self.optimizer = optimizer
+        eval_step = min(int(self.config["eval_step"]), stage.epochs) if stage.epochs else 0
+        epoch_log = EpochLog(self.label(stage.name), stage.epochs, unit=stage.unit,
+                             upper_bound=stage.validate and eval_step > 0, logger=self.logger)
+        if stage.validate and saved and start_epoch >= stage.epochs:
+            self._save_checkpoint(-1, verbose=verbose)
+        losses, train_seconds, valid_seconds = [], 0.0, 0.0
+        for epoch in range(start_epoch, stage.epochs):
+            t0 = time.perf_counter()
+            self.model.train()
+            self._epoch_stage, self._epoch_optimizer = stage, optimizer
+            # the validated stage goes through RecBole's _train_epoch hook, so tools that wrap it
+            # (run_experiment's epoch timer) see its epochs as they see any RecBole model's
+            loss = self._train_epoch(self.train_data, epoch) if stage.validate else stage.train_epoch(self, epoch, optimizer)
+            seconds = time.perf_counter() - t0
+            train_seconds += seconds
+            losses.append(float(loss))
+            if stage.validate:
+                self.train_loss_dict[epoch] = loss
+            stop, extra = False, ""
+            if not stage.validate:
+                pass
+            elif eval_step <= 0 or not valid_data:
+                if saved:
+                    self._save_checkpoint(epoch, verbose=verbose)
+            elif (epoch + 1) % eval_step == 0 or epoch + 1 == stage.epochs:
+                v0 = time.perf_counter()
+                valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+                valid_seconds += time.perf_counter() - v0
+                self.best_valid_score, self.cur_step, stop, update = early_stopping(
+                    valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
+                    bigger=self.valid_metric_bigger)
+                extra = f"valid {self.config['valid_metric']} {valid_score:.4f} ({time.perf_counter() - v0:.1f} s)"
+                if verbose:
+                    self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid_result))
+                if update:
+                    if saved:
+                        self._save_checkpoint(epoch, verbose=verbose)
+                    self.best_valid_result = valid_result
+                if callback_fn:
+                    callback_fn(epoch, valid_score)
+            epoch_log.epoch_done(epoch, loss, seconds, units=stage.units_per_epoch or None, extra=extra)
+            self._save_latest(stage.name, epoch + 1, optimizer)
+            self._write_state(epoch=epoch + 1)
+            if stop:
+                if verbose:
+                    self.logger.info(f"Finished training, best eval result in epoch {epoch - self.cur_step * eval_step}")
+                break
+        return {"epochs": stage.epochs, "losses": losses, "train_seconds": train_seconds,
+                "valid_seconds": valid_seconds}
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        return self._epoch_stage.train_epoch(self, epoch_idx, self._epoch_optimizer)
+
+    def clip_and_step(self, loss, optimizer):
+        """``backward``, RecBole's gradient clipping and NaN check, ``step`` (for ``train_epoch``)."""
+        self._check_nan(loss)
+        loss.backward()
+        if self.clip_grad_norm:
+            clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
+        optimizer.step()
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and not (model_file or os.path.isfile(self.saved_model_file)):
+            load_best_model = False  # nothing saved (e.g. saved=False or epochs=0): evaluate the current state
+        return super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
+                                show_progress=show_progress)

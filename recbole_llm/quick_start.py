@@ -120,6 +120,7 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
         "best_epoch": timer.best_epoch(best_valid_score),
         "epoch_times": timer.epoch_times,
         "stage_times": stage_times,
+        "stage_stats": plain(getattr(trainer, "stage_stats", None) or {}),
         "trainable_params": sum(p.numel() for p in params if p.requires_grad),
         "total_params": int(getattr(model, "total_parameter_count", lambda: sum(p.numel() for p in params))()),
         "peak_rss_mb": _peak_rss_mb(),

@@ -68,6 +68,26 @@ def fast_config(tmp_path, **overrides):
     return cfg
 
 
+def glta_tiny_config(root, **overrides):
+    """GLTA on ``tiny`` with the tiny random Llama saved under ``root/llm`` (a few seconds on CPU)."""
+    cfg = fast_config(
+        root,
+        llm_path=str(Path(root) / "llm"),
+        load_col={"inter": ["user_id", "item_id", "rating", "timestamp"], "item": ["item_id", "movie_title", "genre"]},
+        item_text_template="{movie_title} ({genre})",
+        glta_graph_epochs=2,
+        glta_ia_epochs=1,
+        glta_ua_epochs=2,
+        glta_gen_max_new_tokens=3,
+        glta_slots=4,
+        glta_history_items=5,
+        glta_ia_items_per_prompt=3,
+        glta_kv_cache_dtype="float32",
+    )
+    cfg.update(overrides)
+    return cfg
+
+
 @pytest.fixture
 def tiny_data(tmp_path, monkeypatch):
     """A tiny dataset named ``tiny`` under ``tmp_path/data``; cwd and caches moved to tmp."""

@@ -1,28 +1,42 @@
-"""GLTA: stages, resume, gradients, GLLM loss masking, ablation switches, ranking output.
+"""GLTA: registration, settings, stages, resume after a kill, determinism, no leakage, gradients, GLLM
+loss masking, ablation switches, ranking output, planted structure.
 
 A tiny generated dataset and a tiny random Llama (saved with save_pretrained, loaded through the
 real llm_path code path); everything runs in seconds on CPU.
 """
 
 import json
-import os
+import logging
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
-import recbole_llm  # noqa: F401
+from conftest import fast_config, glta_tiny_config, write_tiny_dataset
+from recbole_llm.cli import main as cli_main
 from recbole_llm.config import Config
-from recbole_llm.llm.backbone import clear_backbones
+from recbole_llm.errors import ConfigError, CorruptFileError, TrainingDataMismatchError
+from recbole_llm.llm.backbone import LLM_SETTINGS, clear_backbones
 from recbole_llm.llm.testing import save_tiny_llama
-from recbole_llm.models.glta import GLTA
+from recbole_llm.models.glta import GLTA, GLTATrainer
+from recbole_llm.models.glta.gllm import GLLMLayer, gllm_loss
+from recbole_llm.models.glta.settings import GLTA_SETTINGS
+from recbole_llm.paths import properties_dir
+from recbole_llm.plugins import get_registry
 from recbole_llm.quick_start import run_experiment
-from recbole_llm.trainers.glta_trainer import GLTATrainer
 from recbole_llm.utils import get_model, get_trainer
 
-from conftest import fast_config, write_tiny_dataset
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+PACKAGE = REPO / "recbole_llm" / "models" / "glta"
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +52,7 @@ def env(tmp_path_factory):
 
 
 def glta_config(root, **overrides):
-    cfg = fast_config(
-        root,
-        llm_path=str(root / "llm"),
-        load_col={"inter": ["user_id", "item_id", "rating", "timestamp"], "item": ["item_id", "movie_title", "genre"]},
-        item_text_template="{movie_title} ({genre})",
-        glta_graph_epochs=2,
-        glta_ia_epochs=1,
-        glta_ua_epochs=2,
-        glta_gen_max_new_tokens=3,
-        glta_slots=4,
-        glta_history_items=5,
-        glta_ia_items_per_prompt=3,
-        glta_kv_cache_dtype="float32",
-    )
-    cfg.update(overrides)
-    return cfg
+    return glta_tiny_config(root, **overrides)
 
 
 def build(root, **overrides):
@@ -69,73 +68,215 @@ def llm_fingerprint(model):
     return sum(float(p.double().sum()) for p in model.backbone.model.parameters())
 
 
-# ------------------------------------------------------------------------------ registration
-def test_registered_with_trainer_and_properties(env):
-    assert get_model("GLTA") is GLTA
-    assert get_trainer(None, "GLTA") is GLTATrainer
-    config = Config(model="GLTA", dataset="tiny", config_dict=glta_config(env))
-    for key in ("glta_item_alignment", "glta_user_alignment", "glta_profile_tokens", "glta_prediction_tokens",
-                "glta_inference", "llm_path", "glta_slots"):
-        assert key in config.final_config_dict
-    assert config["glta_inference"] == "first_k"
+def split_pairs(data):
+    ds = data.dataset
+    return set(zip(ds.inter_feat[ds.uid_field].tolist(), ds.inter_feat[ds.iid_field].tolist()))
+
+
+# ------------------------------------------------------------------------------ registration, settings
+def test_registered_through_the_plugin_hooks(env):
+    registry = get_registry()
+    assert get_model("GLTA") is GLTA and get_trainer(None, "GLTA") is GLTATrainer
+    assert registry.model_plugin["GLTA"] == "recbole_llm.models.glta.plugin"
+    assert [Path(p).name for p in registry.property_files["GLTA"]] == ["llm.yaml", "GLTA.yaml"]
+
+
+def test_defaults_live_in_the_yaml_only():
+    glta_yaml = yaml.safe_load((properties_dir() / "model" / "GLTA.yaml").read_text())
+    llm_yaml = yaml.safe_load((properties_dir() / "model" / "llm.yaml").read_text())
+    assert {k for k in glta_yaml if k.startswith("glta_")} == set(GLTA_SETTINGS.keys)
+    assert set(llm_yaml) == set(LLM_SETTINGS.keys)
+    # every glta_* value the code uses comes through the validated settings, none from code defaults
+    for path in PACKAGE.glob("*.py"):
+        if path.name == "settings.py":
+            continue
+        source = path.read_text()
+        assert not re.search(r"config\[\s*[\"']glta_", source), path
+        assert "_cfg(" not in source, path
+    missing = {k: v for k, v in glta_yaml.items() if k != "glta_slots"}
+    with pytest.raises(ConfigError, match=r"glta_slots is not set.*properties/model/GLTA.yaml"):
+        GLTA_SETTINGS.read(missing)
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("glta_inference", "best", "one of first_k, autoregressive, first_logit"),
+    ("glta_ua_epochs", -1, "an integer >= 0"),
+    ("glta_ua_learning_rate", 0.0, "a number > 0"),
+    ("glta_slots", "many", "an integer >= 1"),
+    ("glta_gllm_head", "deep", "one of linear, graph"),
+    ("glta_ua_template", "no slots here", "must contain {slots}"),
+    ("glta_infer_slots", 9, "between 0 (= glta_slots) and glta_slots (4)"),
+])
+def test_invalid_settings_name_key_value_and_what_is_allowed(env, key, value, expected):
+    with pytest.raises(ConfigError) as err:
+        build(env, **{key: value})
+    message = str(err.value)
+    assert key in message and expected in message and "Traceback" not in message
+
+
+def test_invalid_setting_through_the_cli_exits_2(env, capsys):
+    code = cli_main(["--model=GLTA", "--dataset=tiny", f"--data_path={env / 'data'}", f"--llm_path={env / 'llm'}",
+                     "--glta_inference=best", "--state=WARNING"])
+    err = capsys.readouterr().err
+    assert code == 2 and "glta_inference='best'" in err and "Traceback" not in err
 
 
 # ------------------------------------------------------------------------------ end to end
-def test_end_to_end_stage_order_and_small_checkpoint(env):
-    result = run_experiment("GLTA", "tiny", config_dict=glta_config(env))
+def test_end_to_end_stages_logs_checkpoint_and_graph_cache(env, caplog, monkeypatch):
+    with caplog.at_level(logging.INFO):
+        result = run_experiment("GLTA", "tiny", config_dict=glta_config(env, state="INFO", glta_graph_epochs=3))
     stages = [k for k in result["stats"]["stage_times"] if k in GLTATrainer.STAGES]
     assert stages == ["graph", "item_text", "generate", "user_item"]
-    assert set(result["test_result"]) >= {"recall@10", "ndcg@10", "precision@5"}
+    assert set(result["stats"]["stage_stats"]) == set(stages)
+    # one line per epoch of every epoch stage (LightGCN's inside the graph stage too): loss, speed, ETA
+    text = caplog.text
+    for label, epochs in (("GLTA graph (LightGCN)", 3), ("GLTA item_text", 1), ("GLTA user_item", 2)):
+        lines = [line for line in text.splitlines() if re.search(re.escape(label) + r"\S* epoch \d+/" + str(epochs), line)]
+        assert len(lines) == epochs, (label, lines)
+        assert all("loss" in line and "/s" in line and "ETA" in line for line in lines), lines
     ckpt = torch.load(result["stats"]["saved_model_file"], map_location="cpu", weights_only=False)
-    keys = set(ckpt["state_dict"])
-    assert keys == {"item_projector.weight", "item_projector.bias", "user_projector.weight", "user_projector.bias",
-                    "gllm.proj", "gllm.bias", "user_graph_emb", "item_graph_emb"}  # no LLM weights
+    assert set(ckpt["state_dict"]) == {"item_projector.weight", "item_projector.bias", "user_projector.weight",
+                                       "user_projector.bias", "gllm.proj", "gllm.bias", "user_graph_emb",
+                                       "item_graph_emb"}  # no LLM weights
     assert set(ckpt["other_parameter"]) == {"user_profiles", "user_predictions", "graph_source"}
-    assert any(ckpt["other_parameter"]["user_profiles"])  # generated texts travel with the checkpoint
-    # the LightGCN of stage 1 is cached and reused by the next run on the same split/settings
-    again = run_experiment("GLTA", "tiny", config_dict=glta_config(env, glta_ua_epochs=1))
-    assert again["stats"]["stage_times"]["graph"] < result["stats"]["stage_times"]["graph"] + 5
-    from recbole_llm.quick_start import load_data_and_model
+    assert sum(bool(p) for p in ckpt["other_parameter"]["user_profiles"]) == 30  # every user's text travels along
+    assert result["stats"]["stage_stats"]["graph"]["reused"] is False
+    # the next run on the same split reuses the cached LightGCN: no training, identical embeddings
+    import recbole_llm.training.pretrain as pretrain
 
-    _, model, _, _, test_data, _ = load_data_and_model(result["stats"]["saved_model_file"])[:6]
-    assert isinstance(model, GLTA) and any(model.user_profiles)
+    monkeypatch.setattr(pretrain._LoggedTrainer, "fit", lambda *a, **k: pytest.fail("LightGCN trained again"))
+    again = run_experiment("GLTA", "tiny", config_dict=glta_config(env, glta_graph_epochs=3, glta_ua_epochs=1))
+    graph = again["stats"]["stage_stats"]["graph"]
+    assert graph["reused"] is True and graph["source"].startswith("cache ")
+    again_ckpt = torch.load(again["stats"]["saved_model_file"], map_location="cpu", weights_only=False)
+    assert torch.equal(again_ckpt["state_dict"]["item_graph_emb"], ckpt["state_dict"]["item_graph_emb"])
 
 
-def test_resume_at_stage_and_epoch(env, monkeypatch):
-    cfg = glta_config(env, glta_ia_epochs=2, glta_ua_epochs=3, seed=7)
-    config, model, train, valid, test = build(env, **{k: v for k, v in cfg.items() if k.startswith("glta_")}, seed=7)
+def _run_glta_process(root, out, *extra):
+    env = dict(**__import__("os").environ, PYTHONPATH=str(REPO), OMP_WAIT_POLICY="PASSIVE")
+    return subprocess.run([sys.executable, str(TESTS / "tests_support" / "glta_run.py"), str(root), str(out), *extra],
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def _prepare_root(root):
+    write_tiny_dataset(root / "data", n_users=30, n_items=40, per_user=(6, 14))
+    save_tiny_llama(root / "llm")
+    return root
+
+
+def test_same_seed_identical_metrics_and_resume_after_a_kill_mid_epoch(tmp_path):
+    """Two fresh processes give identical metrics; a process SIGKILLed inside a user-item epoch is
+    resumed by rerunning the same command, continues at that epoch, and ends with the same metrics."""
+    runs = {}
+    for name in ("a", "b"):
+        root = _prepare_root(tmp_path / name)
+        proc = _run_glta_process(root, root / "out.json")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = json.loads((root / "out.json").read_text())
+    assert runs["a"]["test"] == runs["b"]["test"] and runs["a"]["valid"] == runs["b"]["valid"]
+    assert runs["a"]["user_item_epochs_run"] == [0, 1, 2]
+
+    root = _prepare_root(tmp_path / "killed")
+    # 30 users, 16 per batch: calls 1-2 are epoch 0, call 3 is the first batch of epoch 1
+    killed = _run_glta_process(root, root / "out.json", "--kill-at-call", "3")
+    assert killed.returncode == -9 and not (root / "out.json").exists()
+    [run_dir] = (root / "saved").glob("GLTA-tiny-*")
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["completed"] == ["graph", "item_text", "generate"]
+    assert state["stage"] == "user_item" and state["epoch"] == 1
+    resumed = _run_glta_process(root, root / "out.json")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    out = json.loads((root / "out.json").read_text())
+    assert out["stages_run"] == ["user_item"] and out["user_item_epochs_run"] == [1, 2]
+    assert out["test"] == runs["a"]["test"] and out["valid"] == runs["a"]["valid"]
+
+
+def test_corrupt_resume_state_and_caches_name_the_file_and_the_remedy(env, monkeypatch):
+    cfg = glta_config(env, seed=11, glta_ua_epochs=1)
+    config, model, train, valid, _ = build(env, **{k: v for k, v in cfg.items() if k.startswith("glta_")}, seed=11)
     trainer = GLTATrainer(config, model)
-    trainer.stopped_after = ("item_text", 1)
+    monkeypatch.setattr(GLTATrainer, "user_item_epoch", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(train, valid)
-    state = json.loads((trainer.run_dir / "state.json").read_text())
-    assert state["completed"] == ["graph"] and state["stage"] == "item_text" and state["epoch"] == 1
-    # second process: graph must not run again; item_text continues at epoch 1
-    config2, model2, train2, valid2, _ = build(env, **{k: v for k, v in cfg.items() if k.startswith("glta_")}, seed=7)
-    trainer2 = GLTATrainer(config2, model2)
-    assert torch.equal(model2.user_graph_emb, torch.zeros_like(model2.user_graph_emb))
-    monkeypatch.setattr(GLTATrainer, "_stage_graph", lambda *a, **k: pytest.fail("graph stage ran again"))
-    seen = []
-    real = GLTATrainer._stage_item_text
-    monkeypatch.setattr(GLTATrainer, "_stage_item_text",
-                        lambda self, start, opt, sp: (seen.append((start, opt is not None)), real(self, start, opt, sp))[1])
-    trainer2.stopped_after = ("user_item", 2)
-    with pytest.raises(KeyboardInterrupt):
-        trainer2.fit(train2, valid2)
-    assert seen == [(1, True)]  # resumed at epoch 1 with the optimizer state
-    assert torch.equal(model2.user_graph_emb, model.user_graph_emb)  # stage-1 output restored
-    state = json.loads((trainer2.run_dir / "state.json").read_text())
-    assert state["completed"] == ["graph", "item_text", "generate"] and state["epoch"] == 2
-    # third process finishes the last user_item epoch only
-    config3, model3, train3, valid3, _ = build(env, **{k: v for k, v in cfg.items() if k.startswith("glta_")}, seed=7)
-    trainer3 = GLTATrainer(config3, model3)
-    epochs = []
-    real_epoch = GLTATrainer._train_epoch
-    monkeypatch.setattr(GLTATrainer, "_train_epoch",
-                        lambda self, td, e, **kw: (epochs.append(e), real_epoch(self, td, e, **kw))[1])
-    trainer3.fit(train3, valid3)
-    assert epochs == [2] and json.loads((trainer3.run_dir / "state.json").read_text())["finished"]
-    assert model3.user_profiles == model2.user_profiles
+    monkeypatch.undo()
+    latest = trainer.run_dir / "latest.pth"
+    latest.write_bytes(b"not a checkpoint")
+    config2, model2, train2, valid2, _ = build(env, **{k: v for k, v in cfg.items() if k.startswith("glta_")}, seed=11)
+    with pytest.raises(CorruptFileError) as err:
+        GLTATrainer(config2, model2).fit(train2, valid2)
+    assert str(latest) in str(err.value) and "stage_resume=False" in str(err.value)
+    (trainer.run_dir / "state.json").write_text("{broken")
+    with pytest.raises(CorruptFileError, match="state.json"):
+        GLTATrainer(config2, model2).fit(train2, valid2)
+    # a corrupt LightGCN cache is named with the way to train it anew
+    caches = sorted((Path(env) / "cache" / "pretrain").glob("LightGCN-tiny-*.pth"))
+    assert caches
+    for c in caches:
+        c.write_bytes(b"garbage")
+    config3, model3, train3, valid3, _ = build(env, **{k: v for k, v in cfg.items() if k.startswith("glta_")},
+                                               seed=11, stage_resume=False)
+    with pytest.raises(CorruptFileError, match=r"cached LightGCN .*cannot be read.*Delete"):
+        GLTATrainer(config3, model3).fit(train3, valid3)
+    for c in caches:
+        c.unlink()
+    with pytest.raises(CorruptFileError, match="does not exist"):
+        build_and_fit(env, glta_graph_checkpoint=str(env / "nope.pth"))
+
+
+def build_and_fit(root, **overrides):
+    config, model, train, valid, _ = build(root, **overrides)
+    return GLTATrainer(config, model).fit(train, valid)
+
+
+def test_graph_checkpoint_trained_on_another_split_is_refused(env):
+    # a LightGCN baseline trained with another seed has another random split: its embeddings saw
+    # interactions that are validation/test interactions of this run
+    other = run_experiment("LightGCN", "tiny", config_dict=fast_config(env, seed=5, epochs=1))
+    with pytest.raises(TrainingDataMismatchError, match="other interactions than this run's training split"):
+        build_and_fit(env, glta_graph_checkpoint=other["stats"]["saved_model_file"], glta_ua_epochs=0)
+    same = run_experiment("LightGCN", "tiny", config_dict=fast_config(env, epochs=1, embedding_size=64))
+    config, model, train, valid, _ = build(env, glta_graph_checkpoint=same["stats"]["saved_model_file"],
+                                           glta_ua_epochs=0, glta_ia_epochs=0)
+    trainer = GLTATrainer(config, model)
+    trainer.fit(train, valid)
+    assert trainer.stage_stats["graph"]["source"].startswith("checkpoint ")
+
+
+# ------------------------------------------------------------------------------ no leakage
+def test_no_validation_or_test_interaction_reaches_graph_prompts_targets_or_generation(env, monkeypatch):
+    import recbole_llm.training.pretrain as pretrain
+
+    config, model, train, valid, test = build(env, glta_ua_epochs=2, glta_graph_cache=False, stage_resume=False)
+    train_pairs, held_out = split_pairs(train), split_pairs(valid) | split_pairs(test)
+    assert held_out and not train_pairs & held_out
+    graphs = []
+    real_init = pretrain._LoggedTrainer.__init__
+    monkeypatch.setattr(pretrain._LoggedTrainer, "__init__",
+                        lambda self, cfg, net, label: (graphs.append(net), real_init(self, cfg, net, label))[1])
+    seen_prompts, seen_targets = [], []
+    real_ua = GLTA.ua_prompt
+    monkeypatch.setattr(GLTA, "ua_prompt", lambda self, u, history, **kw: (
+        seen_prompts.append((u, [int(i) for i in history])), real_ua(self, u, history, **kw))[1])
+    real_loss = GLTA.user_item_loss
+    monkeypatch.setattr(GLTA, "user_item_loss", lambda self, users, targets, histories: (
+        seen_targets.extend((u, [int(i) for i in t]) for u, t in zip(users, targets)),
+        real_loss(self, users, targets, histories))[1])
+    trainer = GLTATrainer(config, model)
+    users, contexts = trainer.generation_contexts()
+    trainer.fit(train, valid)
+    trainer.evaluate(test, load_best_model=False)
+    # the LightGCN graph: exactly the training interactions
+    [lightgcn] = graphs
+    coo = lightgcn.interaction_matrix
+    assert set(zip(coo.row.tolist(), coo.col.tolist())) == train_pairs
+    # prompts (training and inference), targets and the texts the LLM read: training items only
+    assert seen_prompts and seen_targets
+    for u, items in seen_prompts + seen_targets:
+        assert all((u, i) in train_pairs for i in items), (u, items)
+    for u, context in zip(users, contexts):
+        for (hu, i) in held_out:
+            if hu == u:  # item texts are unique per item in the tiny data
+                assert model.item_texts[i] not in context, (u, i)
 
 
 # ------------------------------------------------------------------------------ gradients
@@ -147,7 +288,7 @@ def test_only_projectors_and_gllm_train(env, item_alignment, head):
     before_llm = llm_fingerprint(model)
     snap = {k: v.clone() for k, v in model.state_dict().items()}
     trainer = GLTATrainer(config, model)
-    trainer.optimizer = trainer._build_optimizer(params=model.trainable_parameters("user_item"), learning_rate=0.01)
+    optimizer = trainer._build_optimizer(params=model.trainable_parameters("user_item"), learning_rate=0.01)
     rng = np.random.default_rng(0)
     users = trainer.train_users()[:6]
     samples = [model.sample_user_targets(u, rng) for u in users]
@@ -156,7 +297,7 @@ def test_only_projectors_and_gllm_train(env, item_alignment, head):
     assert all(p.grad is None and not p.requires_grad for p in model.backbone.model.parameters())
     assert model.user_projector.weight.grad.abs().sum() > 0 and model.gllm.bias.grad.abs().sum() > 0
     assert dict(model.named_parameters())[wname].grad.abs().sum() > 0
-    trainer.optimizer.step()
+    optimizer.step()
     after = model.state_dict()
     assert llm_fingerprint(model) == before_llm
     assert not torch.equal(after["user_projector.weight"], snap["user_projector.weight"])
@@ -164,28 +305,25 @@ def test_only_projectors_and_gllm_train(env, item_alignment, head):
     assert torch.equal(after["user_graph_emb"], snap["user_graph_emb"])  # E_u, E_i frozen
     # the item projector is trained in the user-item stage only without item-text alignment
     assert torch.equal(after["item_projector.weight"], snap["item_projector.weight"]) == item_alignment
-    # item-text stage: item projector and GLLM
     names = {id(p) for p in model.trainable_parameters("item_text")}
     assert names == {id(p) for p in list(model.item_projector.parameters()) + list(model.gllm.parameters())}
 
 
 # ------------------------------------------------------------------------------ GLLM layer and loss
 def test_gllm_layer_modes():
-    from recbole_llm.models.glta import GLLMLayer
-
     h, items = torch.randn(2, 3, 8), torch.randn(5, 4)
     graph = GLLMLayer(8, 5, 4, "graph")
     assert torch.allclose(graph(h, items), h @ graph.proj.T @ items.T + graph.bias, atol=1e-5)
     linear = GLLMLayer(8, 5, 4, "linear")
-    assert linear(h).shape == (2, 3, 5) and set(dict(linear.named_parameters())) == {"weight", "bias"}
-
+    assert torch.allclose(linear(h), h @ linear.weight.T + linear.bias, atol=1e-5)
+    assert set(dict(linear.named_parameters())) == {"weight", "bias"}
 
 
 def test_gllm_loss_masks_slots_past_k():
     torch.manual_seed(0)
     logits = torch.randn(3, 4, 9, requires_grad=True)
     targets = torch.tensor([[1, 2, 3, 4], [5, 6, -1, -1], [-1, -1, -1, -1]])
-    loss = GLTA.gllm_loss(logits, targets)
+    loss = gllm_loss(logits, targets)
     ce = torch.nn.functional.cross_entropy
     manual = (sum(ce(logits[0, t:t + 1], targets[0, t:t + 1]) for t in range(4)) / 4
               + sum(ce(logits[1, t:t + 1], targets[1, t:t + 1]) for t in range(2)) / 2) / 2
@@ -193,23 +331,22 @@ def test_gllm_loss_masks_slots_past_k():
     loss.backward()
     assert logits.grad[1, 2:].abs().sum() == 0 and logits.grad[2].abs().sum() == 0
     assert logits.grad[1, :2].abs().sum() > 0
-    # -inf on the padding item does not produce NaN for masked slots
     lg = logits.detach().clone()
-    lg[..., 0] = float("-inf")
-    assert torch.isfinite(GLTA.gllm_loss(lg, targets))
+    lg[..., 0] = float("-inf")  # -inf on the padding item does not produce NaN for masked slots
+    assert torch.isfinite(gllm_loss(lg, targets))
 
 
 def test_users_with_fewer_than_L_items(env):
-    config, model, *_ = build(env, glta_slots=10)
+    _, model, *_ = build(env, glta_slots=10)
     rng = np.random.default_rng(0)
     u = min(range(1, model.n_users), key=lambda x: len(model.user_items[x]))
     n = len(model.user_items[u])
     targets, history = model.sample_user_targets(u, rng)
-    assert 1 <= len(targets) <= min(10, n) and not set(targets) & set(history)
-    assert set(targets) | set(history) <= set(model.user_items[u])
-    model.targets_in_history = True
-    targets, history = model.sample_user_targets(u, rng)
-    assert len(targets) == min(10, n)
+    assert len(targets) == min(10, math.ceil(n * 0.5)) and not set(targets) & set(history)
+    assert set(targets) | set(history) <= set(model.user_items[u].tolist())
+    _, literal, *_ = build(env, glta_slots=10, glta_ua_targets_in_history=True)
+    targets, history = literal.sample_user_targets(u, rng)
+    assert len(targets) == min(10, n) and set(targets) <= set(history)
 
 
 # ------------------------------------------------------------------------------ ablations
@@ -221,8 +358,13 @@ def _vector_names(prompt):
     return [s.name for s in prompt if not isinstance(s, str)]
 
 
-def test_ablation_switches_change_the_prompt(env):
-    _, full, *_ = build(env)
+def _stage_names(config, model):
+    return [s.name for s in GLTATrainer(config, model).stages()]
+
+
+def test_ablation_switches_change_the_prompt_and_the_stages(env):
+    config, full, *_ = build(env)
+    assert _stage_names(config, full) == ["graph", "item_text", "generate", "user_item"]
     full.set_user_texts(["", *["likes comedies"] * (full.n_users - 1)], ["", *["more horror"] * (full.n_users - 1)])
     u, hist = 1, full.inference_history(1)
     p = full.ua_prompt(u, hist, user_vector=torch.zeros(full.backbone.hidden_size))
@@ -237,9 +379,9 @@ def test_ablation_switches_change_the_prompt(env):
     assert "user" not in _vector_names(q) and f"user_{no_ua.user_tokens_text[u]}" in _texts(q)
     assert all(id(p) != id(no_ua.user_projector.weight) for p in no_ua.trainable_parameters("user_item"))
     config, no_ia, *_ = build(env, glta_item_alignment=False)
-    assert "item_text" not in GLTATrainer(config, no_ia).active_stages()
+    assert _stage_names(config, no_ia) == ["graph", "generate", "user_item"]
     config, no_text, *_ = build(env, glta_profile_tokens=False, glta_prediction_tokens=False)
-    assert "generate" not in GLTATrainer(config, no_text).active_stages()
+    assert _stage_names(config, no_text) == ["graph", "item_text", "user_item"]
 
 
 def test_inference_modes(env, monkeypatch):
@@ -262,7 +404,6 @@ def test_inference_modes(env, monkeypatch):
     for step, ids in enumerate(fed[-(k - 1):]):
         assert torch.equal(ids.view(-1), top_ar[:, step])  # the item picked at step t is the next input
     assert not torch.allclose(ar, first_k)
-    # first_k picks: distinct, not training items, ranked in slot order
     top = first_k.topk(k, -1).indices
     for b, u in enumerate(users):
         picks = top[b].tolist()
@@ -271,8 +412,26 @@ def test_inference_modes(env, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ ranking output
-def test_full_sort_predict_shape_masking_and_cache(env):
+def _manual_ndcg(scores, test):
+    """NDCG@10 over the test users, from the scores, RecBole's history masks and positives."""
+    values = []
+    for interaction, history_index, positive_u, positive_i in test:
+        users = interaction["user_id"]
+        s = scores[users].clone()
+        s[:, 0] = -math.inf
+        s[history_index] = -math.inf
+        top = s.topk(10, -1).indices
+        for row in range(len(users)):
+            pos = set(positive_i[positive_u == row].tolist())
+            dcg = sum(1 / math.log2(r + 2) for r, i in enumerate(top[row].tolist()) if i in pos)
+            idcg = sum(1 / math.log2(r + 2) for r in range(min(len(pos), 10)))
+            values.append(dcg / idcg)
+    return float(np.mean(values))
+
+
+def test_full_sort_predict_shape_masking_cache_and_metric(env):
     config, model, train, valid, test = build(env)
+    model.set_graph_embeddings(torch.randn_like(model.user_graph_emb), torch.randn_like(model.item_graph_emb))
     trainer = GLTATrainer(config, model)
     batch = next(iter(test))
     interaction, history_index, positive_u, positive_i = batch
@@ -292,4 +451,15 @@ def test_full_sort_predict_shape_masking_and_cache(env):
         model.gllm.bias.sub_(1.0)  # back to the earlier state (e.g. the best epoch reloaded): reused
     assert torch.equal(model.all_user_scores(), cached)
     result = trainer.evaluate(test, load_best_model=False)
-    assert 0.0 <= result["ndcg@10"] <= 1.0
+    assert result["ndcg@10"] == pytest.approx(_manual_ndcg(cached, test), abs=1e-4)
+
+
+# ------------------------------------------------------------------------------ planted structure
+def test_beats_pop_on_planted_structure(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
+    write_tiny_dataset(tmp_path / "data", n_users=60, n_items=40, per_user=(8, 14))
+    save_tiny_llama(tmp_path / "llm")
+    pop = run_experiment("Pop", "tiny", config_dict=glta_tiny_config(tmp_path))
+    glta = run_experiment("GLTA", "tiny", config_dict=glta_tiny_config(tmp_path, glta_graph_epochs=20, glta_ua_epochs=5))
+    assert glta["test_result"]["ndcg@10"] > 1.5 * pop["test_result"]["ndcg@10"], (glta["test_result"], pop["test_result"])

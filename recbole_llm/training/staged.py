@@ -125,6 +125,13 @@ class StagedTrainer(Trainer):
     def stages(self) -> list[Stage]:
         raise NotImplementedError
 
+    def trainer_state(self) -> dict:
+        """Extra state of the subclass kept in ``latest.pth`` (e.g. optimisers outside the stages)."""
+        return {}
+
+    def load_trainer_state(self, state: dict) -> None:
+        """Restore what :meth:`trainer_state` returned."""
+
     def run_settings(self) -> dict:
         """The settings that define a run (hashed into the run key)."""
         cfg = self.config.final_config_dict
@@ -167,6 +174,7 @@ class StagedTrainer(Trainer):
             "train_loss_dict": self.train_loss_dict,
             "stage_times": self.stage_times,
             "stage_stats": self.stage_stats,
+            "trainer_state": self.trainer_state(),
         }, self.run_dir / "latest.pth")
 
     def _load_latest(self):
@@ -182,6 +190,7 @@ class StagedTrainer(Trainer):
         self.train_loss_dict.update(blob.get("train_loss_dict") or {})
         self.stage_times.update(blob.get("stage_times") or {})
         self.stage_stats.update(blob.get("stage_stats") or {})
+        self.load_trainer_state(blob.get("trainer_state") or {})
         return blob
 
     def _open_run(self, train_data, valid_data):

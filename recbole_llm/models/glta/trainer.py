@@ -46,14 +46,29 @@ class GLTATrainer(StagedTrainer):
         self.s = model.settings
         self._head_optimizers: dict = {}
 
+    def trainer_state(self):
+        return {"head_optimizers": {k: opt.state_dict() for k, opt in self._head_optimizers.items()}}
+
+    def load_trainer_state(self, state):
+        for stage_name, opt_state in (state.get("head_optimizers") or {}).items():
+            self._head_optimizer(stage_name).load_state_dict(opt_state)
+
+    def _head_optimizer(self, stage_name):
+        if stage_name not in self._head_optimizers:
+            lr = self.s.ia_learning_rate if stage_name == "item_text" else self.s.ua_learning_rate
+            self._head_optimizers[stage_name] = torch.optim.Adam(self.model.gllm.parameters(), lr=lr)
+        return self._head_optimizers[stage_name]
+
     def stages(self):
         m, s = self.model, self.s
         stages = [Stage("graph", run=self.graph_stage)]
         if m.item_alignment:
+            self._groups = self.item_groups()
             stages.append(Stage("item_text", epochs=s.ia_epochs, train_epoch=self.item_text_epoch,
                                 parameters=lambda: m.trainable_parameters("item_text"),
                                 learning_rate=s.ia_learning_rate, weight_decay=s.weight_decay,
-                                begin=self.item_text_begin, end=self.item_text_end, unit="prompts"))
+                                begin=self.item_text_begin, end=self.item_text_end, unit="prompts",
+                                units_per_epoch=len(self._groups)))
         if m.profile_tokens or m.prediction_tokens:
             stages.append(Stage("generate", run=self.generate_stage))
         stages.append(Stage("user_item", epochs=s.ua_epochs, train_epoch=self.user_item_epoch,
@@ -125,7 +140,7 @@ class GLTATrainer(StagedTrainer):
         m.invalidate()
         return total / max(1, len(chunks))
 
-    def head_passes(self, stage_name, epoch, learning_rate):
+    def head_passes(self, stage_name, epoch):
         """Extra passes of Eq. 3 over the GLLM layer alone, on the slot states the epoch computed."""
         m = self.model
         m.keep_slot_states = False
@@ -136,7 +151,7 @@ class GLTATrainer(StagedTrainer):
         x = torch.cat([h for h, _, _ in log]).to(m.gllm.bias.device)
         y = torch.cat([t for _, t, _ in log]).to(x.device)
         w = torch.cat([v for _, _, v in log]).to(x.device)
-        opt = self._head_optimizers.setdefault(stage_name, torch.optim.Adam(m.gllm.parameters(), lr=learning_rate))
+        opt = self._head_optimizer(stage_name)
         batch = self.s.head_batch_size
         rng = torch.Generator().manual_seed(self.seed * 31 + epoch)
         last = 0.0
@@ -171,7 +186,6 @@ class GLTATrainer(StagedTrainer):
 
     def item_text_begin(self, trainer):
         m = self.model
-        self._groups = self.item_groups()
         self._tokens0 = m.token_stats["ia"]
         with torch.no_grad():
             dummy = torch.zeros(self.s.ia_items_per_prompt, m.backbone.hidden_size, device=m.backbone.device)
@@ -187,7 +201,7 @@ class GLTATrainer(StagedTrainer):
         loss = self._batches("item_text", epoch, chunks,
                              lambda chunk: self.model.item_text_loss(chunk, [rng.permutation(len(g)) for g in chunk]),
                              optimizer)
-        self.head_passes("item_text", epoch, self.s.ia_learning_rate)
+        self.head_passes("item_text", epoch)
         return loss
 
     def item_text_end(self, trainer):
@@ -268,7 +282,7 @@ class GLTATrainer(StagedTrainer):
             return m.user_item_loss(chunk, [t for t, _ in samples], [h for _, h in samples])
 
         loss = self._batches("user_item", epoch, chunks, loss_of, optimizer)
-        self.head_passes("user_item", epoch, self.s.ua_learning_rate)
+        self.head_passes("user_item", epoch)
         return loss
 
     def user_item_end(self, trainer):

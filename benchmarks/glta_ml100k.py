@@ -28,29 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from recbole_llm.memory import peak_rss_mb, reset_peak_rss
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-
-def _reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
-
-
-def _peak_mb():
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _value(text):
@@ -127,7 +108,7 @@ def main(argv=None):
         cfg.update(extra)
         if name == "GLTA" and lightgcn_ckpt and not args.own_graph and "glta_graph_checkpoint" not in cfg:
             cfg["glta_graph_checkpoint"] = lightgcn_ckpt
-        _reset_peak()
+        reset_peak_rss()
         t0 = time.perf_counter()
         result = run_experiment(name, "ml-100k", config_dict=cfg)
         wall = time.perf_counter() - t0
@@ -140,7 +121,7 @@ def main(argv=None):
             "stage_times": stats["stage_times"],
             "best_epoch": stats["best_epoch"],
             "epochs_run": len(stats["epoch_times"]),
-            "peak_rss_mb": _peak_mb(),
+            "peak_rss_mb": peak_rss_mb(),
             "trainable_params": stats["trainable_params"],
             "total_params": stats["total_params"],
         }

@@ -7,7 +7,6 @@ own only finds models inside its package).
 """
 
 import logging
-import resource
 import sys
 import time
 from collections.abc import MutableMapping
@@ -20,13 +19,8 @@ from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
 from recbole_llm.config import Config
+from recbole_llm.memory import peak_rss_mb
 from recbole_llm.utils import get_model, get_trainer, plain
-
-
-def _peak_rss_mb():
-    """Peak resident memory of this process (and of finished children) in MiB (Linux: KiB)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return own / 1024.0
 
 
 class _RunTimer:
@@ -123,7 +117,7 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
         "stage_stats": plain(getattr(trainer, "stage_stats", None) or {}),
         "trainable_params": sum(p.numel() for p in params if p.requires_grad),
         "total_params": int(getattr(model, "total_parameter_count", lambda: sum(p.numel() for p in params))()),
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "saved_model_file": getattr(trainer, "saved_model_file", None) if saved else None,
         "config": plain(dict(config.final_config_dict)),
     }

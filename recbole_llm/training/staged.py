@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import time
 from dataclasses import dataclass
 from logging import getLogger
@@ -41,6 +40,7 @@ from recbole.utils import dict2str, early_stopping, set_color
 from torch.nn.utils.clip_grad import clip_grad_norm_
 
 from recbole_llm.graph.interactions import interaction_fingerprint
+from recbole_llm.memory import peak_rss_mb, reset_peak_rss
 from recbole_llm.training.checkpoint import load_checked, read_json_checked, save_atomic, write_json_atomic
 from recbole_llm.training.progress import EpochLog, StepProgress
 
@@ -76,26 +76,6 @@ class Stage:
             raise ValueError(f"stage {self.name!r}: give either run (one-shot) or train_epoch (epochs)")
         if self.train_epoch is not None and self.parameters is None:
             raise ValueError(f"stage {self.name!r}: an epoch stage needs parameters()")
-
-
-def _peak_rss_mb():
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _reset_peak_rss():
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 class StagedTrainer(Trainer):
@@ -231,7 +211,7 @@ class StagedTrainer(Trainer):
 
     def _begin(self, stage):
         self._stage_start = time.perf_counter()
-        self._stage_peak_reset = _reset_peak_rss()
+        self._stage_peak_reset = reset_peak_rss()
         self.logger.info(set_color(self.label(stage.name), "green") + " starts")
 
     def _end(self, stage, stats):
@@ -240,7 +220,7 @@ class StagedTrainer(Trainer):
         entry = dict(self.stage_stats.get(stage.name, {}))
         entry.update(stats or {})
         entry["seconds"] = self.stage_times[stage.name]
-        entry["peak_rss_mb"] = max(entry.get("peak_rss_mb", 0.0), _peak_rss_mb())
+        entry["peak_rss_mb"] = max(entry.get("peak_rss_mb", 0.0), peak_rss_mb())
         entry["peak_rss_is_stage_peak"] = bool(self._stage_peak_reset)
         self.stage_stats[stage.name] = entry
         self.logger.info(set_color(self.label(stage.name), "green") + f" done in {seconds:.1f} s: " + ", ".join(

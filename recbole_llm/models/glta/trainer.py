@@ -24,7 +24,6 @@ the GLLM layer catch up with the projectors.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch

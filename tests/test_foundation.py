@@ -20,6 +20,7 @@ from recbole_llm.utils import UnknownModelError, get_model, get_trainer, recbole
 
 from conftest import fast_config, write_tiny_dataset
 from tests_support.outside_plugin import make_outside_plugin
+from tests_support.reload import fresh_env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -297,22 +298,37 @@ def test_outside_plugin_package_trains_and_reloads(tiny_data):
         f"""
         import json, sys
         sys.path.insert(0, {str(site)!r})
+        from recbole.utils import init_seed
         from recbole_llm import run_recbole_llm, load_data_and_model
         from recbole_llm.plugins import get_registry
+        from recbole_llm.utils import get_trainer
         assert get_registry().model_plugin["PopPlusMF"] == "outside", get_registry().model_plugin
         res = run_recbole_llm("PopPlusMF", "tiny", config_dict=json.loads({json.dumps(cfg)!r}))
         import glob
         [path] = glob.glob({str(tiny_data / 'saved' / 'PopPlusMF-*.pth')!r})
-        config, model, *_ = load_data_and_model(path)
-        print(json.dumps({{"ndcg": float(res["test_result"]["ndcg@10"]), "emb": config["embedding_size"],
+        config, model, dataset, train_data, valid_data, test_data = load_data_and_model(path)
+        Trainer = get_trainer(config["MODEL_TYPE"], config["model"])
+        reloaded = Trainer(config, model).evaluate(test_data, load_best_model=False, show_progress=False)
+        init_seed(config["seed"], config["reproducibility"])  # the weights training started from
+        start = type(model)(config, train_data._dataset).state_dict()
+        moved = {{k: float((v - start[k]).abs().max()) for k, v in model.state_dict().items()}}
+        as_floats = lambda r: {{k: float(v) for k, v in r.items()}}
+        print(json.dumps({{"test": as_floats(res["test_result"]), "reloaded": as_floats(reloaded),
+                           "moved": moved, "emb": config["embedding_size"], "lr": config["learning_rate"],
                            "cls": type(model).__module__ + "." + type(model).__name__}}))
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], cwd=tiny_data, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", script], cwd=tiny_data, capture_output=True, text=True, timeout=300,
+                         env=fresh_env())
     assert out.returncode == 0, out.stderr[-3000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
-    assert info["cls"] == "outside_plugin.model.PopPlusMF" and info["emb"] == 12
-    assert info["ndcg"] > 0
+    # the plugin's own PopPlusMF.yaml was read, and the class came from the outside package
+    assert info["cls"] == "outside_plugin.model.PopPlusMF" and info["emb"] == 12 and info["lr"] == 0.01
+    # it trained: every weight moved away from its (seeded) initial value ...
+    assert set(info["moved"]) == {"user_emb.weight", "item_emb.weight"} and min(info["moved"].values()) > 1e-4, info
+    # ... and the reloaded checkpoint is the model the run tested
+    assert set(info["test"]) == {f"{m}@{k}" for m in ("recall", "ndcg", "precision") for k in (5, 10)}
+    assert info["reloaded"] == pytest.approx(info["test"], abs=1e-9, rel=0)
 
 
 def test_model_class_not_registered_runs_via_config_model_class(tiny_data):

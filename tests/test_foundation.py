@@ -30,6 +30,27 @@ def test_numpy_aliases_restored():
     assert np.float_ is np.float64 and np.bool8 is np.bool_ and np.unicode_ is np.str_
 
 
+def test_numpy_aliases_of_recbole_config_set_on_import():
+    """RecBole's metrics use np.float & co., which only Config.__init__ defines; a fresh process
+    that reloads a pickled Config never runs it. Importing recbole_llm must set exactly the same."""
+    script = textwrap.dedent(
+        """
+        import json
+        import numpy as np
+        import recbole_llm
+        from recbole.config.configurator import Config
+        names = ["bool", "int", "float", "complex", "object", "str", "long", "unicode"]
+        ours = {n: vars(np).get(n) for n in names}
+        Config.compatibility_settings(None)  # what RecBole itself sets (it does not use self)
+        print(json.dumps({n: [repr(ours[n]), ours[n] is vars(np)[n]] for n in names}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=fresh_env())
+    assert out.returncode == 0, out.stderr[-3000:]
+    same = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(is_same for _, is_same in same.values()), same
+
+
 def test_scipy_dok_update_restored():
     import scipy.sparse as sp
 

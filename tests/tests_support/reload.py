@@ -76,6 +76,8 @@ def saved_and_reloaded(model, config_dict, dataset="tiny", extra_paths=()):
     settings (e.g. ``conftest.fast_config(tmp)``; ``metric_decimal_place`` defaults to 12 here).
     ``extra_paths``: folders put first on ``sys.path`` of both processes, e.g. a plugin package
     found through its entry point (the registry is rebuilt for the run and reset afterwards).
+    The fresh process runs in this one's cwd and environment (use the ``tiny_data`` fixture:
+    tmp dir as cwd, ``RECBOLE_LLM_CACHE`` in tmp) with this checkout first on ``PYTHONPATH``.
 
     Returns ``(saved, reloaded)``: the test metrics of the run (``result["test_result"]``, from
     its best checkpoint) and those of the reloaded checkpoint, as ``{metric: float}`` dicts.

@@ -7,7 +7,11 @@ expects, so a future RecBole release fails loudly here instead of silently misbe
 The measured breakages are listed in ``shared/notes/recbole-1.2.1-on-current-stack.md``:
 
 1. numpy 2 removed ``np.bool8``, ``np.float_``, ``np.complex_``, ``np.unicode_``; ray's tune logger
-   and ``Config.compatibility_settings`` read them. We restore the aliases.
+   and ``Config.compatibility_settings`` read them. We restore the aliases. RecBole's own code
+   (metrics, ``Interaction``) uses ``np.float``/``np.bool``/``np.int``..., which only
+   ``Config.compatibility_settings`` (run by ``Config.__init__``) defines; a Config unpickled
+   from a checkpoint never runs it, so ``load_data_and_model`` then ``trainer.evaluate`` in a
+   fresh process failed. We set the same names, to the same types.
 2. torch >= 2.6 loads with ``weights_only=True``; RecBole's checkpoints pickle the Config, so
    ``Trainer.resume_checkpoint``, ``Trainer.evaluate(load_best_model=True)`` and
    ``load_data_and_model`` fail. RecBole's own modules get a ``torch`` whose ``load`` defaults to
@@ -42,11 +46,19 @@ def _numpy_aliases():
         "object0": np.object_,
         "int0": np.intp,
         "uint0": np.uintp,
+        # exactly what recbole.config.Config.compatibility_settings (RecBole 1.2.1) sets
+        "bool": np.bool_,
+        "int": np.int_,
+        "float": np.float64,
+        "complex": np.complex128,
+        "object": np.object_,
+        "str": np.str_,
+        "long": np.int_,
+        "unicode": np.str_,
     }
     for name, value in aliases.items():
-        try:
-            getattr(np, name)
-        except AttributeError:
+        # vars(), not getattr(): numpy's module __getattr__ warns on some removed names
+        if name not in vars(np):
             setattr(np, name, value)
 
 

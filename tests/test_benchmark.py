@@ -427,7 +427,7 @@ def test_real_tiny_run_through_the_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
     write_tiny_dataset(tmp_path / "data")
     d = suite_dict(seeds=[2020], config={"data_path": str(tmp_path / "data"), "epochs": 2, "embedding_size": 8,
-                                         "train_batch_size": 256, "state": "WARNING"},
+                                         "train_batch_size": 256, "state": "WARNING", "metric_decimal_place": 12},
                    groups=[{"name": "B", "models": ["BPR"]}, {"name": "O", "ours": True, "models": ["NoSuchModel"]}])
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
     rc = main(["--suite", str(tmp_path / "s.yaml"), "--results-dir", "res", "--no-progress", "--no-plots", "--threads", "1"])
@@ -435,7 +435,19 @@ def test_real_tiny_run_through_the_cli(tmp_path, capsys, monkeypatch):
     assert rc == 0, out
     row = ResultsStore(tmp_path / "res").rows()[0]
     assert row["status"] == "finished", row["error"]
-    assert 0 <= row["test"]["recall@10"] <= 1 and row["best_epoch"] in (0, 1) and len(row["epoch_times"]) == 2
+    # The store holds what this run really measured: the same run done here, in this process,
+    # gives the same numbers (and the same best epoch).
+    from recbole_llm.quick_start import run_experiment
+
+    [run] = [r for r in plan_suite(load_suite(str(tmp_path / "s.yaml"))).runs if r.status == "ready"]
+    assert (run.model, run.seed, row["key"]) == ("BPR", 2020, run.key)
+    ref = run_experiment(run.model, run.dataset, config_file_list=run.config_files or None,
+                         config_dict=dict(run.config_dict, checkpoint_dir=str(tmp_path / "ref")), saved=True)
+    assert set(row["test"]) == {"recall@10", "ndcg@10"}
+    assert row["test"] == pytest.approx(dict(ref["test_result"]), abs=1e-9, rel=0)
+    assert row["valid"] == pytest.approx(dict(ref["best_valid_result"]), abs=1e-9, rel=0)
+    assert row["best_valid_score"] == pytest.approx(ref["best_valid_score"], abs=1e-9, rel=0)
+    assert row["best_epoch"] == ref["stats"]["best_epoch"] and len(row["epoch_times"]) == 2
     assert row["peak_rss_mb"] > 100 and row["trainable_params"] == row["total_params"] > 0
     assert row["versions"]["recbole"] == "1.2.1" and row["config"]["model"] == "BPR"
     assert "| NoSuchModel (missing) |" in (tmp_path / "res" / "tables" / "main.md").read_text()

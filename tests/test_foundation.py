@@ -19,6 +19,8 @@ from recbole_llm.quick_start import load_data_and_model, run_experiment, run_rec
 from recbole_llm.utils import UnknownModelError, get_model, get_trainer, recbole_model_names
 
 from conftest import fast_config, write_tiny_dataset
+from tests_support.outside_plugin import make_outside_plugin
+from tests_support.reload import fresh_env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,6 +28,27 @@ REPO = Path(__file__).resolve().parent.parent
 # --------------------------------------------------------------------------- compat fixes
 def test_numpy_aliases_restored():
     assert np.float_ is np.float64 and np.bool8 is np.bool_ and np.unicode_ is np.str_
+
+
+def test_numpy_aliases_of_recbole_config_set_on_import():
+    """RecBole's metrics use np.float & co., which only Config.__init__ defines; a fresh process
+    that reloads a pickled Config never runs it. Importing recbole_llm must set exactly the same."""
+    script = textwrap.dedent(
+        """
+        import json
+        import numpy as np
+        import recbole_llm
+        from recbole.config.configurator import Config
+        names = ["bool", "int", "float", "complex", "object", "str", "long", "unicode"]
+        ours = {n: vars(np).get(n) for n in names}
+        Config.compatibility_settings(None)  # what RecBole itself sets (it does not use self)
+        print(json.dumps({n: [repr(ours[n]), ours[n] is vars(np)[n]] for n in names}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=fresh_env())
+    assert out.returncode == 0, out.stderr[-3000:]
+    same = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(is_same for _, is_same in same.values()), same
 
 
 def test_scipy_dok_update_restored():
@@ -287,102 +310,60 @@ def test_cli_list_models(capsys):
 
 
 # --------------------------------------------------------------------------- outside plugin
-PLUGIN_MODEL = '''
-import torch
-from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.model.init import xavier_normal_initialization
-from recbole.utils import InputType
-
-
-class PopPlusMF(GeneralRecommender):
-    """A tiny matrix factorisation used as a third-party plugin model in tests."""
-
-    input_type = InputType.PAIRWISE
-
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        self.user_emb = torch.nn.Embedding(self.n_users, config["embedding_size"])
-        self.item_emb = torch.nn.Embedding(self.n_items, config["embedding_size"])
-        self.apply(xavier_normal_initialization)
-
-    def calculate_loss(self, interaction):
-        u = self.user_emb(interaction[self.USER_ID])
-        pos = (u * self.item_emb(interaction[self.ITEM_ID])).sum(-1)
-        neg = (u * self.item_emb(interaction[self.NEG_ITEM_ID])).sum(-1)
-        return -torch.nn.functional.logsigmoid(pos - neg).mean()
-
-    def predict(self, interaction):
-        return (self.user_emb(interaction[self.USER_ID]) * self.item_emb(interaction[self.ITEM_ID])).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        return (self.user_emb(interaction[self.USER_ID]) @ self.item_emb.weight.T).view(-1)
-'''
-
-PLUGIN_HOOKS = '''
-from pathlib import Path
-
-import recbole_llm
-from outside_plugin.model import PopPlusMF
-
-
-@recbole_llm.hookimpl
-def register_models():
-    return [PopPlusMF]
-
-
-@recbole_llm.hookimpl
-def register_property_files():
-    return {"PopPlusMF": [str(Path(__file__).with_name("PopPlusMF.yaml"))]}
-'''
-
-
-def _make_outside_plugin(root):
-    pkg = root / "outside_plugin"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "model.py").write_text(PLUGIN_MODEL)
-    (pkg / "plugin.py").write_text(PLUGIN_HOOKS)
-    (pkg / "PopPlusMF.yaml").write_text("embedding_size: 12\nlearning_rate: 0.01\n")
-    dist = root / "outside_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: outside-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[recbole_llm]\noutside = outside_plugin.plugin\n")
-    return root
-
-
 def test_outside_plugin_package_trains_and_reloads(tiny_data):
     """A throwaway plugin package, found only through its entry point, in a fresh process."""
-    site = _make_outside_plugin(tiny_data / "site")
+    site = make_outside_plugin(tiny_data / "site")
     cfg = fast_config(tiny_data, epochs=3)
     del cfg["embedding_size"]  # so the plugin's own PopPlusMF.yaml decides it
     script = textwrap.dedent(
         f"""
         import json, sys
         sys.path.insert(0, {str(site)!r})
+        from recbole.utils import init_seed
         from recbole_llm import run_recbole_llm, load_data_and_model
         from recbole_llm.plugins import get_registry
+        from recbole_llm.utils import get_trainer
         assert get_registry().model_plugin["PopPlusMF"] == "outside", get_registry().model_plugin
         res = run_recbole_llm("PopPlusMF", "tiny", config_dict=json.loads({json.dumps(cfg)!r}))
         import glob
         [path] = glob.glob({str(tiny_data / 'saved' / 'PopPlusMF-*.pth')!r})
-        config, model, *_ = load_data_and_model(path)
-        print(json.dumps({{"ndcg": float(res["test_result"]["ndcg@10"]), "emb": config["embedding_size"],
+        config, model, dataset, train_data, valid_data, test_data = load_data_and_model(path)
+        Trainer = get_trainer(config["MODEL_TYPE"], config["model"])
+        reloaded = Trainer(config, model).evaluate(test_data, load_best_model=False, show_progress=False)
+        init_seed(config["seed"], config["reproducibility"])  # the weights training started from
+        start = type(model)(config, train_data._dataset).state_dict()
+        moved = {{k: float((v - start[k]).abs().max()) for k, v in model.state_dict().items()}}
+        as_floats = lambda r: {{k: float(v) for k, v in r.items()}}
+        print(json.dumps({{"test": as_floats(res["test_result"]), "reloaded": as_floats(reloaded),
+                           "moved": moved, "emb": config["embedding_size"], "lr": config["learning_rate"],
                            "cls": type(model).__module__ + "." + type(model).__name__}}))
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], cwd=tiny_data, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", script], cwd=tiny_data, capture_output=True, text=True, timeout=300,
+                         env=fresh_env())
     assert out.returncode == 0, out.stderr[-3000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
-    assert info["cls"] == "outside_plugin.model.PopPlusMF" and info["emb"] == 12
-    assert info["ndcg"] > 0
+    # the plugin's own PopPlusMF.yaml was read, and the class came from the outside package
+    assert info["cls"] == "outside_plugin.model.PopPlusMF" and info["emb"] == 12 and info["lr"] == 0.01
+    # it trained: every weight moved away from its (seeded) initial value ...
+    assert set(info["moved"]) == {"user_emb.weight", "item_emb.weight"} and min(info["moved"].values()) > 1e-4, info
+    # ... and the reloaded checkpoint is the model the run tested
+    assert set(info["test"]) == {f"{m}@{k}" for m in ("recall", "ndcg", "precision") for k in (5, 10)}
+    assert info["reloaded"] == pytest.approx(info["test"], abs=1e-9, rel=0)
 
 
 def test_model_class_not_registered_runs_via_config_model_class(tiny_data):
     """RecBole's run_recbole fails for a class outside its package; ours uses config.model_class."""
     from tests_support.plugin_models import OrderProbe
 
-    res = run_recbole_llm(OrderProbe, "tiny", config_dict=fast_config(tiny_data, epochs=1), saved=False)
-    assert "ndcg@10" in res["test_result"]
+    res = run_experiment(OrderProbe, "tiny", config_dict=fast_config(tiny_data, epochs=1), saved=False)
+    stats = res["stats"]
+    assert stats["config"]["model"] == "OrderProbe"
+    # the model built is the class passed in: OrderProbe's only weights are [n_items, embedding_size]
+    inter = (tiny_data / "data" / "tiny" / "tiny.inter").read_text().splitlines()[1:]
+    n_items = len({line.split("\t")[1] for line in inter}) + 1  # + RecBole's padding item 0
+    assert stats["trainable_params"] == stats["total_params"] == n_items * 16
+    assert set(res["test_result"]) == {f"{m}@{k}" for m in ("recall", "ndcg", "precision") for k in (5, 10)}
 
 
 def test_cli_missing_config_file(tiny_data):

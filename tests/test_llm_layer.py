@@ -78,9 +78,18 @@ def test_padding_matches_unbatched(side, which, llama, gpt2):
         single = builder.build([p])
         ref = single.gather(builder.forward(single), "slots")[0]
         assert torch.allclose(slots[b], ref, atol=1e-5)
-    # the vectors are where the batch says they are
-    assert torch.allclose(batch.inputs_embeds[0, batch.positions["user"][0, 0]], prompts[0][1].values[0], atol=0) \
-        if isinstance(prompts[0][1], Vectors) else True
+    # every vector segment sits, unchanged, at the consecutive rows the batch records for it
+    for b, p in enumerate(prompts):
+        vectors = {seg.name: seg.values for seg in p if isinstance(seg, Vectors)}
+        assert set(vectors) == set(batch.positions) == set(batch.counts) == {"user", "hist", "slots"}
+        for name, values in vectors.items():
+            n = values.shape[0]
+            assert int(batch.counts[name][b]) == n
+            pos = batch.positions[name][b]
+            assert (pos[n:] == -1).all() and int(pos[0]) >= 0
+            assert torch.equal(pos[:n].cpu(), torch.arange(int(pos[0]), int(pos[0]) + n))
+            assert bool(batch.input_mask[b, pos[:n]].all())
+            assert torch.equal(batch.inputs_embeds[b, pos[:n]].detach().cpu(), values.to(batch.inputs_embeds.dtype))
 
 
 def test_vectors_get_gradients_llm_does_not(llama):

@@ -35,3 +35,14 @@ def test_reloaded_outside_plugin_checkpoint_evaluates_to_saved_metrics(tiny_data
     site = make_outside_plugin(tiny_data / "site")
     saved, reloaded = saved_and_reloaded("PopPlusMF", fast_config(tiny_data), extra_paths=[site])
     _check(saved, reloaded)
+
+
+def test_reloaded_glta_checkpoint_evaluates_to_saved_metrics(tiny_data):
+    """GLTA's checkpoint holds only its trainable state, graph embeddings and generated texts; the
+    frozen LLM is loaded again from llm_path, and the scores must come out the same."""
+    from conftest import glta_tiny_config
+    from recbole_llm.llm.testing import save_tiny_llama
+
+    save_tiny_llama(tiny_data / "llm")
+    saved, reloaded = saved_and_reloaded("GLTA", glta_tiny_config(tiny_data))
+    _check(saved, reloaded)

@@ -1,5 +1,6 @@
 """recbole-llm's built-in models, registered through the plugin hooks like any plugin's."""
 
+from recbole_llm import _recbole  # noqa: F401  (applies recbole_llm.compat; keep before RecBole imports)
 from recbole_llm.hookspecs import hookimpl
 from recbole_llm.models.glta import GLTA
 from recbole_llm.paths import properties_dir

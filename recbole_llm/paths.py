@@ -1,6 +1,5 @@
 """Where recbole-llm finds its property files and keeps downloads and caches."""
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -11,32 +10,23 @@ def _candidate_properties_dirs():
     """Where ``properties/`` may be, best first.
 
     1. Inside the package: setup.py ships the repository's top-level ``properties/`` folder as
-       the package ``recbole_llm.properties``, so a wheel (``pip install .``) has it here.
-    2. Next to the package: a source checkout (``PYTHONPATH`` or ``pip install -e .``, whose
-       ``recbole_llm`` is the checkout's folder). This copy wins over 3 so that a second
-       checkout on ``PYTHONPATH`` reads its own files, not those of an editable install.
-    3. Wherever the import system puts ``recbole_llm.properties`` (an editable install's
-       finder maps it to the checkout's ``properties/``).
+       ``recbole_llm/properties/``, so a wheel (``pip install .``) and a strict editable install
+       (a link tree) have it here.
+    2. Next to the package: a source checkout, run with ``PYTHONPATH`` or installed with
+       ``pip install -e .`` (whose ``recbole_llm`` is the checkout's folder). Looking beside the
+       imported package, not asking the import system, means a second checkout on ``PYTHONPATH``
+       reads its own files, not those of another editable install.
     """
     yield _PACKAGE_DIR / "properties"
     yield _PACKAGE_DIR.parent / "properties"
-    try:
-        spec = importlib.util.find_spec("recbole_llm.properties")
-    except Exception:  # a broken finder must not hide the error message below
-        spec = None
-    # properties/ has no __init__.py: a namespace package, whose locations are real folders.
-    for location in (spec.submodule_search_locations or []) if spec is not None else []:
-        yield Path(location)
 
 
 def properties_dir() -> Path:
     """The ``properties/`` folder (``overall.yaml``, ``model/``, ``dataset/``, ``benchmarks/``)."""
-    tried = []
-    for candidate in _candidate_properties_dirs():
+    tried = list(_candidate_properties_dirs())
+    for candidate in tried:
         if (candidate / "overall.yaml").is_file():
             return candidate
-        if candidate not in tried:
-            tried.append(candidate)
     raise FileNotFoundError(
         "recbole-llm cannot find its properties/ folder (looked in "
         f"{', '.join(str(t) for t in tried)}). The installation is incomplete: reinstall with "

@@ -56,7 +56,6 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="glta_ml100k_"))
     import torch
 
-    import recbole_llm  # noqa: F401
     from recbole_llm.quick_start import run_experiment
     from recbole_llm.models.glta import GLTATrainer
 

@@ -35,10 +35,9 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     import torch
-    from recbole.data import create_dataset
 
-    import recbole_llm  # noqa: F401  (RecBole compat fixes)
-    from recbole_llm.config import Config
+    from recbole_llm.config import Config  # first: applies the RecBole compat fixes
+    from recbole.data import create_dataset  # noqa: I001
     from recbole_llm.data import features
     from recbole_llm.data.text import item_texts
 

@@ -1,7 +1,8 @@
 """RecBole 1.2.1 on today's numpy 2 / pandas 3 / scipy 1.17 / torch >= 2.6, without editing
 site-packages.
 
-``apply()`` runs once when ``recbole_llm`` is imported. Each fix is narrow: it changes only the
+``apply()`` runs once, before recbole-llm first imports RecBole (``recbole_llm._recbole`` calls it;
+a program that imports RecBole itself calls it first). Each fix is narrow: it changes only the
 RecBole code path that breaks, and it checks that the code it rewrites is still the code it
 expects, so a future RecBole release fails loudly here instead of silently misbehaving.
 The measured breakages are listed in ``shared/notes/recbole-1.2.1-on-current-stack.md``:
@@ -30,6 +31,7 @@ import inspect
 import re
 import textwrap
 import types
+import warnings
 
 _APPLIED = False
 
@@ -171,9 +173,12 @@ def apply():
     global _APPLIED
     if _APPLIED:
         return
-    _numpy_aliases()
-    _scipy_dok_update()
-    _pandas3_dataset_methods()
-    _torch_checkpoint_load()
-    _cpu_ddp()
+    with warnings.catch_warnings():
+        # ray (pinned by RecBole) imports pkg_resources, which warns about its own deprecation.
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        _numpy_aliases()
+        _scipy_dok_update()
+        _pandas3_dataset_methods()
+        _torch_checkpoint_load()
+        _cpu_ddp()
     _APPLIED = True

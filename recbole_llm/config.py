@@ -14,6 +14,7 @@ Property files load in RecBole's order, with ours spliced in where RecBole loads
 import os
 from pathlib import Path
 
+from recbole_llm import _recbole  # noqa: F401  (applies recbole_llm.compat; keep before RecBole imports)
 import recbole
 import torch
 from recbole.config import Config as RecBoleConfig

@@ -6,16 +6,31 @@ from pathlib import Path
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def _candidate_properties_dirs():
+    """Where ``properties/`` may be, best first.
+
+    1. Inside the package: setup.py ships the repository's top-level ``properties/`` folder as
+       ``recbole_llm/properties/``, so a wheel (``pip install .``) and a strict editable install
+       (a link tree) have it here.
+    2. Next to the package: a source checkout, run with ``PYTHONPATH`` or installed with
+       ``pip install -e .`` (whose ``recbole_llm`` is the checkout's folder). Looking beside the
+       imported package, not asking the import system, means a second checkout on ``PYTHONPATH``
+       reads its own files, not those of another editable install.
+    """
+    yield _PACKAGE_DIR / "properties"
+    yield _PACKAGE_DIR.parent / "properties"
+
+
 def properties_dir() -> Path:
-    """The ``properties/`` folder: inside the package when installed from a wheel, else the
-    repository's top-level ``properties/`` (source checkout and editable install)."""
-    for candidate in (_PACKAGE_DIR / "properties", _PACKAGE_DIR.parent / "properties"):
+    """The ``properties/`` folder (``overall.yaml``, ``model/``, ``dataset/``, ``benchmarks/``)."""
+    tried = list(_candidate_properties_dirs())
+    for candidate in tried:
         if (candidate / "overall.yaml").is_file():
             return candidate
     raise FileNotFoundError(
         "recbole-llm cannot find its properties/ folder (looked in "
-        f"{_PACKAGE_DIR / 'properties'} and {_PACKAGE_DIR.parent / 'properties'}). "
-        "Reinstall the package with `pip install -e .` from the repository root."
+        f"{', '.join(str(t) for t in tried)}). The installation is incomplete: reinstall with "
+        "`pip install .` (or `pip install -e .` for development) from the repository root."
     )
 
 

@@ -97,19 +97,16 @@ def _call_each(pm, registry, hook_name):
             yield impl.plugin_name, result
 
 
-def recbole_model_names():
-    """Names of RecBole's own model classes (without importing the optional exlib models)."""
-    from recbole_llm.utils import recbole_model_names as _names
-
-    return _names()
-
-
 def build_registry(plugin_manager=None, extra_plugins=(), load_entry_points=True):
     """Load plugins and return a fresh :class:`Registry`.
 
     ``extra_plugins`` is an iterable of ``(name, module_or_object)`` registered after the
     built-ins (used by tests and by programs that register plugins directly).
     """
+    # Plugins (the built-in models too) import RecBole: apply the compat fixes first. Lazy, so
+    # that importing this module (and recbole_llm.hookspecs) stays free of torch and RecBole.
+    from recbole_llm._recbole import recbole_model_names
+
     pm = plugin_manager or _new_manager()
     registry = Registry()
     for module_name in BUILTIN_PLUGINS:

@@ -12,6 +12,7 @@ import time
 from collections.abc import MutableMapping
 from logging import getLogger
 
+from recbole_llm import _recbole  # noqa: F401  (applies recbole_llm.compat; keep before RecBole imports)
 import torch
 import torch.distributed as dist
 from recbole.data import create_dataset, data_preparation

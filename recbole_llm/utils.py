@@ -4,45 +4,17 @@ This is RecBole-GNN's extension pattern: RecBole's own ``get_model``/``get_train
 reused for RecBole's models, nothing of them is copied.
 """
 
-import importlib
-from functools import lru_cache
-
-from recbole.model.abstract_recommender import AbstractRecommender
+from recbole_llm import _recbole  # noqa: F401  (applies recbole_llm.compat; keep before RecBole imports)
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_llm._recbole import recbole_model_names
 from recbole_llm.errors import RecBoleLLMError
 from recbole_llm.plugins import get_registry
-
-_RECBOLE_MODEL_SUBMODULES = (
-    "general_recommender",
-    "context_aware_recommender",
-    "sequential_recommender",
-    "knowledge_aware_recommender",
-    "exlib_recommender",
-)
 
 
 class UnknownModelError(RecBoleLLMError, ValueError):
     """``--model`` names no registered plugin model and no RecBole model."""
-
-
-@lru_cache(maxsize=1)
-def recbole_model_names():
-    """Sorted names of the model classes RecBole 1.2.1 exports.
-
-    ``exlib_recommender`` (XGBoost/LightGBM) is listed only if its optional dependencies import.
-    """
-    names = set()
-    for sub in _RECBOLE_MODEL_SUBMODULES:
-        try:
-            module = importlib.import_module(f"recbole.model.{sub}")
-        except ImportError:
-            continue
-        for attr, obj in vars(module).items():
-            if isinstance(obj, type) and issubclass(obj, AbstractRecommender) and attr == obj.__name__:
-                names.add(attr)
-    return tuple(sorted(names))
 
 
 def list_models():

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-import recbole_llm  # noqa: F401  (applies the RecBole compat fixes)
+from recbole_llm import compat
+
+# Tests use RecBole directly (create_dataset, trainers): apply the fixes before any of them.
+# (``import recbole_llm`` alone is light and applies nothing.)
+compat.apply()
 
 
 def write_tiny_dataset(root, name="tiny", n_users=40, n_items=60, per_user=(8, 20), seed=0, with_text=True):

@@ -7,3 +7,5 @@ outside the model packages: ``recbole_llm.training`` (staged trainer, cached pre
 ``recbole_llm.graph`` (training-split graphs), ``recbole_llm.llm`` (backbones, prompts, generation),
 ``recbole_llm.settings`` (typed, validated settings whose defaults live in ``properties/model/``).
 """
+
+from recbole_llm import _recbole  # noqa: F401  (applies recbole_llm.compat; keep before RecBole imports)

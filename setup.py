@@ -1,0 +1,17 @@
+"""Package layout that setup.cfg cannot express: the repository's top-level ``properties/``
+folder (``overall.yaml``, ``model/``, ``dataset/``, ``benchmarks/``) is shipped inside the
+package as ``recbole_llm.properties``, so a wheel (``pip install .``) carries it.
+
+Everything else (metadata, dependencies, entry points) is in setup.cfg.
+"""
+
+from setuptools import find_packages, setup
+
+PROPERTY_SUBDIRS = ("model", "dataset", "benchmarks")
+
+setup(
+    packages=find_packages(include=["recbole_llm", "recbole_llm.*", "atomic_data", "atomic_data.*"])
+    + ["recbole_llm.properties"],
+    package_dir={"recbole_llm.properties": "properties"},
+    package_data={"recbole_llm.properties": ["*.yaml"] + [f"{sub}/*.yaml" for sub in PROPERTY_SUBDIRS]},
+)

@@ -6,6 +6,7 @@ benchmark runner. ``load_data_and_model`` reloads a checkpoint of any registered
 own only finds models inside its package).
 """
 
+import functools
 import logging
 import resource
 import sys
@@ -20,7 +21,25 @@ from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
 from recbole_llm.config import Config
-from recbole_llm.utils import get_model, get_trainer, plain
+from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error, plain
+
+
+def _missing_dependency_as_error(func):
+    """An optional library a RecBole model imports lazily (at construction or in training, e.g.
+    NCL's faiss, KGAT's dgl) raises :class:`MissingDependencyError` naming the pip package."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in PIP_PACKAGES:
+                raise
+            model = kwargs.get("model", args[0] if args else None)
+            name = model if isinstance(model, str) else getattr(model, "__name__", None)
+            raise missing_dependency_error(name, exc.name) from exc
+
+    return wrapper
 
 
 def _peak_rss_mb():
@@ -63,6 +82,7 @@ class _RunTimer:
         return self._last_epoch if self.epoch_times else None
 
 
+@_missing_dependency_as_error
 def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
     """Train and test one model on one dataset; return RecBole's result dict plus ``"stats"``.
 
@@ -186,7 +206,13 @@ def load_data_and_model(model_file):
 
     Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's.
     """
-    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    from recbole_llm.errors import CorruptFileError
+    from recbole_llm.training.checkpoint import load_checked
+
+    remedy = "Pass the .pth file a training run wrote (under checkpoint_dir, saved/ by default), or train again."
+    checkpoint = load_checked(model_file, "Model checkpoint", remedy)
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
+        raise CorruptFileError(f"Model checkpoint {model_file} is not a RecBole checkpoint (no config/state_dict). {remedy}")
     config = checkpoint["config"]
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)

@@ -86,7 +86,24 @@ def check_common_settings(cfg) -> None:
     topk = _check_topk(cfg)
     _check_metrics(cfg, topk)
     _check_eval_args(cfg)
+    _check_value_metrics_mode(cfg)
     _check_train_neg_sample_args(cfg)
+
+
+_VALUE_METRICS = {"auc", "mae", "rmse", "logloss"}
+
+
+def _check_value_metrics_mode(cfg):
+    """RecBole cannot rank all items (mode full) for value metrics (AUC, MAE, RMSE, LogLoss)."""
+    metrics = cfg.get("metrics")
+    names = [metrics] if isinstance(metrics, str) else list(metrics or [])
+    if not names or not all(n.lower() in _VALUE_METRICS for n in names):
+        return
+    mode = (cfg.get("eval_args") or {}).get("mode", "full")
+    modes = mode.values() if isinstance(mode, dict) else [mode]
+    if "full" in modes:
+        raise _bad("eval_args.mode", mode, f"value metrics {names} need labeled or sampled evaluation, not "
+                   "'full' (ranking all items)", "--eval_args=\"{'mode': 'labeled'}\"")
 
 
 def _check_topk(cfg):
@@ -124,8 +141,9 @@ def _check_metrics(cfg, topk):
     name, _, k = valid_metric.partition("@")
     low = name.lower()
     if low not in lowered:
+        first = names[0] + (f"@{(topk or [10])[0]}" if names[0].lower() in TOPK_METRICS else "")
         raise _bad("valid_metric", valid_metric, f"{name!r} is not one of the evaluated metrics {list(names)}; "
-                   "add it to metrics or pick one of them", "--valid_metric=NDCG@10")
+                   "add it to metrics or pick one of them", f"--valid_metric={first}")
     if low in TOPK_METRICS:
         if not k.isdigit() or int(k) <= 0:
             raise _bad("valid_metric", valid_metric, f"{name} needs a cut-off, written {name}@k with k in "

@@ -140,13 +140,15 @@ def test_row_check_of_a_million_lines_is_fast(tmp_path):
         ("--eval_args={'split':{'LS':'valid'}}", "eval_args.split.LS='valid' is invalid"),
         ("--eval_args={'mode':'uni'}", "eval_args.mode='uni' is invalid: expected 'full', 'labeled'"),
         ("--eval_args={'order':'XO'}", "eval_args.order='XO' is invalid"),
+        (("--metrics=['AUC']", "--valid_metric=AUC"), "eval_args.mode='full' is invalid: value metrics ['AUC'] need labeled"),
+        (("--metrics=['AUC']",), "valid_metric='MRR@10' is invalid: 'MRR' is not one of the evaluated metrics ['AUC']; add it to metrics or pick one of them. Example: --valid_metric=AUC."),
         ("--eval_args={'group_by':'item'}", "eval_args.group_by='item' is invalid"),
         ("--train_neg_sample_args={'distribution':'zipf'}", "train_neg_sample_args.distribution='zipf'"),
         ("--train_neg_sample_args={'distribution':'uniform','sample_num':0}", "train_neg_sample_args.sample_num=0"),
     ],
 )
 def test_invalid_setting_names_key_value_and_allowed(tiny_data, capsys, arg, expected):
-    code, text = _cli([arg], capsys, tiny_data)
+    code, text = _cli([arg] if isinstance(arg, str) else list(arg), capsys, tiny_data)
     assert code == 2
     assert "recbole-llm: error: Setting " in text and expected in text, text
 

@@ -382,3 +382,13 @@ def test_subprocess_bad_header_and_bad_setting_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "learning_rate='abc'" in proc.stderr
+
+
+def test_kg_file_checked_only_for_knowledge_models(tiny_data):
+    kg = tiny_data / "data" / "tiny" / "tiny.kg"
+    kg.write_text("head_id:token\trelation_id\ttail_id:token\n1\tr\t2\n")
+    (tiny_data / "data" / "tiny" / "tiny.link").write_text("item_id:token\tentity_id:token\n1\t1\n")
+    cfg = fast_config(tiny_data, load_col=None)
+    Config(model="BPR", dataset="tiny", config_dict=cfg)  # RecBole does not read .kg for BPR
+    with pytest.raises(DataFormatError, match=r"tiny\.kg, line 1 \(header\): field 'relation_id'"):
+        Config(model="CKE", dataset="tiny", config_dict=cfg)

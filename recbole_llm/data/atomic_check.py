@@ -6,11 +6,11 @@ Checked, for every file RecBole would load (a source missing from a ``load_col``
 loaded and not checked):
 
 * the header: every field is ``name:type`` with a type RecBole knows (token, token_seq, float,
-  float_seq), fields are separated by ``field_separator`` (a comma-separated header is named as
-  such), and the columns ``load_col`` asks for exist;
-* the rows: every non-blank line has as many fields as the header. Files are read in binary and
-  separators counted in C (``bytes.count``); a line-by-line scan runs only when the totals do not
-  add up, so a 1M-line file costs well under a second.
+  float_seq), fields separated by ``field_separator`` (a comma-separated header is named as such).
+  RecBole parses the whole header even when ``load_col`` loads only some of its columns;
+* the rows: every non-blank line has as many fields as the header. Files are read in binary,
+  16 MiB at a time, and newlines and separators are located with numpy, so a 1M-line file
+  costs about 0.2 s.
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ def atomic_files(config, data_path) -> list[tuple[Path, str]]:
         files += [(data_path / f"{dataset}.{part}.inter", "inter") for part in benchmark]
     else:
         files.append((data_path / f"{dataset}.inter", "inter"))
-    suffixes = ["user", "item", "kg", "link"]
+    suffixes = ["user", "item"]
+    model_type = config["MODEL_TYPE"] if "MODEL_TYPE" in config else None
+    if getattr(model_type, "name", model_type) == "KNOWLEDGE":
+        suffixes += ["kg", "link"]  # only knowledge-aware models (KnowledgeBasedDataset) read them
     extra = config["additional_feat_suffix"] if "additional_feat_suffix" in config else None
     if isinstance(extra, str):
         extra = [extra]
@@ -96,13 +99,8 @@ def check_header(path, header: str, sep: str, load=None, unload=None) -> list[tu
                 f"{', '.join(FEATURE_TYPES)}."
             )
         fields.append((name, ftype))
-    if load:
-        missing = sorted(load - {name for name, _ in fields})
-        if missing:
-            raise DataFormatError(
-                f"{where}: load_col asks for column(s) {missing} that the file does not have "
-                f"(it has {[n for n, _ in fields]}). Fix load_col or the file."
-            )
+    # Columns load_col names but the file lacks are skipped by RecBole without complaint (shared
+    # config files list e.g. timestamp for datasets without one), so they are not an error here.
     return fields
 
 

@@ -336,6 +336,23 @@ def test_benchmark_dry_run_writes_nothing(tmp_path, monkeypatch, capsys):
     assert _listing(tmp_path) == before
     assert checkout_store.exists() == existed
 
+    # An existing store is read (a failed run shows as failed) and left as it was.
+    from recbole_llm.benchmark.store import ResultsStore
+    from recbole_llm.benchmark.suite import load_suite, plan_suite
+
+    ready = [r for r in plan_suite(load_suite("gat_gpt2_table")).runs if r.status == "ready"]
+    with ResultsStore(tmp_path / "res") as store:
+        store.register(ready[0].key, label=ready[0].label, model=ready[0].model, dataset=ready[0].dataset,
+                       seed=ready[0].seed)
+        store.claim(ready[0].key, "me")
+        store.fail(ready[0].key, "me", "boom")
+    before = _listing(tmp_path)
+    assert cli_main(["benchmark", "--suite", "gat_gpt2_table", "--dry-run",
+                     "--results-dir", str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out
+    assert "failed=1" in out
+    assert _listing(tmp_path) == before
+
 
 # --- 9. safety net -----------------------------------------------------------------------------
 def test_user_file_errors_are_mapped_bugs_keep_their_traceback(tiny_data, monkeypatch, capsys):

@@ -76,7 +76,10 @@ def _stored_rows(results_dir, keys):
     keys = [k for k in keys if k]
     if not path.is_file() or not keys:
         return {}
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    # Without a -wal file the database is complete and unchanging: read it as immutable, which
+    # creates no -wal/-shm files. With one (a run in progress), a read-only connection shares it.
+    wal = path.with_name(path.name + "-wal").exists()
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?{'mode=ro' if wal else 'immutable=1'}", uri=True)
     try:
         conn.row_factory = sqlite3.Row
         rows = conn.execute(f"SELECT * FROM runs WHERE key IN ({','.join('?' * len(keys))})", keys).fetchall()

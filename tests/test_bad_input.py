@@ -366,6 +366,17 @@ def test_user_file_errors_are_mapped_bugs_keep_their_traceback(tiny_data, monkey
     err = capsys.readouterr().err
     assert "recbole-llm: error: /nowhere/tiny.kg not found" in err and "Traceback" not in err
 
+    def bad_yaml(**kwargs):
+        import yaml
+
+        yaml.safe_load(open(tiny_data / "broken.yaml"))
+
+    (tiny_data / "broken.yaml").write_text("a: [1, 2\nb: 3\n")
+    monkeypatch.setattr(qs, "run_recbole_llm", bad_yaml)
+    assert cli_main(["--model=BPR", "--dataset=tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "recbole-llm: error: invalid YAML (" in err and "broken.yaml, line 2)" in err and "Traceback" not in err
+
     def bug(**kwargs):
         raise KeyError("internal")
 

@@ -186,8 +186,41 @@ def run_recbole_llm(
     config_dict = dict(config_dict or {})
     config_dict.update({"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset})
     kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
-    mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
+    try:
+        mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
+    except mp.ProcessRaisedException:
+        error = _rank_error(queue)
+        if error is None:
+            raise
+        raise error from None
     return None if queue.empty() else queue.get()
+
+
+_RANK_ERROR = "__recbole_llm_error__"
+
+
+def _rank_error(queue):
+    """The user-facing error a spawned rank reported through the queue, re-created in this
+    process with its type and message (``None`` if no rank reported one)."""
+    import importlib
+
+    from recbole_llm.errors import RecBoleLLMError
+
+    while not queue.empty():
+        item = queue.get()
+        if isinstance(item, dict) and _RANK_ERROR in item:
+            module, name, message = item[_RANK_ERROR]
+            try:
+                cls = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError):
+                cls = RecBoleLLMError
+            if not (isinstance(cls, type) and issubclass(cls, RecBoleLLMError)):
+                cls = RecBoleLLMError
+            try:
+                return cls(message)
+            except Exception:
+                return RecBoleLLMError(message)
+    return None
 
 
 def _run_rank(rank, *args):
@@ -198,7 +231,15 @@ def _run_rank(rank, *args):
     kwargs["config_dict"] = dict(kwargs.get("config_dict") or {})
     kwargs["config_dict"]["local_rank"] = rank
     torch.set_num_threads(1)
-    run_experiment(*args[:3], **kwargs)
+    from recbole_llm.errors import RecBoleLLMError
+
+    try:
+        run_experiment(*args[:3], **kwargs)
+    except RecBoleLLMError as exc:
+        # Tell the parent what went wrong, with type and message; raising still stops the others.
+        if kwargs.get("queue") is not None:
+            kwargs["queue"].put({_RANK_ERROR: (type(exc).__module__, type(exc).__qualname__, str(exc))})
+        raise
 
 
 def load_data_and_model(model_file):

@@ -420,3 +420,12 @@ def test_kg_file_checked_only_for_knowledge_models(tiny_data):
     Config(model="BPR", dataset="tiny", config_dict=cfg)  # RecBole does not read .kg for BPR
     with pytest.raises(DataFormatError, match=r"tiny\.kg, line 1 \(header\): field 'relation_id'"):
         Config(model="CKE", dataset="tiny", config_dict=cfg)
+
+
+def test_distributed_run_reraises_the_ranks_error(tiny_data):
+    """With nproc=2 the error happens in spawned ranks; the caller gets its type and message."""
+    from recbole_llm.quick_start import run_recbole_llm
+
+    cfg = fast_config(tiny_data, learning_rate="abc")
+    with pytest.raises(ConfigError, match="Setting learning_rate='abc' is invalid"):
+        run_recbole_llm("BPR", "tiny", config_dict=cfg, saved=False, nproc=2, port="29647")

@@ -426,6 +426,11 @@ def test_distributed_run_reraises_the_ranks_error(tiny_data):
     """With nproc=2 the error happens in spawned ranks; the caller gets its type and message."""
     from recbole_llm.quick_start import run_recbole_llm
 
+    import socket
+
+    with socket.socket() as sock:  # a free port: other test runs may share this machine
+        sock.bind(("localhost", 0))
+        port = str(sock.getsockname()[1])
     cfg = fast_config(tiny_data, learning_rate="abc")
     with pytest.raises(ConfigError, match="Setting learning_rate='abc' is invalid"):
-        run_recbole_llm("BPR", "tiny", config_dict=cfg, saved=False, nproc=2, port="29647")
+        run_recbole_llm("BPR", "tiny", config_dict=cfg, saved=False, nproc=2, port=port)

@@ -31,6 +31,7 @@ import math
 import os
 import re
 import shutil
+import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,12 +303,57 @@ def _publish(staging: Path, final: Path) -> list[str]:
     return [p.name for p in moved]
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return True
+    return True
+
+
+def _staging_name(name: str) -> str:
+    return f".{name}.staging-{socket.gethostname()}-{os.getpid()}"
+
+
+def clean_stale_staging(out_root: Path, name: str) -> list[Path]:
+    """Remove ``out_root/.<name>.staging-[<host>-]<pid>`` folders left by killed conversions:
+    those of this host (or of the old, host-less naming) whose process is gone. Folders of live
+    processes, and of other hosts (a shared file system), are left alone. Returns what was removed."""
+    removed = []
+    prefix = f".{name}.staging-"
+    host = socket.gethostname()
+    try:
+        entries = list(Path(out_root).iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        if not path.name.startswith(prefix) or not path.is_dir():
+            continue
+        rest = path.name[len(prefix):]
+        owner, _, pid_text = rest.rpartition("-")
+        if owner not in ("", host) or not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            logger.info("Removed %s, left by an interrupted conversion (process %d is gone).", path, pid)
+            removed.append(path)
+    return removed
+
+
 def convert_into(spec: DatasetSpec, raw: Mapping[str, Path], out_root: Path, name: str | None = None, **options) -> Path:
     """Convert local raw files into ``out_root/<name>/`` through a staging folder."""
     name = name or spec.name
     out_root = Path(out_root)
     final = out_root / name
-    staging = out_root / f".{name}.staging-{os.getpid()}"
+    clean_stale_staging(out_root, name)
+    staging = out_root / _staging_name(name)
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)

@@ -102,12 +102,12 @@ def main(argv=None):
         if args.list_models:
             _print_models()
             return 0
-        from recbole_llm.quick_start import run_recbole_llm
-
-        config_files = args.config_files.strip().split(" ") if args.config_files else None
+        config_files = args.config_files.strip().split() if args.config_files else None
         for path in config_files or []:
             if not os.path.isfile(path):
                 raise SystemExit(f"recbole-llm: config file not found: {path}")
+        from recbole_llm.quick_start import run_recbole_llm
+
         result = run_recbole_llm(
             model=args.model,
             dataset=args.dataset,
@@ -119,16 +119,46 @@ def main(argv=None):
             port=args.port,
             group_offset=args.group_offset,
         )
-    except RecBoleLLMError as exc:
+    except Exception as exc:
         if os.environ.get("RECBOLE_LLM_DEBUG"):
             raise
-        print(f"recbole-llm: error: {exc}", file=sys.stderr)
+        message = exc if isinstance(exc, RecBoleLLMError) else _user_input_message(exc)
+        if message is None:
+            raise  # a bug: keep the traceback for the report
+        print(f"recbole-llm: error: {message}", file=sys.stderr)
         return 2
     if result is not None:
-        for label, key in (("best valid", "best_valid_result"), ("test result", "test_result")):
-            metrics = ", ".join(f"{k}: {float(v):.4f}" for k, v in result[key].items())
-            print(f"{label}: {metrics}")
+        _print_result(result)
     return 0
+
+
+def _user_input_message(exc):
+    """A message for exception families that mean bad user input when they escape from RecBole
+    (a file the user named is missing or unreadable, a YAML file is malformed); ``None`` for
+    anything else, which is a bug and keeps its traceback."""
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - yaml comes with RecBole
+        yaml = None
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)) and getattr(exc, "filename", None):
+        what = {FileNotFoundError: "not found", IsADirectoryError: "is a folder, not a file",
+                PermissionError: "cannot be read (permission denied)"}[type(exc)]
+        return f"{exc.filename} {what}. Check the paths in your settings and config files."
+    if yaml is not None and isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        where = f" ({mark.name}, line {mark.line + 1})" if mark else ""
+        return f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}."
+    return None
+
+
+def _print_result(result):
+    if result.get("best_valid_result") is None:
+        print("best valid: none (no training happened with epochs=0, or no validation with eval_step=0)")
+    else:
+        metrics = ", ".join(f"{k}: {float(v):.4f}" for k, v in result["best_valid_result"].items())
+        print(f"best valid: {metrics}")
+    test = result.get("test_result") or {}
+    print("test result: " + ", ".join(f"{k}: {float(v):.4f}" for k, v in test.items()))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import recbole
 import torch
 from recbole.config import Config as RecBoleConfig
 
+from recbole_llm.config_checks import check_common_settings
 from recbole_llm.errors import ConfigError, RecBoleLLMError
 from recbole_llm.paths import default_data_dir, properties_dir
 from recbole_llm.plugins import get_registry
@@ -65,6 +66,51 @@ class Config(RecBoleConfig):
         programs and test runners cannot leak their own flags into a model's config."""
         return {}
 
+    # --- YAML files -------------------------------------------------------------------------
+    def _read_yaml(self, file, kind):
+        """One YAML file as a dict (``{}`` if empty); a syntax error or a top level that is not
+        a mapping raises :class:`ConfigError` naming the file and line."""
+        import yaml
+
+        try:
+            with open(file, "r", encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise ConfigError(f"{kind} {file} not found.") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{kind} {file} cannot be read: {exc}.") from None
+        try:
+            data = yaml.load(text, Loader=self.yaml_loader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+            where = f"{file}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(file)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            context = getattr(exc, "context", None)
+            raise ConfigError(
+                f"{kind} {where}: not valid YAML ({(context + ', ') if context else ''}{problem}). "
+                "Write settings one per line as 'key: value'."
+            ) from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{kind} {file}, line 1: the top level is a {type(data).__name__}, not a mapping. "
+                "Write settings one per line as 'key: value'."
+            )
+        return data
+
+    def _load_config_files(self, file_list):
+        file_config_dict = dict()
+        for file in file_list or []:
+            file_config_dict.update(self._read_yaml(file, "Config file"))
+        return file_config_dict
+
+    def _load_property_file(self, file):
+        """RecBole's ``_update_internal_config_dict`` with checked YAML."""
+        config_dict = self._read_yaml(file, "Property file")
+        self.internal_config_dict.update(config_dict)
+        return config_dict
+
     # --- property files -------------------------------------------------------------------
     def _plugin_model_files(self, model):
         from recbole_llm.utils import recbole_model_names
@@ -87,23 +133,23 @@ class Config(RecBoleConfig):
     def _update_internal_config_dict(self, file):
         splice = getattr(self, "_splice", None)
         if splice is None:
-            return super()._update_internal_config_dict(file)
+            return self._load_property_file(file)
         if Path(file).resolve() == _RECBOLE_SAMPLE_YAML.resolve():
             # Just before RecBole's sample.yaml: our overall file and the plugin's model files.
             for extra in [str(properties_dir() / "overall.yaml")] + self._plugin_model_files(splice["model"]):
-                super()._update_internal_config_dict(extra)
-            result = super()._update_internal_config_dict(file)
+                self._load_property_file(extra)
+            result = self._load_property_file(file)
             if not splice["recbole_dataset_file"].is_file():
                 self._load_dataset_files(splice["dataset"])
             return result
-        result = super()._update_internal_config_dict(file)
+        result = self._load_property_file(file)
         if Path(file).resolve() == splice["recbole_dataset_file"].resolve():
             self._load_dataset_files(splice["dataset"])
         return result
 
     def _load_dataset_files(self, dataset):
         for extra in self._dataset_files(dataset):
-            loaded = super()._update_internal_config_dict(extra) or {}
+            loaded = self._load_property_file(extra) or {}
             self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
 
     def _load_internal_config_dict(self, model, model_class, dataset):
@@ -119,6 +165,7 @@ class Config(RecBoleConfig):
 
     # --- defaults, data path ---------------------------------------------------------------
     def _set_default_parameters(self):
+        check_common_settings(self.final_config_dict)
         try:
             super()._set_default_parameters()
         except ValueError as exc:
@@ -138,6 +185,9 @@ class Config(RecBoleConfig):
             ) from None
         self._check_time_order()
         self.final_config_dict["data_path"] = str(self._resolve_data_path())
+        from recbole_llm.data.atomic_check import check_atomic_files
+
+        check_atomic_files(self.final_config_dict, self.final_config_dict["data_path"])
 
     def _check_time_order(self):
         """Ordering by time needs the time field loaded; RecBole only fails deep in sorting."""

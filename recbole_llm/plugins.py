@@ -97,6 +97,12 @@ def _call_each(pm, registry, hook_name):
             yield impl.plugin_name, result
 
 
+def _dist_name(ep):
+    dist = getattr(ep, "dist", None)
+    name = getattr(dist, "name", None) if dist is not None else None
+    return f"package {name!r}" if name else "an unknown package"
+
+
 def build_registry(plugin_manager=None, extra_plugins=(), load_entry_points=True):
     """Load plugins and return a fresh :class:`Registry`.
 
@@ -112,9 +118,21 @@ def build_registry(plugin_manager=None, extra_plugins=(), load_entry_points=True
     for module_name in BUILTIN_PLUGINS:
         _register_module(pm, registry, module_name, module_name)
     if load_entry_points:
+        seen = {}  # entry-point name -> the entry point registered under it
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if pm.has_plugin(ep.name) or ep.name in registry.plugins:
+            first = seen.get(ep.name)
+            if first is not None and first.value == ep.value and _dist_name(first) == _dist_name(ep):
+                continue  # the same distribution seen twice on sys.path
+            if first is not None or pm.has_plugin(ep.name) or ep.name in registry.plugins:
+                kept = (f"entry point {first.value!r} of {_dist_name(first)}" if first is not None
+                        else "a plugin registered earlier (built-in)")
+                registry.report(
+                    f"Two recbole-llm plugins are named {ep.name!r}: {kept} and entry point "
+                    f"{ep.value!r} of {_dist_name(ep)}. Only the first is loaded; uninstall one of "
+                    "the packages or rename its entry point in the 'recbole_llm' group."
+                )
                 continue
+            seen[ep.name] = ep
             try:
                 obj = ep.load()
             except Exception as exc:

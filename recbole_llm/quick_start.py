@@ -6,6 +6,7 @@ benchmark runner. ``load_data_and_model`` reloads a checkpoint of any registered
 own only finds models inside its package).
 """
 
+import functools
 import logging
 import sys
 import time
@@ -21,7 +22,25 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 
 from recbole_llm.config import Config
 from recbole_llm.memory import peak_rss_mb
-from recbole_llm.utils import get_model, get_trainer, plain
+from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error, plain
+
+
+def _missing_dependency_as_error(func):
+    """An optional library a RecBole model imports lazily (at construction or in training, e.g.
+    NCL's faiss, KGAT's dgl) raises :class:`MissingDependencyError` naming the pip package."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in PIP_PACKAGES:
+                raise
+            model = kwargs.get("model", args[0] if args else None)
+            name = model if isinstance(model, str) else getattr(model, "__name__", None)
+            raise missing_dependency_error(name, exc.name) from exc
+
+    return wrapper
 
 
 class _RunTimer:
@@ -58,6 +77,7 @@ class _RunTimer:
         return self._last_epoch if self.epoch_times else None
 
 
+@_missing_dependency_as_error
 def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
     """Train and test one model on one dataset; return RecBole's result dict plus ``"stats"``.
 
@@ -162,8 +182,41 @@ def run_recbole_llm(
     config_dict = dict(config_dict or {})
     config_dict.update({"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset})
     kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
-    mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
+    try:
+        mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
+    except mp.ProcessRaisedException:
+        error = _rank_error(queue)
+        if error is None:
+            raise
+        raise error from None
     return None if queue.empty() else queue.get()
+
+
+_RANK_ERROR = "__recbole_llm_error__"
+
+
+def _rank_error(queue):
+    """The user-facing error a spawned rank reported through the queue, re-created in this
+    process with its type and message (``None`` if no rank reported one)."""
+    import importlib
+
+    from recbole_llm.errors import RecBoleLLMError
+
+    while not queue.empty():
+        item = queue.get()
+        if isinstance(item, dict) and _RANK_ERROR in item:
+            module, name, message = item[_RANK_ERROR]
+            try:
+                cls = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError):
+                cls = RecBoleLLMError
+            if not (isinstance(cls, type) and issubclass(cls, RecBoleLLMError)):
+                cls = RecBoleLLMError
+            try:
+                return cls(message)
+            except Exception:
+                return RecBoleLLMError(message)
+    return None
 
 
 def _run_rank(rank, *args):
@@ -174,7 +227,15 @@ def _run_rank(rank, *args):
     kwargs["config_dict"] = dict(kwargs.get("config_dict") or {})
     kwargs["config_dict"]["local_rank"] = rank
     torch.set_num_threads(1)
-    run_experiment(*args[:3], **kwargs)
+    from recbole_llm.errors import RecBoleLLMError
+
+    try:
+        run_experiment(*args[:3], **kwargs)
+    except RecBoleLLMError as exc:
+        # Tell the parent what went wrong, with type and message; raising still stops the others.
+        if kwargs.get("queue") is not None:
+            kwargs["queue"].put({_RANK_ERROR: (type(exc).__module__, type(exc).__qualname__, str(exc))})
+        raise
 
 
 def load_data_and_model(model_file):
@@ -182,7 +243,13 @@ def load_data_and_model(model_file):
 
     Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's.
     """
-    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    from recbole_llm.errors import CorruptFileError
+    from recbole_llm.training.checkpoint import load_checked
+
+    remedy = "Pass the .pth file a training run wrote (under checkpoint_dir, saved/ by default), or train again."
+    checkpoint = load_checked(model_file, "Model checkpoint", remedy)
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
+        raise CorruptFileError(f"Model checkpoint {model_file} is not a RecBole checkpoint (no config/state_dict). {remedy}")
     config = checkpoint["config"]
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)

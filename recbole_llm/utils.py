@@ -4,12 +4,14 @@ This is RecBole-GNN's extension pattern: RecBole's own ``get_model``/``get_train
 reused for RecBole's models, nothing of them is copied.
 """
 
+import importlib.util
+
 from recbole_llm import _recbole  # noqa: F401  (applies recbole_llm.compat; keep before RecBole imports)
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_llm._recbole import recbole_model_names
-from recbole_llm.errors import RecBoleLLMError
+from recbole_llm.errors import MissingDependencyError, RecBoleLLMError
 from recbole_llm.plugins import get_registry
 
 
@@ -43,15 +45,66 @@ def _unknown_model_message(name):
     return message
 
 
+#: Import name -> pip package of the optional libraries some RecBole models need.
+PIP_PACKAGES = {
+    "faiss": "faiss-cpu",
+    "dgl": "dgl",
+    "torch_scatter": "torch-scatter",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+}
+#: RecBole models that import an optional library (at construction or during training).
+RECBOLE_OPTIONAL_DEPENDENCIES = {
+    "NCL": "faiss",
+    "KGAT": "dgl",
+    "KGIN": "torch_scatter",
+    "MCCLK": "torch_scatter",
+    "XGBoost": "xgboost",
+    "LightGBM": "lightgbm",
+}
+
+
+def missing_dependency_error(model_name, module):
+    """The :class:`MissingDependencyError` for ``model_name`` needing import ``module``."""
+    top = (module or "").split(".")[0]
+    pip = PIP_PACKAGES.get(top, top)
+    who = f"Model {model_name!r}" if model_name else "This model"
+    return MissingDependencyError(
+        f"{who} needs the optional library {top!r}, which is not installed. "
+        f"Install it with: pip install {pip}"
+    )
+
+
+def _check_optional_dependency(model_name):
+    module = RECBOLE_OPTIONAL_DEPENDENCIES.get(model_name)
+    if module is None:
+        return
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise missing_dependency_error(model_name, module)
+
+
 def get_model(model_name):
-    """Return the model class for ``model_name``: a plugin's, else RecBole's."""
+    """Return the model class for ``model_name``: a plugin's, else RecBole's.
+
+    A RecBole model whose optional library (faiss, dgl, torch_scatter, xgboost, lightgbm) is not
+    installed raises :class:`MissingDependencyError` naming the pip package."""
     if not isinstance(model_name, str):
         raise TypeError(f"model name must be a string, got {type(model_name).__name__}")
     registry = get_registry()
     if model_name in registry.models:
         return registry.models[model_name]
+    _check_optional_dependency(model_name)
     if model_name in recbole_model_names():
-        return recbole_get_model(model_name)
+        try:
+            return recbole_get_model(model_name)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in PIP_PACKAGES:
+                raise
+            raise missing_dependency_error(model_name, exc.name) from None
     raise UnknownModelError(_unknown_model_message(model_name))
 
 

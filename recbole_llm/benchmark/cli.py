@@ -65,9 +65,35 @@ def report_not_runnable(plan):
     return lines
 
 
-def _plan_lines(plan, store):
+def _stored_rows(results_dir, keys):
+    """The stored rows of ``keys`` without changing anything on disk (dry run): no store file
+    means no rows; an existing one is opened read-only."""
+    import sqlite3
+
+    from recbole_llm.benchmark.store import STORE_FILENAME, ResultsStore
+
+    path = Path(results_dir) / STORE_FILENAME
+    keys = [k for k in keys if k]
+    if not path.is_file() or not keys:
+        return {}
+    # Without a -wal file the database is complete and unchanging: read it as immutable, which
+    # creates no -wal/-shm files. With one (a run in progress), a read-only connection shares it.
+    wal = path.with_name(path.name + "-wal").exists()
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?{'mode=ro' if wal else 'immutable=1'}", uri=True)
+    try:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(f"SELECT * FROM runs WHERE key IN ({','.join('?' * len(keys))})", keys).fetchall()
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()
+    return {row["key"]: ResultsStore._decode(row) for row in rows}
+
+
+def _plan_lines(plan, store=None, rows=None):
     """Lines describing every planned run, and counts by state."""
-    rows = {row["key"]: row for row in store.rows(keys=[r.key for r in plan.runs if r.key])}
+    if rows is None:
+        rows = {row["key"]: row for row in store.rows(keys=[r.key for r in plan.runs if r.key])}
     counts = {}
     lines = []
     for r in plan.runs:
@@ -108,7 +134,6 @@ def main(argv=None):
     print(f"suite {suite.name}: {suite.title}")
     print(f"results: {results_dir}")
     plan = plan_suite(suite, seeds=seeds)
-    store = ResultsStore(results_dir)
 
     # Missing models, absent datasets and inapplicable runs are reported up front, never
     # dropped silently.
@@ -116,8 +141,8 @@ def main(argv=None):
         print("  " + line)
 
     selected = select_runs(plan.runs, only=args.only, skip=args.skip)
-    if args.dry_run:
-        lines, counts = _plan_lines(plan, store)
+    if args.dry_run:  # changes nothing on disk: no results folder, no store file
+        lines, counts = _plan_lines(plan, rows=_stored_rows(results_dir, [r.key for r in plan.runs]))
         sel = {id(r) for r in selected}
         print(f"{len(plan.runs)} runs in the suite, {sum(1 for r in selected if r.status == 'ready')} selected and runnable:")
         for r, line in zip(plan.runs, lines):
@@ -126,6 +151,7 @@ def main(argv=None):
         print("(* = would run unless finished; finished runs are skipped, failed ones retried)")
         return 0
 
+    store = ResultsStore(results_dir)
     interrupted = False
     if not args.tables_only:
         import signal

@@ -32,12 +32,13 @@ def test_numpy_aliases_restored():
 
 def test_numpy_aliases_of_recbole_config_set_on_import():
     """RecBole's metrics use np.float & co., which only Config.__init__ defines; a fresh process
-    that reloads a pickled Config never runs it. Importing recbole_llm must set exactly the same."""
+    that reloads a pickled Config never runs it. The compat gate (applied before recbole_llm first
+    imports RecBole, e.g. by load_data_and_model's module) must set exactly the same."""
     script = textwrap.dedent(
         """
         import json
         import numpy as np
-        import recbole_llm
+        import recbole_llm.quick_start  # the module of load_data_and_model
         from recbole.config.configurator import Config
         names = ["bool", "int", "float", "complex", "object", "str", "long", "unicode"]
         ours = {n: vars(np).get(n) for n in names}

@@ -3,7 +3,7 @@
 Importing the package is light: it loads neither torch nor RecBole (nor ray). The RecBole fixes
 (``recbole_llm.compat``) are applied where RecBole is first used, by ``recbole_llm._recbole``,
 which every module importing RecBole imports first (``recbole_llm.config``, ``.utils``,
-``.quick_start``, ``.models``, ``.trainers``, and the plugin host before it loads plugins).
+``.quick_start``, ``.models``, ``.training``, and the plugin host before it loads plugins).
 A program that uses RecBole directly, before any of those, calls ``recbole_llm.compat.apply()``.
 
 The plugin contract is ``recbole_llm.hookspecs``; ``hookimpl`` is re-exported here so a plugin

@@ -6,7 +6,7 @@ imports RecBole at module level writes, before its first ``import recbole``/``fr
     from recbole_llm import _recbole  # noqa: F401  (RecBole compat fixes; before any RecBole import)
 
 A package's ``__init__`` may carry the gate for all its submodules (``recbole_llm.models``,
-``recbole_llm.trainers``): a submodule import runs its package's ``__init__`` first.
+``recbole_llm.training``): a submodule import runs its package's ``__init__`` first.
 ``tests/test_packaging.py`` checks that no module reaches RecBole without the gate.
 
 ``import recbole_llm`` itself stays light (no torch, RecBole or ray): the package, the plugin

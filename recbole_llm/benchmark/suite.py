@@ -572,35 +572,10 @@ def parse_suite(raw, path="<dict>"):
 # -- model availability and config resolution ------------------------------------------
 def available_models():
     """Names of every model that can be run: recbole-llm's plugins and RecBole's own."""
-    try:
-        from recbole_llm.utils import list_models
-    except ImportError:
-        list_models = None
-    if list_models is not None:
-        found = list_models()
-        return set(found.get("recbole_llm", [])) | set(found.get("recbole", []))
-    names = set()
-    try:
-        from recbole_llm.plugins import get_registry
+    from recbole_llm.utils import list_models
 
-        names |= set(get_registry().models)
-    except Exception:
-        pass
-    return names | _recbole_model_names()
-
-
-def _recbole_model_names():
-    import importlib
-    import inspect
-
-    names = set()
-    for sub in ("general", "sequential", "context_aware", "knowledge_aware"):
-        try:
-            mod = importlib.import_module(f"recbole.model.{sub}_recommender")
-        except Exception:
-            continue
-        names |= {n for n, obj in vars(mod).items() if inspect.isclass(obj)}
-    return names
+    found = list_models()
+    return set(found["recbole_llm"]) | set(found["recbole"])
 
 
 @contextmanager

@@ -129,7 +129,11 @@ class GraphAttentiveGPT2(GeneralRecommender):
         self.backbone_params: list = []
         if s.trainable == "full":
             backbone.model.requires_grad_(True)
-            self.backbone_params = [p for p in backbone.model.parameters()]
+            if not s.train_word_embeddings:  # the word table (and a head tied to it) stays as loaded
+                for module in (backbone.model.get_input_embeddings(), backbone.model.get_output_embeddings()):
+                    if module is not None:
+                        module.requires_grad_(False)
+            self.backbone_params = [p for p in backbone.model.parameters() if p.requires_grad]
         elif s.trainable == "lora":
             self.backbone_params = apply_lora(backbone, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_targets)
         if s.trainable != "frozen":

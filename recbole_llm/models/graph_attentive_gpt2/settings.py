@@ -57,6 +57,7 @@ GAT_SETTINGS = Settings("GraphAttentiveGPT2", prefix="gat_", keys={
     # backbone: what trains
     "gat_trainable": Choice(*TRAINABLE),
     "gat_llm_layers": Int(min=0),
+    "gat_train_word_embeddings": Bool(),
     "gat_lora_r": Int(min=1),
     "gat_lora_alpha": Float(gt=0),
     "gat_lora_dropout": Float(min=0, max=1),

@@ -29,7 +29,9 @@ for ``linear``: the code's min-max whenever some pair is ``>= K`` hops apart, de
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +47,7 @@ FAR = 255
 BIAS_MODES = ("graph", "ones", "none")
 R_PATH_FORMS = ("linear", "exp")
 
-_CHUNK_WORDS = 1 << 22  # gathered uint64 words per reduceat call (32 MB)
+_CHUNK_WORDS = 1 << 19  # gathered uint64 words per reduceat call (4 MB)
 
 
 @dataclass
@@ -77,26 +79,45 @@ def _pack(matrix: sp.csr_matrix) -> np.ndarray:
     return np.packbits(dense, axis=1, bitorder="little").view(np.uint64).reshape(rows, words)
 
 
-def _spread(adj: sp.csr_matrix, reach: np.ndarray) -> np.ndarray:
-    """``out[x] = OR over neighbours y of x (rows of adj) of reach[y]`` (bit-packed rows)."""
-    n = adj.shape[0]
-    words = reach.shape[1]
-    out = np.zeros((n, words), dtype=np.uint64)
+def _spread_rows(adj, reach, out, start, stop):
     indptr, indices = adj.indptr, adj.indices
-    rows_per_chunk = max(1, _CHUNK_WORDS // max(1, words))
-    start = 0
-    while start < n:
+    rows_per_chunk = max(1, _CHUNK_WORDS // max(1, reach.shape[1]))
+    while start < stop:
         # rows [start, end) whose neighbour lists hold about rows_per_chunk entries together
         end = int(np.searchsorted(indptr, indptr[start] + rows_per_chunk, side="right")) - 1
-        end = min(n, max(end, start + 1))
+        end = min(stop, max(end, start + 1))
         lo, hi = indptr[start], indptr[end]
         if hi > lo:
-            counts = np.diff(indptr[start : end + 1])
-            nonempty = np.flatnonzero(counts)
+            nonempty = np.flatnonzero(np.diff(indptr[start : end + 1]))
             offsets = (indptr[start:end] - lo)[nonempty]
             out[start + nonempty] = np.bitwise_or.reduceat(reach[indices[lo:hi]], offsets, axis=0)
         start = end
+
+
+def _spread(adj: sp.csr_matrix, reach: np.ndarray, threads: int = 0) -> np.ndarray:
+    """``out[x] = OR over neighbours y of x (rows of adj) of reach[y]`` (bit-packed rows). numpy releases
+    the GIL in the gather and the reduction, so row blocks run in ``threads`` threads."""
+    n = adj.shape[0]
+    out = np.zeros((n, reach.shape[1]), dtype=np.uint64)
+    threads = threads or min(4, os.cpu_count() or 1)
+    if threads <= 1 or adj.nnz < 100_000:
+        _spread_rows(adj, reach, out, 0, n)
+        return out
+    # row blocks with equal numbers of neighbour entries
+    cuts = np.searchsorted(adj.indptr, np.linspace(0, adj.nnz, threads + 1)[1:-1])
+    bounds = [0] + sorted(set(int(c) for c in cuts if 0 < c < n)) + [n]
+    with ThreadPoolExecutor(len(bounds) - 1) as pool:
+        list(pool.map(lambda se: _spread_rows(adj, reach, out, *se), zip(bounds[:-1], bounds[1:])))
     return out
+
+
+def _transpose_bits(reach: np.ndarray, cols: int) -> np.ndarray:
+    """The transpose of a bit-packed 0/1 matrix with ``cols`` columns, bit-packed again."""
+    bits = np.unpackbits(reach.view(np.uint8), axis=1, bitorder="little", count=cols)
+    rows = bits.shape[0]
+    padded = np.zeros((cols, ((rows + 63) // 64) * 64), dtype=np.uint8)
+    padded[:, :rows] = bits.T
+    return np.packbits(padded, axis=1, bitorder="little").view(np.uint64)
 
 
 def _fill(block: np.ndarray, reach: np.ndarray, hop: int) -> None:
@@ -108,7 +129,13 @@ def _fill(block: np.ndarray, reach: np.ndarray, hop: int) -> None:
 
 def hop_codes(matrix: sp.spmatrix, max_hops: int) -> np.ndarray:
     """Hop codes (``uint8 [U+I, U+I]``, users first) of the bipartite graph of the binary ``U x I``
-    ``matrix``, capped at ``max_hops`` (:data:`FAR` beyond); see the module docstring."""
+    ``matrix``, capped at ``max_hops`` (:data:`FAR` beyond); see the module docstring.
+
+    Item-sourced walks give the user-item block (odd lengths, rows users) and the item-item block
+    (even lengths); the user-user block at even length ``2k`` spreads the transposed user-item reach
+    of length ``2k-1`` over the items once more. Reachability is monotone in steps of two (walk back
+    and forth), so once a level equals the level two steps before, every later level repeats it and
+    the walk stops (on dense graphs such as ml-1m every pair is within 4 hops)."""
     if not 1 <= int(max_hops) < FAR:
         raise ValueError(f"max_hops must be between 1 and {FAR - 1}, got {max_hops}")
     a = sp.csr_matrix(matrix, dtype=np.float32)
@@ -121,23 +148,24 @@ def hop_codes(matrix: sp.spmatrix, max_hops: int) -> np.ndarray:
     uu = codes[:n_users, :n_users]
     ui = codes[:n_users, n_users:]
     ii = codes[n_users:, n_users:]
-    # item-sourced walks: odd steps end on users (U x I block), even steps on items (I x I block)
-    levels_ui, levels_ii = [], []
-    reach = _pack(a)  # users 1 hop from each item: rows users, bits items
-    for hop in range(1, max_hops + 1):
-        if hop > 1:
-            reach = _spread(at if hop % 2 == 0 else a, reach)
-        (levels_ui if hop % 2 else levels_ii).append((hop, reach))
-    # user-sourced walks, even steps: the U x U block
-    levels_uu = []
-    reach = _pack(at)  # items 1 hop from each user: rows items, bits users
+    levels = {}  # hop -> reach (odd: users x items bits; even: items x items bits)
+    reach = _pack(a)
+    levels[1] = reach
     for hop in range(2, max_hops + 1):
-        reach = _spread(a if hop % 2 == 0 else at, reach)
-        if hop % 2 == 0:
-            levels_uu.append((hop, reach))
-    for block, levels in ((ui, levels_ui), (ii, levels_ii), (uu, levels_uu)):
-        for hop, reach in reversed(levels):
-            _fill(block, reach, hop)
+        if hop >= 3 and np.array_equal(levels[hop - 1], levels.get(hop - 3, None) if hop > 3 else None):
+            break  # level hop-1 repeats hop-3: all later levels repeat too
+        levels[hop] = _spread(at if hop % 2 == 0 else a, levels[hop - 1])
+    uu_levels = {}
+    for hop in range(2, max_hops + 1, 2):
+        if hop - 1 not in levels:
+            break
+        if hop >= 4 and hop - 3 in levels and np.array_equal(levels[hop - 1], levels[hop - 3]):
+            break
+        uu_levels[hop] = _spread(a, _transpose_bits(levels[hop - 1], n_items))  # rows users, bits users
+    for hop in sorted(levels, reverse=True):
+        _fill(ui if hop % 2 else ii, levels[hop], hop)
+    for hop in sorted(uu_levels, reverse=True):
+        _fill(uu, uu_levels[hop], hop)
     codes[n_users:, :n_users] = ui.T
     np.fill_diagonal(codes, 0)
     return codes
@@ -201,7 +229,8 @@ def bias_lut(mode: str = "graph", max_hops: int = 6, r_path: str = "linear", del
 
 def graph_bias(codes, lut: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
     """R for a batch: ``[B, T, T]`` from ``nodes`` ``[B, T]`` (graph node of each token, -1 for text and
-    padding). One gather in the hop table, one in the LUT; pairs with a non-ID token get 0. ``codes``
+    padding). Per prompt one row gather and one column gather in the hop table, then one LUT gather (no
+    Python work per token pair); pairs with a non-ID token get 0. ``codes``
     None: ``lut[0]`` on every ID pair (the ``ones``/``none`` modes)."""
     valid = nodes >= 0
     pairs = valid[:, :, None] & valid[:, None, :]
@@ -209,5 +238,8 @@ def graph_bias(codes, lut: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
     if codes is None:  # "ones"/"none": the value does not depend on the hop distance
         return lut[0] * pairs
     safe = nodes.clamp(min=0)
-    hop = codes[safe[:, :, None], safe[:, None, :]]
-    return lut[hop.long()] * pairs
+    out = torch.empty(nodes.shape + (nodes.shape[1],), dtype=lut.dtype, device=nodes.device)
+    for b in range(nodes.shape[0]):  # per prompt: T contiguous rows, then T columns of them (cache friendly)
+        hop = codes.index_select(0, safe[b]).index_select(1, safe[b])
+        out[b] = lut[hop.int()]
+    return out.masked_fill_(~pairs, 0.0)

@@ -76,9 +76,9 @@ class Sample:
 class Batch:
     """Right-padded tensors of a list of samples."""
 
-    def __init__(self, samples, device):
+    def __init__(self, samples, device, width=0):
         lengths = [len(s) for s in samples]
-        width = max(lengths)
+        width = max(max(lengths), width)
         kinds = np.full((len(samples), width), PAD, dtype=np.int64)
         ids = np.zeros((len(samples), width), dtype=np.int64)
         for b, s in enumerate(samples):
@@ -282,8 +282,8 @@ class GraphAttentiveGPT2(GeneralRecommender):
                                            attention_bias=None if bias is None else bias.to(emb.dtype))
         return out.last_hidden_state
 
-    def batch(self, samples) -> Batch:
-        return Batch(samples, self.dev)
+    def batch(self, samples, width=0) -> Batch:
+        return Batch(samples, self.dev, width)
 
     def item_logits(self, hidden):
         """Tied item head: ``h E_item^T``; the padding item never wins."""
@@ -323,8 +323,8 @@ class GraphAttentiveGPT2(GeneralRecommender):
             count += int(words.sum())
         return total / max(1, count)
 
-    def last_hidden(self, samples):
-        batch = self.batch(samples)
+    def last_hidden(self, samples, width=0):
+        batch = self.batch(samples, width)
         hidden = self(batch)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), batch.lengths - 1], batch
 
@@ -365,6 +365,14 @@ class GraphAttentiveGPT2(GeneralRecommender):
     # ------------------------------------------------------------------------------------------
     # scoring (Eq. 7)
     # ------------------------------------------------------------------------------------------
+    @property
+    def score_width(self) -> int:
+        """Length of the longest possible scoring prompt: every scoring batch is padded to it, so a user's
+        scores do not depend on which users share the batch (DDP shards equal one process)."""
+        if not hasattr(self, "_score_width"):
+            self._score_width = len(self.finetune_prompt(1, np.ones(self.settings.max_history, dtype=np.int64)))
+        return self._score_width
+
     @torch.no_grad()
     def score_users(self, users) -> torch.Tensor:
         """``[B, |I|]`` item logits of ``users`` at the last token of their prompt (all training items,
@@ -376,9 +384,12 @@ class GraphAttentiveGPT2(GeneralRecommender):
         users = [int(u) for u in users]
         for i in range(0, len(users), step):
             chunk = users[i : i + step]
-            h, batch = self.last_hidden([self.finetune_prompt(u, self.history(u)) for u in chunk])
+            # fixed shapes (step x score_width, the last chunk filled with repeats) make a user's scores
+            # independent of the other users of the batch, bit for bit
+            padded = chunk + [chunk[0]] * (step - len(chunk))
+            h, batch = self.last_hidden([self.finetune_prompt(u, self.history(u)) for u in padded], self.score_width)
             self.token_stats["infer"] += batch.tokens
-            out.append(self.item_logits(h))
+            out.append(self.item_logits(h)[: len(chunk)])
         self.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, self.n_items, device=self.dev)
 

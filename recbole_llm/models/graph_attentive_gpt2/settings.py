@@ -79,6 +79,7 @@ GAT_SETTINGS = Settings("GraphAttentiveGPT2", prefix="gat_", keys={
     "gat_content_batch_size": Int(min=1),
     # stage 2: collaborative pretraining
     "gat_collab_epochs": Int(min=0),
+    "gat_collab_prompts": Int(min=0),
     "gat_collab_batch_size": Int(min=1),
     # stage 3: fine-tuning
     "gat_finetune_epochs": Int(min=0),

@@ -7,7 +7,8 @@
     items: the tied item head).
 ``collab`` (stage 2, collaborative pretraining)
     ``gat_collab_epochs`` epochs over the interaction events ("user_u has interacted with" -> shuffled
-    chunks of the user's training items) with the item-only softmax through the tied head.
+    chunks of the user's training items; ``gat_collab_prompts`` of them per epoch, 0: all) with the
+    item-only softmax through the tied head.
 ``finetune`` (stage 3, Eq. 6)
     ``gat_finetune_epochs`` epochs over the users (``gat_finetune_users`` drawn per epoch, 0: all): the
     personalised prompt with a random ``gat_hide_fraction`` of the training items hidden, multinomial
@@ -99,7 +100,7 @@ class GraphAttentiveGPT2Trainer(StagedTrainer):
 
     def collab_epoch(self, trainer, epoch, optimizer):
         rng = self.rng("collab", epoch)
-        batches = self._pair_batches(self.corpus.events(rng), self.s.collab_batch_size, rng)
+        batches = self._pair_batches(self.corpus.events(rng), self.s.collab_batch_size, rng, self.s.collab_prompts)
         return self._steps("collab", epoch, batches, lambda b: self.model.lm_loss(b, word_targets=False), optimizer)
 
     def finetune_epoch(self, trainer, epoch, optimizer):

@@ -382,5 +382,7 @@ def test_ddp_evaluation_equals_single_process(tmp_path, monkeypatch):
     single = run_recbole_llm("GraphAttentiveGPT2", "tiny", config_dict=dict(cfg), saved=False)
     multi = run_recbole_llm("GraphAttentiveGPT2", "tiny", config_dict=dict(cfg), saved=False, nproc=2, port="29651")
     assert multi is not None
+    # scores are bit-identical whatever users share a batch (fixed shapes); RecBole rounds each rank's
+    # metrics to 4 decimals before the weighted all-reduce, hence up to ~1e-4 of rounding difference
     for key, value in single["test_result"].items():
-        assert multi["test_result"][key] == pytest.approx(float(value), abs=1e-4), key
+        assert multi["test_result"][key] == pytest.approx(float(value), abs=1.5e-4), key

@@ -306,6 +306,17 @@ def test_gradients_reach_only_the_trainable_parts(env, trainable):
     assert model.user_embedding.weight.grad[3:].abs().sum() == 0
 
 
+def test_stage_optimiser_has_separate_learning_rates_for_ids_and_backbone(env):
+    config, model, train, *_ = build(env, gat_id_learning_rate=0.005, gat_backbone_learning_rate=0.0002)
+    trainer = GraphAttentiveGPT2Trainer(config, model)
+    trainer.train_data = train
+    stage = trainer.stages()[-1]
+    opt = trainer._build_optimizer(params=stage.parameters(), learning_rate=stage.learning_rate,
+                                   weight_decay=stage.weight_decay)
+    assert [g["lr"] for g in opt.param_groups] == [0.005, 0.0002]
+    assert opt.param_groups[0]["params"] == [model.user_embedding.weight, model.item_embedding.weight]
+
+
 def test_lm_loss_only_on_the_main_part(env):
     _, model, *_ = build(env, gat_trainable="frozen")
     prompt = "user_1 has interacted with"

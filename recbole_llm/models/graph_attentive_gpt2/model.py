@@ -155,6 +155,7 @@ class GraphAttentiveGPT2(GeneralRecommender):
         self.register_buffer("hop_codes", codes, persistent=False)
         self.register_buffer("bias_lut", bias_lut(s.graph_bias, s.max_hops, s.r_path, s.delta), persistent=False)
         self._piece_cache: dict = {}
+        self._score_cache = None
         self.token_stats = {"train": 0, "infer": 0}
 
     # ------------------------------------------------------------------------------------------
@@ -393,12 +394,33 @@ class GraphAttentiveGPT2(GeneralRecommender):
         self.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, self.n_items, device=self.dev)
 
+    def train(self, mode=True):
+        if mode:
+            self._score_cache = None  # parameters may change from here on
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._score_cache = None
+        return super().load_state_dict(*args, **kwargs)
+
+    @torch.no_grad()
+    def all_user_scores(self) -> torch.Tensor:
+        """``[n_users, |I|]`` scores of every user, computed once per evaluation in full batches of
+        ``gat_eval_batch_size`` (RecBole's full-sort evaluator asks for a few users at a time) and kept
+        until the model trains again or loads other weights."""
+        if getattr(self, "_score_cache", None) is None:
+            scores = torch.full((self.n_users, self.n_items), float("-inf"))
+            scores[1:] = self.score_users(range(1, self.n_users)).float().cpu()
+            self._score_cache = scores
+        return self._score_cache
+
     def full_sort_predict(self, interaction):
-        users = interaction[self.USER_ID].cpu().tolist()
-        return self.score_users(users).to(self.device).flatten()
+        users = interaction[self.USER_ID].cpu()
+        if self.training:
+            return self.score_users(users.tolist()).to(self.device).flatten()
+        return self.all_user_scores()[users].to(self.device).flatten()
 
     def predict(self, interaction):
-        users = interaction[self.USER_ID].cpu().tolist()
-        items = interaction[self.ITEM_ID].to(self.dev)
-        scores = self.score_users(users)
-        return scores[torch.arange(len(users), device=scores.device), items].to(self.device)
+        users = interaction[self.USER_ID].cpu()
+        items = interaction[self.ITEM_ID].cpu()
+        return self.all_user_scores()[users, items].to(self.device)

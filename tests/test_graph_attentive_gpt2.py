@@ -330,6 +330,26 @@ def test_lm_loss_only_on_the_main_part(env):
     torch.testing.assert_close(loss, expected)
 
 
+def test_full_sort_predict_scores_the_current_weights(env):
+    from recbole.data.interaction import Interaction
+
+    _, model, *_ = build(env, gat_trainable="frozen")
+    model.eval()
+    inter = Interaction({model.USER_ID: torch.tensor([2, 1])})
+    first = model.full_sort_predict(inter).view(2, -1)
+    assert torch.equal(first, model.score_users([2, 1])) and torch.isinf(first[:, 0]).all()
+    state = model.state_dict()
+    state["item_embedding.weight"] = state["item_embedding.weight"].flip(0)
+    model.load_state_dict(state)  # new weights: the all-user score cache is dropped
+    second = model.full_sort_predict(inter).view(2, -1)
+    assert not torch.equal(first, second) and torch.equal(second, model.score_users([2, 1]))
+    with torch.no_grad():
+        model.item_embedding.weight.mul_(2.0)
+    model.train()  # training may change the weights: the cache is dropped
+    model.eval()
+    assert torch.equal(model.full_sort_predict(inter).view(2, -1), model.score_users([2, 1]))
+
+
 # ------------------------------------------------------------------------------ bad input
 def test_missing_item_text_fields_fail_at_start_naming_the_fields_and_the_switch(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

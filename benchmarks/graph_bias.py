@@ -129,10 +129,13 @@ def main(argv=None):
           f"generated in {gen_s:.1f} s", flush=True)
     build = []
     table = None
+    cpu = []
     for _ in range(args.repeats):
+        c0 = time.process_time()
         table = hop_table(matrix, 6)
+        cpu.append(time.process_time() - c0)
         build.append(table.seconds)
-        print(f"hop table K=6: {table.seconds:.2f} s", flush=True)
+        print(f"hop table K=6: {table.seconds:.2f} s wall, {cpu[-1]:.2f} s CPU (all threads)", flush=True)
     codes = table.codes.numpy()
     hist = np.bincount(codes.ravel(), minlength=256)
     correct = bfs_check(matrix, codes, 6)
@@ -174,7 +177,7 @@ def main(argv=None):
         "graph": {"users": int(matrix.shape[0]), "items": int(matrix.shape[1]), "edges": int(matrix.nnz),
                   "user_degree": {"min": int(deg.min()), "median": float(np.median(deg)), "max": int(deg.max())},
                   "item_degree_max": int(item_deg.max()), "generate_seconds": gen_s},
-        "hop_table": {"K": 6, "seconds": build, "best_seconds": min(build), "bytes": int(codes.nbytes),
+        "hop_table": {"K": 6, "seconds": build, "best_seconds": min(build), "cpu_seconds": cpu, "bytes": int(codes.nbytes),
                       "dtype": "uint8", "bfs_check_64_sources": correct,
                       "hop_histogram": {("far" if h == FAR else str(h)): int(c) for h, c in enumerate(hist) if c},
                       "target_seconds": 5.0, "meets_target": max(build) < 5.0},
@@ -202,7 +205,8 @@ def main(argv=None):
         "| measurement | value | target |",
         "|---|---|---|",
         f"| hop table K=6 (uint8, {codes.nbytes / 1e6:.0f} MB), {args.repeats} builds | "
-        + ", ".join(f"{s:.2f} s" for s in build) + " | < 5 s |",
+        + ", ".join(f"{s:.2f} s" for s in build) + " wall (CPU time of all threads: "
+        + ", ".join(f"{c:.2f} s" for c in cpu) + ") | < 5 s |",
         f"| hop table equals scipy BFS (64 random sources) | {correct} | |",
         f"| batch lookup 32 x 256 tokens, vectorised (median of 20) | {vec_s * 1e3:.2f} ms | |",
         f"| same, per-element Python loop over the uint8 table | {loop_s:.2f} s ({loop_s / vec_s:.0f}x slower) | >= 100x |",

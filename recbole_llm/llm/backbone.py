@@ -647,3 +647,66 @@ def clear_backbones():
     """Forget the process-wide shared backbones (tests, memory)."""
     with _LOAD_LOCK:
         _BACKBONES.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# trainable copies (GraphAttentiveGPT2): fewer layers, LoRA, attention implementation checks
+# --------------------------------------------------------------------------------------------
+#: Attention implementations that add a float 4D ``attention_mask`` to the scaled logits.
+ADDITIVE_MASK_ATTENTION = ("sdpa", "eager")
+
+#: LoRA target modules by model type when none are configured.
+LORA_TARGETS = {"gpt2": ("c_attn",), "llama": ("q_proj", "v_proj"), "mistral": ("q_proj", "v_proj"),
+                "qwen2": ("q_proj", "v_proj")}
+
+
+def attention_implementation(backbone: Backbone) -> str:
+    """The attention implementation the backbone's decoder runs (``sdpa``, ``eager``, ``flash_attention_2`` ...)."""
+    return str(getattr(backbone.text_config, "_attn_implementation", None) or "sdpa")
+
+
+def decoder_layers(backbone: Backbone):
+    """``(owner, attribute)`` of the decoder's ``nn.ModuleList`` of blocks (``layers`` or GPT-2's ``h``)."""
+    dec = backbone.decoder
+    for name in ("layers", "h"):
+        blocks = getattr(dec, name, None)
+        if isinstance(blocks, torch.nn.ModuleList):
+            return dec, name
+    raise RecBoleLLMError(f"cannot find the decoder blocks of {type(dec).__name__} (no 'layers' or 'h' module list)")
+
+
+def truncate_layers(backbone: Backbone, n_layers: int) -> Backbone:
+    """Keep the first ``n_layers`` decoder blocks (in place; load the backbone with ``shared=False``).
+    ``0`` or a number >= the model's depth keeps all of them."""
+    owner, name = decoder_layers(backbone)
+    blocks = getattr(owner, name)
+    if 0 < n_layers < len(blocks):
+        setattr(owner, name, torch.nn.ModuleList(list(blocks)[:n_layers]))
+        cfg = backbone.text_config
+        for key in ("num_hidden_layers", "n_layer"):
+            if hasattr(cfg, key):
+                setattr(cfg, key, n_layers)
+        if isinstance(getattr(cfg, "layer_types", None), list):
+            cfg.layer_types = cfg.layer_types[:n_layers]
+    return backbone
+
+
+def apply_lora(backbone: Backbone, r: int = 8, alpha: float = 16.0, dropout: float = 0.0, targets=()) -> list:
+    """Inject LoRA adapters (peft) into the backbone's model in place; only they train afterwards.
+    Returns the adapter parameters. ``targets`` empty: :data:`LORA_TARGETS` of the model type."""
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ImportError as exc:  # pragma: no cover - peft is a dependency of the LoRA option only
+        raise RecBoleLLMError("LoRA needs the 'peft' package: python3 -m pip install peft") from exc
+    model_type = str(getattr(backbone.text_config, "model_type", ""))
+    targets = list(targets) or list(LORA_TARGETS.get(model_type, ()))
+    if not targets:
+        raise RecBoleLLMError(f"no default LoRA target modules for model type {model_type!r}; set them explicitly "
+                              "(e.g. gat_lora_targets: [q_proj, v_proj]).")
+    backbone.model.requires_grad_(False)
+    cfg = LoraConfig(r=int(r), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=targets)
+    inject_adapter_in_model(cfg, backbone.model)
+    params = [p for n, p in backbone.model.named_parameters() if "lora_" in n]
+    for p in params:
+        p.requires_grad_(True)
+    return params

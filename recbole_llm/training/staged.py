@@ -55,8 +55,10 @@ class Stage:
 
     One-shot: give ``run(trainer) -> stats dict``. Epoch loop: give ``epochs``,
     ``train_epoch(trainer, epoch, optimizer) -> loss`` and ``parameters() -> list`` (what the
-    stage's optimiser trains); ``begin``/``end`` (``trainer -> stats dict``) run before the first
-    and after the last epoch, also when resuming."""
+    stage's optimiser trains: tensors, or torch parameter-group dicts such as ``[{"params": ids,
+    "lr": 1e-3}, {"params": backbone, "lr": 1e-4}]`` for parts with their own learning rate;
+    ``learning_rate`` is then the default of groups without one); ``begin``/``end`` (``trainer ->
+    stats dict``) run before the first and after the last epoch, also when resuming."""
 
     name: str
     run: Optional[Callable] = None

@@ -5,9 +5,12 @@ package as ``recbole_llm.properties``, so a wheel (``pip install .``) carries it
 Everything else (metadata, dependencies, entry points) is in setup.cfg.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
-PROPERTY_SUBDIRS = ("model", "dataset", "benchmarks")
+# every folder under properties/ (model/, dataset/, benchmarks/, protocol/, ...), so a new one ships too
+PROPERTY_SUBDIRS = sorted(p.name for p in (Path(__file__).resolve().parent / "properties").iterdir() if p.is_dir())
 
 setup(
     packages=find_packages(include=["recbole_llm", "recbole_llm.*", "atomic_data", "atomic_data.*"])

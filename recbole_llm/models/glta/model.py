@@ -106,7 +106,10 @@ class GLTA(GeneralRecommender):
         self._stores: dict[str, PrefixKVStore] = {}
         self._score_cache_key = None
         self._score_cache = None
-        self._recent_scores: dict = {}  # state key -> scores of the last few parameter states
+        self._recent_scores: dict = {}  # content hash -> scores of the last few parameter states
+        self._content_key = None  # content hash of the current state, when known (after a load)
+        self.score_computations = 0  # all-user scorings done (tests, logs)
+        self.parameter_version = 0  # bumped by optimiser steps, loads, new graph embeddings / texts
         self.token_stats = {"ia": 0, "ua": 0, "infer": 0, "prefix": 0}
         self.keep_slot_states = False  # set by the trainer for head-only passes (glta_head_epochs)
         self.slot_state_log: list = []
@@ -171,9 +174,27 @@ class GLTA(GeneralRecommender):
         self.invalidate()
 
     def invalidate(self):
-        """Forget cached scores (called when anything they depend on changes)."""
+        """Forget cached scores (called when anything they depend on changes): bumps
+        :attr:`parameter_version`."""
+        self.parameter_version += 1
         self._score_cache_key = None
         self._score_cache = None
+        self._content_key = None
+
+    def watch_optimizer(self, optimizer):
+        """Bump :attr:`parameter_version` after every ``optimizer.step()`` (idempotent per optimiser)."""
+        if not getattr(optimizer, "_glta_watched", False):
+            optimizer.register_step_post_hook(lambda *_: self.invalidate())
+            optimizer._glta_watched = True
+        return optimizer
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.invalidate()
+        # a reloaded state (e.g. the best epoch before the test evaluation) may have been scored
+        # already: its content hash, computed once here, finds those scores
+        self._content_key = self._state_hash()
+        return result
 
     def load_other_parameter(self, para):
         before = (list(self.user_profiles), list(self.user_predictions))
@@ -368,7 +389,16 @@ class GLTA(GeneralRecommender):
             return first_logit_scores(logits)
         return first_k_scores(logits, self.excluded_items([int(u) for u in users]), self.infer_slots)
 
-    def _state_key(self):
+    def _version_key(self):
+        """Cheap key of the current state: the explicit version counter plus each tensor's autograd
+        version (bumped by every in-place change, ``no_grad`` included) and storage."""
+        tensors = list(self.parameters()) + list(self.buffers())
+        return (self.parameter_version, tuple((t.data_ptr(), t._version) for t in tensors),
+                self.inference, self.infer_slots, self.history_len, len(self.user_profiles))
+
+    def _state_hash(self):
+        """Content hash of the state (one pass over every tensor: used on loads and once per new
+        scoring, never per ``full_sort_predict`` call)."""
         h = hashlib.sha1()
         for tensor in list(self.state_dict().values()):
             h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -380,11 +410,12 @@ class GLTA(GeneralRecommender):
     def all_user_scores(self) -> torch.Tensor:
         """``[n_users, |I|]`` scores of every user, computed once per parameter state (valid and test
         prompts are identical: both are built from the training split only)."""
-        key = self._state_key()
+        key = self._version_key()
         if self._score_cache is not None and self._score_cache_key == key:
             return self._score_cache
-        if key in self._recent_scores:  # e.g. the best epoch reloaded for the test evaluation
-            self._score_cache, self._score_cache_key = self._recent_scores[key], key
+        if self._content_key is not None and self._content_key in self._recent_scores:
+            # e.g. the best epoch reloaded for the test evaluation
+            self._score_cache, self._score_cache_key = self._recent_scores[self._content_key], key
             return self._score_cache
         was_training = self.training
         self.eval()
@@ -399,7 +430,8 @@ class GLTA(GeneralRecommender):
         logger.info("GLTA scored %d users in %.1f s (%s)", len(users), time.perf_counter() - start, self.inference)
         self.train(was_training)
         self._score_cache, self._score_cache_key = scores, key
-        self._recent_scores[key] = scores
+        self.score_computations += 1
+        self._recent_scores[self._content_key or self._state_hash()] = scores
         while len(self._recent_scores) > self.settings.score_cache_states:
             self._recent_scores.pop(next(iter(self._recent_scores)))
         return scores

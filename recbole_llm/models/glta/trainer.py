@@ -55,7 +55,8 @@ class GLTATrainer(StagedTrainer):
     def _head_optimizer(self, stage_name):
         if stage_name not in self._head_optimizers:
             lr = self.s.ia_learning_rate if stage_name == "item_text" else self.s.ua_learning_rate
-            self._head_optimizers[stage_name] = torch.optim.Adam(self.model.gllm.parameters(), lr=lr)
+            self._head_optimizers[stage_name] = self.model.watch_optimizer(
+                torch.optim.Adam(self.model.gllm.parameters(), lr=lr))
         return self._head_optimizers[stage_name]
 
     def stages(self):
@@ -128,6 +129,7 @@ class GLTATrainer(StagedTrainer):
         m = self.model
         m.slot_state_log = []
         m.keep_slot_states = self.s.head_epochs > 0
+        m.watch_optimizer(optimizer)
         progress = self.progress(stage_name, len(chunks), epoch=epoch)
         total = 0.0
         for chunk in chunks:

@@ -97,3 +97,52 @@ def test_reloading_a_scored_state_reuses_its_scores(env):
     model.invalidate()
     model._recent_scores.clear()
     assert torch.equal(model.full_sort_predict(interaction), best_scores)
+
+
+# ------------------------------------------------------------------------------ prefix K/V cache
+def _prefix_prompts(bb, n):
+    from recbole_llm.llm.prompts import Vectors
+
+    return [[f"profile of user {u}: likes {'long ' * (u % 3)}films\nhistory:",
+             Vectors("slots", torch.randn(2, bb.hidden_size, generator=torch.Generator().manual_seed(u)))]
+            for u in range(n)]
+
+
+def test_prefix_store_off_device_and_bounded_recomputes_what_does_not_fit():
+    from recbole_llm.llm.prompts import PrefixKVStore, PromptBuilder
+    from recbole_llm.llm.testing import tiny_llama_backbone
+
+    bb = tiny_llama_backbone()
+    prompts = _prefix_prompts(bb, 6)
+    full = PrefixKVStore(bb, storage_dtype=torch.float32)
+    ref_builder = PromptBuilder(bb, prefix_store=full)
+    ref_batch = ref_builder.build(prompts)
+    ref = ref_batch.gather(ref_builder.forward(ref_batch), "slots")
+    one_entry = max(e.numel() * e.element_size() for e in full._kv.values())
+    bounded = PrefixKVStore(bb, storage_dtype=torch.float32, storage_device="cpu", max_bytes=2 * one_entry)
+    builder = PromptBuilder(bb, prefix_store=bounded)
+    for _ in range(2):  # a second epoch recomputes the same entries again
+        batch = builder.build(prompts)
+        out = batch.gather(builder.forward(batch), "slots")
+        assert torch.allclose(out, ref, atol=1e-5)
+    assert 1 <= len(bounded) <= 2 and bounded.nbytes <= 2 * one_entry
+    assert all(e.device.type == "cpu" for e in bounded._kv.values())
+    assert bounded.recomputed_tokens > 0 and full.recomputed_tokens == 0
+    # precomputation stops once the store is full instead of computing every prefix
+    fresh = PrefixKVStore(bb, storage_dtype=torch.float32, max_bytes=2 * one_entry, batch_size=2)
+    split = [PromptBuilder(bb).split_prefix(p)[0] for p in prompts]
+    fresh.ensure(split, until_full=True)
+    assert fresh.computed_tokens < full.computed_tokens
+
+
+def test_glta_scores_equal_with_a_bounded_prefix_cache(env):
+    _, model, _, _, test = build(env)
+    interaction = next(iter(test))[0]
+    ref = model.full_sort_predict(interaction)
+    _, small, _, _, _ = build(env, glta_kv_cache_max_gb=2e-7)  # ~200 bytes: almost nothing fits
+    small.load_state_dict(model.state_dict())
+    out = small.full_sort_predict(interaction)
+    assert small.store("ua").recomputed_tokens > 0
+    finite = torch.isfinite(ref)
+    assert torch.equal(finite, torch.isfinite(out))
+    assert torch.allclose(out[finite], ref[finite], atol=1e-4)

@@ -205,8 +205,11 @@ class GLTA(GeneralRecommender):
 
     def store(self, name) -> PrefixKVStore:
         if name not in self._stores:
-            self._stores[name] = PrefixKVStore(self.backbone, storage_dtype=self._kv_dtype,
-                                               batch_size=self.settings.prefix_batch_size)
+            s = self.settings
+            self._stores[name] = PrefixKVStore(
+                self.backbone, storage_dtype=self._kv_dtype, batch_size=s.prefix_batch_size,
+                storage_device="cpu" if s.kv_cache_device == "cpu" else None,
+                max_bytes=int(s.kv_cache_max_gb * 2**30) if s.kv_cache_max_gb > 0 else None)
         return self._stores[name]
 
     def builder(self, name) -> PromptBuilder:

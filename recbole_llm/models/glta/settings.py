@@ -67,6 +67,8 @@ GLTA_SETTINGS = Settings("GLTA", prefix="glta_", keys={
     # efficiency
     "glta_prefix_cache": Bool(),
     "glta_kv_cache_dtype": Choice("float16", "bfloat16", "float32"),
+    "glta_kv_cache_device": Choice("cpu", "llm"),
+    "glta_kv_cache_max_gb": Float(min=0),
     "glta_prefix_batch_size": Int(min=1),
     "glta_eval_batch_size": Int(min=1),
     "glta_score_cache_states": Int(min=1),

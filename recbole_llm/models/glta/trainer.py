@@ -118,7 +118,7 @@ class GLTATrainer(StagedTrainer):
             if prefix and not rest:
                 prefix = prefix[:-1]
             prefixes.append(prefix)
-        store.ensure(prefixes)
+        store.ensure(prefixes, until_full=True)
         tokens, seconds = store.computed_tokens - before_tokens, store.compute_seconds - before_s
         m.token_stats["prefix"] += tokens
         return {"prefix_tokens": tokens, "prefix_tokens_per_s": tokens / seconds if seconds else 0.0}
@@ -289,4 +289,5 @@ class GLTATrainer(StagedTrainer):
     def user_item_end(self, trainer):
         m = self.model
         return {"train_tokens": m.token_stats["ua"] - self._tokens0, "infer_tokens": m.token_stats["infer"] - self._infer0,
-                "prefix_cache_mb": m.store("ua").nbytes / 2**20}
+                "prefix_cache_mb": m.store("ua").nbytes / 2**20,
+                "prefix_recomputed_tokens": m.store("ua").recomputed_tokens}

@@ -146,3 +146,50 @@ def test_glta_scores_equal_with_a_bounded_prefix_cache(env):
     finite = torch.isfinite(ref)
     assert torch.equal(finite, torch.isfinite(out))
     assert torch.allclose(out[finite], ref[finite], atol=1e-4)
+
+
+# ------------------------------------------------------------------------------ half precision
+def _alignment_loss(model, n=8):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    users = [u for u in range(1, model.n_users) if len(model.user_items[u])][:n]
+    samples = [model.sample_user_targets(u, rng) for u in users]
+    return model.user_item_loss(users, [t for t, _ in samples], [h for _, h in samples])
+
+
+def test_float16_backward_uses_loss_scaling_and_small_gradients_survive(env):
+    from recbole_llm.models.glta import GLTATrainer
+
+    config, model, *_ = build(env, llm_dtype="float16", glta_user_alignment=True)
+    assert model.backbone.dtype == torch.float16 and model.user_projector.weight.dtype == torch.float32
+    trainer = GLTATrainer(config, model)
+    assert trainer.grad_scaler.is_enabled()
+    params = model.trainable_parameters("user_item")
+    tiny = 1e-6  # a loss this small (late in training, a small learning signal) underflows in float16
+
+    # plain backward: the gradient reaching the user projector through the float16 LLM underflows
+    (_alignment_loss(model) * tiny).backward()
+    plain = model.user_projector.weight.grad.clone()
+    for p in params:
+        p.grad = None
+    # the trainer's step: scaled backward, unscaled gradients, a step that moves the projector
+    opt = torch.optim.SGD(params, lr=1.0)
+    before = model.user_projector.weight.detach().clone()
+    captured = {}
+
+    def keep_grad(*_):
+        captured["grad"] = model.user_projector.weight.grad.clone()
+
+    opt.register_step_pre_hook(keep_grad)
+    trainer.clip_and_step(_alignment_loss(model) * tiny, opt)
+    scaled = captured["grad"]
+    assert torch.isfinite(scaled).all()
+    assert (scaled != 0).float().mean() > 0.5
+    assert (scaled != 0).float().mean() > (plain != 0).float().mean() + 0.3
+    assert not torch.equal(model.user_projector.weight.detach(), before)
+
+    # float32 and bfloat16 LLMs: no scaling (bfloat16 has float32's exponent range)
+    for dtype in ("float32", "bfloat16"):
+        cfg, m32, *_ = build(env, llm_dtype=dtype)
+        assert not GLTATrainer(cfg, m32).grad_scaler.is_enabled()

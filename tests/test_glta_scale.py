@@ -193,3 +193,58 @@ def test_float16_backward_uses_loss_scaling_and_small_gradients_survive(env):
     for dtype in ("float32", "bfloat16"):
         cfg, m32, *_ = build(env, llm_dtype=dtype)
         assert not GLTATrainer(cfg, m32).grad_scaler.is_enabled()
+
+
+# ------------------------------------------------------------------------------ backward to the inputs
+class _InferenceOnlyLinear(torch.nn.Module):
+    """Stands for a quantised kernel without a backward (ExLlama/Marlin style): its output is
+    computed outside autograd."""
+
+    def __init__(self, linear):
+        super().__init__()
+        self.inner = linear
+
+    def forward(self, x):
+        with torch.no_grad():
+            return self.inner(x)
+
+
+def test_backward_reaches_the_llm_inputs_or_loading_says_which_backend_to_use():
+    from recbole_llm.errors import RecBoleLLMError
+    from recbole_llm.llm.testing import tiny_llama_backbone
+
+    bb = tiny_llama_backbone()
+    assert bb.check_input_gradients() is True
+    for layer in bb.model.model.layers:
+        layer.mlp.down_proj = _InferenceOnlyLinear(layer.mlp.down_proj)
+        layer.self_attn.o_proj = _InferenceOnlyLinear(layer.self_attn.o_proj)
+    with pytest.raises(RecBoleLLMError, match="llm_gptq_backend: torch"):
+        bb.check_input_gradients("a GPTQ model")
+
+
+def test_gptq_loading_asks_for_the_torch_kernels(monkeypatch, tmp_path):
+    """Without gptqmodel (not installed on this CPU machine) the loader cannot run; what it passes to
+    transformers is checked instead: the checkpoint's bits, backend 'torch'."""
+    import json
+
+    from recbole_llm.llm import backbone as bb_mod
+
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "llama", "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128}}))
+    seen = {}
+
+    class FakeAuto:
+        @staticmethod
+        def from_pretrained(location, **kwargs):
+            seen.update(kwargs)
+            raise RuntimeError("stop here")
+
+    import transformers
+
+    monkeypatch.setattr(transformers, "AutoModelForCausalLM", FakeAuto)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", staticmethod(lambda *a, **k: None))
+    with pytest.raises(RuntimeError, match="stop here"):
+        bb_mod._load_tokenizer_and_model(str(tmp_path), None, torch.float16, "sdpa", True, False, "cuda",
+                                         gptq_backend="torch")
+    q = seen["quantization_config"]
+    assert q.bits == 4 and str(getattr(q.backend, "value", q.backend)).lower() == "torch"

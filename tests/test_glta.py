@@ -153,7 +153,7 @@ def test_end_to_end_stages_logs_checkpoint_and_graph_cache(env, caplog, monkeypa
 
 
 def _run_glta_process(root, out, *extra):
-    env = dict(**__import__("os").environ, PYTHONPATH=str(REPO), OMP_WAIT_POLICY="PASSIVE")
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
     return subprocess.run([sys.executable, str(TESTS / "tests_support" / "glta_run.py"), str(root), str(out), *extra],
                           env=env, capture_output=True, text=True, timeout=600)
 

@@ -248,3 +248,32 @@ def test_gptq_loading_asks_for_the_torch_kernels(monkeypatch, tmp_path):
                                          gptq_backend="torch")
     q = seen["quantization_config"]
     assert q.bits == 4 and str(getattr(q.backend, "value", q.backend)).lower() == "torch"
+
+
+# ------------------------------------------------------------------------------ head initialisation
+def test_probe_head_initialisation_is_the_same_map_for_both_heads(env):
+    torch.manual_seed(0)
+    emb = None
+    logits = {}
+    for head in ("graph", "linear"):
+        _, model, *_ = build(env, glta_gllm_head=head, glta_head_init="probe")
+        if emb is None:
+            emb = (model.user_graph_emb.clone(), model.item_graph_emb.clone(),
+                   {k: v.clone() for k, v in model.state_dict().items() if "projector" in k})
+        model.set_graph_embeddings(emb[0], emb[1])
+        model.load_state_dict({**model.state_dict(), **emb[2]})
+        users = [u for u in range(1, model.n_users) if len(model.user_items[u])]
+        before = model.slot_logits(users[:5]).clone()
+        r2 = model.probe_init_head(users, ridge=1e-3)
+        assert r2 <= 1.0 and model.gllm.bias.abs().sum() == 0
+        logits[head] = model.slot_logits(users[:5])
+        assert not torch.allclose(logits[head], before)
+        # the graph head maps slot states to graph space: on the fitted users it predicts E_u
+        if head == "graph":
+            _, h = model._forward_slots(model.inference_prompts(users), "ua", "infer")
+            pred = torch.nn.functional.linear(h.float(), model.gllm.proj)  # [U, L, d]
+            err = ((pred - model.user_graph_emb[users].unsqueeze(1)) ** 2).sum()
+            base = ((model.user_graph_emb[users] - model.user_graph_emb[users].mean(0)) ** 2).sum() * pred.shape[1]
+            assert float(1 - err / base) == pytest.approx(r2, abs=1e-3)
+    finite = torch.isfinite(logits["graph"])
+    assert torch.allclose(logits["graph"][finite], logits["linear"][finite], atol=1e-3, rtol=1e-3)

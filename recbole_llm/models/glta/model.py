@@ -358,6 +358,35 @@ class GLTA(GeneralRecommender):
         self._keep(slot_hidden, targets)
         return gllm_loss(logits, targets)
 
+    @torch.no_grad()
+    def probe_init_head(self, users, ridge=10.0, batch_size=32):
+        """Initialise the GLLM layer so that its logits start as ``probe(h) . E_i``: ``probe`` is the
+        ridge regression from the slot states ``h`` of ``users``' inference prompts (every slot) to
+        their graph embeddings ``E_u`` (training split only). Graph head: ``G = probe``; linear
+        head: ``W = E_i probe^T``. Bias zero. Returns the fit's R^2 on those users."""
+        was_training = self.training
+        self.eval()
+        states = []
+        for i in range(0, len(users), batch_size):
+            _, h = self._forward_slots(self.inference_prompts(users[i : i + batch_size]), "ua", "infer")
+            states.append(h.float().cpu())
+        self.train(was_training)
+        h = torch.cat(states)  # [U, L, H]
+        y = self.user_graph_emb[torch.as_tensor(users)].float().cpu()
+        x = h.reshape(-1, h.shape[-1]).double()
+        y = y.unsqueeze(1).expand(-1, h.shape[1], -1).reshape(-1, y.shape[-1]).double()
+        lam = ridge * float((x ** 2).sum(1).mean())
+        w = torch.linalg.solve(x.T @ x + lam * torch.eye(x.shape[1], dtype=x.dtype), x.T @ y)  # [H, d]
+        r2 = 1.0 - float(((x @ w - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
+        g = self.gllm
+        if g.mode == "graph":
+            g.proj.copy_(w.T.to(g.proj))
+        else:
+            g.weight.copy_((self.item_graph_emb.double().cpu() @ w.T).to(g.weight))
+        g.bias.zero_()
+        self.invalidate()
+        return r2
+
     def calculate_loss(self, interaction):
         """User-item alignment loss on the users of a RecBole training batch (lets RecBole's plain
         ``Trainer`` train the final stage; :class:`GLTATrainer` runs every stage instead)."""

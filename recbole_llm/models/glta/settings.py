@@ -60,6 +60,8 @@ GLTA_SETTINGS = Settings("GLTA", prefix="glta_", keys={
     "glta_ua_user_text_format": Str(),
     "glta_ua_empty_history": Str(),
     "glta_gllm_head": Choice("linear", "graph"),
+    "glta_head_init": Choice("random", "probe"),
+    "glta_head_init_ridge": Float(gt=0),
     "glta_weight_decay": Float(min=0),
     "glta_head_epochs": Int(min=0),
     "glta_head_batch_size": Int(min=1),

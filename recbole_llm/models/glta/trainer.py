@@ -269,7 +269,14 @@ class GLTATrainer(StagedTrainer):
         prompts = [m.ua_prompt(u, m.inference_history(u), user_vector=torch.zeros(m.backbone.hidden_size))
                    for u in users]
         self._tokens0, self._infer0 = m.token_stats["ua"], m.token_stats["infer"]
-        return {"users": len(users), **self._precompute_prefixes("ua", prompts)}
+        stats = {"users": len(users), **self._precompute_prefixes("ua", prompts)}
+        if self.s.head_init == "probe" and self._state.get("epoch", 0) == 0:
+            # not when resuming inside the stage: latest.pth holds the head trained since
+            stats["head_init_r2"] = m.probe_init_head(users, ridge=self.s.head_init_ridge,
+                                                      batch_size=self.s.eval_batch_size)
+            self.logger.info(f"{self.label('user_item')}: GLLM layer initialised from the slot-state probe "
+                             f"(R^2 {stats['head_init_r2']:.3f} on {len(users)} users)")
+        return stats
 
     def user_item_epoch(self, trainer, epoch, optimizer):
         m = self.model

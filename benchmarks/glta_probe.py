@@ -55,6 +55,7 @@ def main():
     ap.add_argument("--slot-input", choices=["slot_token", "user_token"], default="slot_token",
                     help="user_token: every slot's input is the user's projected token")
     ap.add_argument("--n-users", type=int, default=0, help="first N users only (0 = all)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="GLTA setting override")
     args = ap.parse_args()
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
@@ -67,6 +68,9 @@ def main():
            "show_progress": False, "state": "WARNING"}
     if args.template:
         cfg["glta_ua_template"] = args.template
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        cfg[k] = json.loads(v)
     config = Config(model="GLTA", dataset="ml-100k", config_dict=cfg)
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
@@ -108,7 +112,7 @@ def main():
         u, i = ds.inter_feat[ds.uid_field].numpy(), ds.inter_feat[ds.iid_field].numpy()
         t = {x: set() for x in users}
         for a, b in zip(u, i):
-            t[int(a)].add(int(b))
+            t.setdefault(int(a), set()).add(int(b))
         return t
 
     tv, tt = truth_of(valid), truth_of(test)
@@ -127,15 +131,17 @@ def main():
 
     results = {}
     results["lightgcn"] = evaluate(Eu @ Ei.T, held_idx)
+    results["mean_user"] = evaluate(Eu[fit_idx].mean(0, keepdim=True).expand_as(Eu) @ Ei.T, held_idx)
     out = {}
     for slot_name, X in (("slot1", H[:, 0]), ("slots_mean", H.mean(1))):
         X = X - X[fit_idx].mean(0)
-        Xf, Yf = X[fit_idx].double(), Eu[fit_idx].double()
+        mu = Eu[fit_idx].mean(0)
+        Xf, Yf = X[fit_idx].double(), (Eu[fit_idx] - mu).double()
         best = None
-        for lam in (1e-2, 1e-1, 1.0, 10.0, 100.0):
+        for lam in (1.0, 10.0, 100.0, 1e3, 1e4, 1e5):
             W = torch.linalg.solve(Xf.T @ Xf + lam * torch.eye(X.shape[1], dtype=torch.double), Xf.T @ Yf).float()
-            r = evaluate(X @ W @ Ei.T, held_idx)
-            fit_r2 = 1 - float(((X[held_idx] @ W - Eu[held_idx]) ** 2).sum() / ((Eu[held_idx] - Eu[fit_idx].mean(0)) ** 2).sum())
+            r = evaluate((X @ W + mu) @ Ei.T, held_idx)
+            fit_r2 = 1 - float(((X[held_idx] @ W + mu - Eu[held_idx]) ** 2).sum() / ((Eu[held_idx] - mu) ** 2).sum())
             r["heldout_r2"] = fit_r2
             out[f"probe_{slot_name}_lam{lam}"] = r
             if best is None or r["valid_ndcg@10"] > best[1]["valid_ndcg@10"]:
@@ -144,15 +150,16 @@ def main():
         print(slot_name, results[f"probe_{slot_name}"], flush=True)
         if slot_name == "slot1":
             W_probe = best[2]
+            b_probe = (mu - X[fit_idx].mean(0) @ W_probe) @ Ei.T
 
     # GLLM graph head trained on slot-1 states, all training items as targets (multi-positive CE)
-    X = H[:, 0]
+    X = H[:, 0] - H[fit_idx, 0].mean(0)
     targets = model.history_mask[users].float()
     targets[:, 0] = 0
     for name, init in (("head_ce", None), ("head_ce_probe_init", W_probe)):
         torch.manual_seed(0)
         G = torch.nn.Parameter(torch.randn(X.shape[1], Ei.shape[1]) * 0.01 if init is None else init.clone())
-        b = torch.nn.Parameter(torch.zeros(Ei.shape[0]))
+        b = torch.nn.Parameter(torch.zeros(Ei.shape[0]) if init is None else (mu @ Ei.T).clone())
         opt = torch.optim.Adam([G, b], lr=2e-3)
         Xf, Tf = X[fit_idx], targets[fit_idx]
         trace = []

@@ -32,6 +32,7 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
@@ -157,10 +158,21 @@ class GLTA(GeneralRecommender):
         norm of the LLM's own token embeddings: the frozen LLM then sees inputs of a familiar scale."""
         table = self.backbone.model.get_input_embeddings().weight
         target = float(table.float().norm(dim=1).mean())
+        center = self.settings.projector_center
         for proj, emb in ((self.item_projector, self.item_graph_emb[1:]), (self.user_projector, self.user_graph_emb[1:])):
             if emb.numel() == 0:
                 continue
-            current = float(proj(emb.to(proj.weight)).norm(dim=1).mean())
+            emb = emb.to(proj.weight)
+            if center:
+                # V = W (E - mean) (+ bias 0): the affine map of Eqs. 1-2 with the bias set to -W mean,
+                # so the LLM sees what tells nodes apart (LightGCN embeddings share a large mean)
+                mean = emb.mean(0)
+                current = float(F.linear(emb - mean, proj.weight).norm(dim=1).mean())
+                if current > 0:
+                    proj.weight.mul_(target / current)
+                    proj.bias.copy_(-F.linear(mean, proj.weight))
+                continue
+            current = float(proj(emb).norm(dim=1).mean())
             if current > 0:
                 proj.weight.mul_(target / current)
                 proj.bias.mul_(target / current)
@@ -258,7 +270,12 @@ class GLTA(GeneralRecommender):
 
     def ua_prompt(self, u, history, user_vector=None, n_slots=None, slot_values=None):
         """User-item alignment prompt of user ``u`` with ``history`` (item ids, training split)."""
-        slots = slot_values if slot_values is not None else self.slot_inputs(n_slots or self.n_slots)
+        if slot_values is not None:
+            slots = slot_values
+        elif self.settings.slot_input == "user" and self.user_alignment and user_vector is not None:
+            slots = user_vector.reshape(1, -1).expand(n_slots or self.n_slots, -1)
+        else:
+            slots = self.slot_inputs(n_slots or self.n_slots)
         return self.prompts.user_item(
             u, self.user_profiles[u] if u < len(self.user_profiles) else "",
             self.user_predictions[u] if u < len(self.user_predictions) else "",
@@ -359,11 +376,13 @@ class GLTA(GeneralRecommender):
         return gllm_loss(logits, targets)
 
     @torch.no_grad()
-    def probe_init_head(self, users, ridge=10.0, batch_size=32):
-        """Initialise the GLLM layer so that its logits start as ``probe(h) . E_i``: ``probe`` is the
-        ridge regression from the slot states ``h`` of ``users``' inference prompts (every slot) to
-        their graph embeddings ``E_u`` (training split only). Graph head: ``G = probe``; linear
-        head: ``W = E_i probe^T``. Bias zero. Returns the fit's R^2 on those users."""
+    def probe_init_head(self, users, ridge=0.5, batch_size=32):
+        """Initialise the GLLM layer so that its logits start as ``(probe(h) . E_i)``: ``probe`` is the
+        ridge regression (with intercept) from the slot states ``h`` of ``users``' inference prompts
+        (every slot) to their graph embeddings ``E_u`` (training split only); ``ridge`` is relative
+        to the mean eigenvalue of the centred states' Gram matrix. Graph head: ``G = W``,
+        ``b_i = E_i . (mean(E_u) - W^T mean(h))``; linear head: ``W_lin = E_i W^T`` and the same
+        bias. Returns the fit's R^2 on those users."""
         was_training = self.training
         self.eval()
         states = []
@@ -375,15 +394,18 @@ class GLTA(GeneralRecommender):
         y = self.user_graph_emb[torch.as_tensor(users)].float().cpu()
         x = h.reshape(-1, h.shape[-1]).double()
         y = y.unsqueeze(1).expand(-1, h.shape[1], -1).reshape(-1, y.shape[-1]).double()
-        lam = ridge * float((x ** 2).sum(1).mean())
-        w = torch.linalg.solve(x.T @ x + lam * torch.eye(x.shape[1], dtype=x.dtype), x.T @ y)  # [H, d]
-        r2 = 1.0 - float(((x @ w - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
+        mx, my = x.mean(0), y.mean(0)
+        xc, yc = x - mx, y - my
+        lam = ridge * float((xc ** 2).sum()) / x.shape[1]
+        w = torch.linalg.solve(xc.T @ xc + lam * torch.eye(x.shape[1], dtype=x.dtype), xc.T @ yc)  # [H, d]
+        r2 = 1.0 - float(((xc @ w - yc) ** 2).sum() / (yc ** 2).sum())
+        items = self.item_graph_emb.double().cpu()
         g = self.gllm
         if g.mode == "graph":
             g.proj.copy_(w.T.to(g.proj))
         else:
-            g.weight.copy_((self.item_graph_emb.double().cpu() @ w.T).to(g.weight))
-        g.bias.zero_()
+            g.weight.copy_((items @ w.T).to(g.weight))
+        g.bias.copy_((items @ (my - mx @ w)).to(g.bias))
         self.invalidate()
         return r2
 

@@ -54,6 +54,7 @@ GLTA_SETTINGS = Settings("GLTA", prefix="glta_", keys={
     "glta_text_max_tokens": Int(min=0),
     "glta_item_text_max_tokens": Int(min=0),
     "glta_slot_token": Str(non_empty=True),
+    "glta_slot_input": Choice("token", "user"),
     "glta_ua_template": Str(non_empty=True),
     "glta_ua_profile_format": Str(),
     "glta_ua_prediction_format": Str(),
@@ -66,6 +67,7 @@ GLTA_SETTINGS = Settings("GLTA", prefix="glta_", keys={
     "glta_head_epochs": Int(min=0),
     "glta_head_batch_size": Int(min=1),
     "glta_projector_norm_match": Bool(),
+    "glta_projector_center": Bool(),
     # efficiency
     "glta_prefix_cache": Bool(),
     "glta_kv_cache_dtype": Choice("float16", "bfloat16", "float32"),

@@ -282,3 +282,27 @@ def test_probe_head_initialisation_is_the_same_map_for_both_heads(env):
             assert torch.allclose(logit, want, atol=1e-3)
     finite = torch.isfinite(logits["graph"])
     assert torch.allclose(logits["graph"][finite], logits["linear"][finite], atol=1e-3, rtol=1e-3)
+
+
+def test_probe_initialised_state_is_validated_before_training_and_can_be_the_best(env, caplog):
+    """With glta_head_init: probe the user-item stage validates the initialised state first; when
+    training never beats it (learning rate so high that it diverges) the test evaluation uses it."""
+    import logging
+    import re
+
+    from conftest import glta_tiny_config
+    from recbole_llm.quick_start import run_experiment
+
+    with caplog.at_level(logging.INFO):
+        result = run_experiment("GLTA", "tiny", config_dict=glta_tiny_config(
+            env, state="INFO", glta_head_init="probe", glta_ua_learning_rate=50.0, glta_ua_epochs=2,
+            glta_head_epochs=0, stopping_step=5, glta_profile_tokens=False, glta_prediction_tokens=False,
+            valid_metric="NDCG@10"))
+    lines = [l for l in caplog.text.splitlines() if "user_item before epoch 1: valid" in l]
+    assert len(lines) == 1
+    initial = float(re.search(r"valid ndcg@10 ([0-9.]+)", lines[0], re.I).group(1))
+    assert result["stats"]["stage_stats"]["user_item"]["head_init_r2"] <= 1.0
+    assert result["best_valid_score"] >= initial - 1e-9
+    ckpt = torch.load(result["stats"]["saved_model_file"], map_location="cpu", weights_only=False)
+    if result["best_valid_score"] == pytest.approx(initial, abs=1e-9):
+        assert ckpt["epoch"] == -1  # the initialised state was kept as the best model

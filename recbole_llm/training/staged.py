@@ -71,6 +71,7 @@ class Stage:
     end: Optional[Callable] = None
     unit: str = "users"
     units_per_epoch: int = 0
+    validate_initial: bool = False  # also validate the state before the first epoch (it may be the best)
 
     def __post_init__(self):
         if (self.run is None) == (self.train_epoch is None):
@@ -272,6 +273,21 @@ class StagedTrainer(Trainer):
         if stage.validate and saved and start_epoch >= stage.epochs:
             self._save_checkpoint(-1, verbose=verbose)
         losses, train_seconds, valid_seconds = [], 0.0, 0.0
+        if stage.validate and stage.validate_initial and start_epoch == 0 and valid_data and eval_step > 0:
+            v0 = time.perf_counter()
+            valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+            valid_seconds += time.perf_counter() - v0
+            self.best_valid_score, self.cur_step, _, update = early_stopping(
+                valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
+                bigger=self.valid_metric_bigger)
+            self.logger.info(f"{self.label(stage.name)} before epoch 1: valid {self.config['valid_metric']} "
+                             f"{valid_score:.4f} ({time.perf_counter() - v0:.1f} s)")
+            if update:
+                if saved:
+                    self._save_checkpoint(-1, verbose=verbose)
+                self.best_valid_result = valid_result
+            if callback_fn:
+                callback_fn(-1, valid_score)
         for epoch in range(start_epoch, stage.epochs):
             t0 = time.perf_counter()
             self.model.train()

@@ -75,6 +75,7 @@ class GLTATrainer(StagedTrainer):
                             parameters=lambda: m.trainable_parameters("user_item"),
                             learning_rate=s.ua_learning_rate, weight_decay=s.weight_decay, validate=True,
                             begin=self.user_item_begin, end=self.user_item_end, unit="users",
+                            validate_initial=s.head_init == "probe",
                             units_per_epoch=len(self.train_users())))
         return stages
 

@@ -55,6 +55,9 @@ def main():
     ap.add_argument("--slot-input", choices=["slot_token", "user_token"], default="slot_token",
                     help="user_token: every slot's input is the user's projected token")
     ap.add_argument("--n-users", type=int, default=0, help="first N users only (0 = all)")
+    ap.add_argument("--fit-all", action="store_true",
+                    help="fit on every user and evaluate on every user (what glta_head_init: probe does: the "
+                         "training split of all users is training data; their valid/test items are not)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="GLTA setting override")
     args = ap.parse_args()
     from recbole.data import create_dataset, data_preparation
@@ -119,6 +122,8 @@ def main():
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(users))
     fit_idx, held_idx = np.sort(perm[: len(users) // 2]), np.sort(perm[len(users) // 2 :])
+    if args.fit_all:
+        fit_idx = held_idx = np.arange(len(users))
     Eu, Ei = model.user_graph_emb[users], model.item_graph_emb
     mask = model.history_mask[users].clone()
     mask[:, 0] = True

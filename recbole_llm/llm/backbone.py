@@ -406,6 +406,53 @@ class Backbone:
         )
         return BackboneOutput(out.last_hidden_state, getattr(out, "past_key_values", None) if use_cache else None)
 
+    # -- training through the frozen LLM ------------------------------------------------------
+    def check_input_gradients(self, what="this LLM"):
+        """Check that a backward pass reaches ``inputs_embeds`` (what every model that trains
+        vectors *in front of* the frozen LLM needs) with finite, non-zero gradients; raise
+        :class:`RecBoleLLMError` naming the quantised layers otherwise. Inference-only GPTQ kernels
+        (ExLlama, Marlin) have no backward; gptqmodel's ``torch`` backend (``TorchQuantLinear``,
+        dequantise + matmul in PyTorch) has one."""
+        device = self.device
+        x = (torch.randn(1, 3, self.hidden_size, generator=torch.Generator().manual_seed(0)) * 0.02).to(device, self.dtype)
+        x.requires_grad_(True)
+        problem = None
+        # the residual stream alone would carry *some* gradient to the inputs: also check that every
+        # leaf layer whose input is on the autograd path keeps its output on it
+        cut: list[str] = []
+        hooks = []
+
+        def watch(name):
+            def hook(module, args, output):
+                ins = [a for a in args if isinstance(a, torch.Tensor)]
+                if ins and any(a.requires_grad for a in ins) and isinstance(output, torch.Tensor) and not output.requires_grad:
+                    cut.append(f"{name} ({type(module).__name__})")
+            return hook
+
+        for name, module in self.model.named_modules():
+            if name and not any(True for _ in module.children()):
+                hooks.append(module.register_forward_hook(watch(name)))
+        try:
+            with torch.enable_grad():
+                self.forward_embeds(x).last_hidden_state.float().pow(2).sum().backward()
+            grad = x.grad
+            if cut:
+                problem = f"{len(cut)} layers cut the autograd path, e.g. {cut[0]}"
+            elif grad is None or not torch.isfinite(grad).all() or not grad.abs().sum() > 0:
+                problem = "no gradient" if grad is None else "zero or non-finite gradients"
+        except RuntimeError as exc:  # kernels without backward raise here
+            problem = f"{type(exc).__name__}: {exc}"
+        finally:
+            for h in hooks:
+                h.remove()
+        if problem:
+            layers = sorted({type(m).__name__ for m in self.model.modules() if "Quant" in type(m).__name__})
+            raise RecBoleLLMError(
+                f"Backward through {what} does not reach its inputs ({problem}); quantised layers: "
+                f"{', '.join(layers) or 'none'}. Trainable tokens in front of a frozen LLM need a backend with a "
+                "backward pass: for GPTQ set llm_gptq_backend: torch (gptqmodel's TorchQuantLinear).")
+        return True
+
     # -- key/value caches ---------------------------------------------------------------------
     def kv_from_cache(self, cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``[(keys, values)]`` per layer, each ``[B, kv_heads, T, head_dim]``."""
@@ -454,7 +501,8 @@ _BACKBONES: dict = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def _load_tokenizer_and_model(location, gguf_file, dtype, attn_implementation, local_only, trust_remote_code, device_map=None):
+def _load_tokenizer_and_model(location, gguf_file, dtype, attn_implementation, local_only, trust_remote_code,
+                              device_map=None, gptq_backend=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"local_files_only": local_only}
@@ -469,6 +517,13 @@ def _load_tokenizer_and_model(location, gguf_file, dtype, attn_implementation, l
         model_kwargs["attn_implementation"] = attn_implementation
     if device_map is not None:
         model_kwargs["device_map"] = device_map
+    if gptq_backend and gptq_backend != "auto":
+        from transformers import AutoConfig, GPTQConfig
+
+        saved = getattr(AutoConfig.from_pretrained(location, **kwargs), "quantization_config", None) or {}
+        bits = saved.get("bits", 4) if isinstance(saved, dict) else getattr(saved, "bits", 4)
+        # a loading attribute: the checkpoint's quantisation settings stay, only the kernel changes
+        model_kwargs["quantization_config"] = GPTQConfig(bits=bits, backend=gptq_backend)
     model = AutoModelForCausalLM.from_pretrained(location, **model_kwargs)
     return tokenizer, model
 
@@ -507,12 +562,15 @@ def load_backbone(
     trust_remote_code=False,
     freeze=True,
     shared=True,
+    gptq_backend="torch",
+    check_gradients=None,
 ) -> Backbone:
     """Load an LLM as a :class:`Backbone` (see the module docstring for what ``llm_path`` may be)."""
     source = resolve_llm_path(llm_path)
     device = torch.device(device or "cpu")
     torch_dtype = parse_dtype(dtype, device)
-    key = (source.kind, source.location, source.gguf_file, str(torch_dtype), str(device), str(quantization), attn_implementation)
+    key = (source.kind, source.location, source.gguf_file, str(torch_dtype), str(device), str(quantization), attn_implementation,
+           gptq_backend)
     if shared and freeze:
         with _LOAD_LOCK:
             if key in _BACKBONES:
@@ -521,6 +579,7 @@ def load_backbone(
     report = LoadReport(source=source.description)
     tried = []
     tokenizer = model = None
+    gptq = False
     if source.kind == "gguf":
         gguf_path = Path(source.location) / source.gguf_file
         fingerprint = f"gguf-{gguf_path.stem}-{_file_key(gguf_path)}"
@@ -568,7 +627,8 @@ def load_backbone(
                          + ("" if local_only else " (download)"))
             try:
                 tokenizer, model = _load_tokenizer_and_model(
-                    source.location, None, torch_dtype, attn_implementation, local_only, trust_remote_code, device_map
+                    source.location, None, torch_dtype, attn_implementation, local_only, trust_remote_code, device_map,
+                    gptq_backend=gptq_backend if gptq else None,
                 )
                 break
             except GPTQUnavailableError:
@@ -601,6 +661,8 @@ def load_backbone(
                         report=report, freeze=freeze)
     logger.info("Loaded LLM %s in %.1f s (%s)", source.description, report.seconds,
                 "converted copy" if report.from_converted_cache else "original")
+    if check_gradients or (check_gradients is None and source.kind != "gguf" and gptq):
+        backbone.check_input_gradients(source.description)
     if shared and freeze:
         with _LOAD_LOCK:
             _BACKBONES.setdefault(key, backbone)
@@ -620,6 +682,7 @@ LLM_SETTINGS = Settings("LLM", yaml_hint="properties/model/llm.yaml", keys={
     "llm_allow_download": Bool(),
     "llm_trust_remote_code": Bool(),
     "llm_num_threads": Int(min=0),
+    "llm_gptq_backend": Choice("torch", "triton", "auto"),
 })
 
 
@@ -640,6 +703,7 @@ def backbone_from_config(config, shared=True, freeze=True) -> Backbone:
         trust_remote_code=s.llm_trust_remote_code,
         freeze=freeze,
         shared=shared,
+        gptq_backend=s.llm_gptq_backend,
     )
 
 

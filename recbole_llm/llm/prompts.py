@@ -294,15 +294,28 @@ class PrefixKVStore:
     Entries are keyed by the prefix's token ids (identical prefixes share one entry) and stored
     per prompt as one tensor ``[layers, 2, kv_heads, P, head_dim]`` in ``storage_dtype``
     (default: the backbone's dtype; float16 halves the memory at ~1e-3 relative error).
+
+    ``storage_device`` (default: the backbone's device) is where entries live: ``"cpu"`` keeps
+    them in host memory (pinned when CUDA is available) and moves only each batch's entries to the
+    LLM's device, so GPU memory does not grow with users x layers x tokens. ``max_bytes`` bounds
+    the store: entries that do not fit are not kept but recomputed (forward only, no gradient)
+    whenever a batch needs them; ``None`` = unbounded. A full store keeps its first entries (no
+    eviction, so epochs over users in random order do not thrash it).
     """
 
-    def __init__(self, backbone, storage_dtype=None, batch_size=16):
+    def __init__(self, backbone, storage_dtype=None, batch_size=16, storage_device=None, max_bytes=None):
         self.backbone = backbone
         self.storage_dtype = storage_dtype or backbone.dtype
         self.batch_size = max(1, int(batch_size))
+        self.storage_device = torch.device(storage_device) if storage_device else None
+        self.max_bytes = int(max_bytes) if max_bytes is not None else None
+        self._pin = (self.storage_device is not None and self.storage_device.type == "cpu"
+                     and torch.cuda.is_available() and backbone.device.type == "cuda")
         self._kv: dict[tuple, torch.Tensor] = {}
+        self._nbytes = 0
         self.computed_tokens = 0
         self.compute_seconds = 0.0
+        self.recomputed_tokens = 0  # tokens computed again because the store was full
 
     def __len__(self):
         return len(self._kv)
@@ -312,19 +325,32 @@ class PrefixKVStore:
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self._kv.values())
+        return self._nbytes
 
     def clear(self):
         self._kv.clear()
+        self._nbytes = 0
+
+    def _keep(self, key, entry) -> bool:
+        """Store ``entry`` under ``key`` if the budget allows; return whether it was stored."""
+        size = entry.numel() * entry.element_size()
+        if self.max_bytes is not None and self._nbytes + size > self.max_bytes:
+            return False
+        if self.storage_device is not None:
+            entry = entry.to(self.storage_device)
+            if self._pin:
+                entry = entry.pin_memory()
+        self._kv[key] = entry
+        self._nbytes += size
+        return True
 
     @torch.no_grad()
-    def ensure(self, prefixes, progress=None):
-        """Compute the entries of ``prefixes`` (token-id sequences) that are missing."""
-        missing = sorted({tuple(p) for p in prefixes if p and tuple(p) not in self._kv}, key=len)
-        if not missing:
-            return
+    def _compute(self, missing, progress=None) -> dict:
+        """Keys/values of the ``missing`` prefixes (sorted by length, batched): ``{prefix: entry}``
+        on the LLM's device, in ``storage_dtype``."""
         backbone = self.backbone
         device = backbone.device
+        computed = {}
         start = time.perf_counter()
         for i in range(0, len(missing), self.batch_size):
             chunk = missing[i : i + self.batch_size]
@@ -340,11 +366,30 @@ class PrefixKVStore:
             kv = backbone.kv_from_cache(out.past_key_values)
             stacked = torch.stack([torch.stack([k, v], dim=1) for k, v in kv], dim=1)  # [B, L, 2, h, T, d]
             for b, p in enumerate(chunk):
-                self._kv[p] = stacked[b, :, :, :, : len(p)].to(self.storage_dtype).clone()
+                computed[p] = stacked[b, :, :, :, : len(p)].to(self.storage_dtype).clone()
             self.computed_tokens += sum(len(p) for p in chunk)
             if progress is not None:
                 progress(len(chunk))
         self.compute_seconds += time.perf_counter() - start
+        return computed
+
+    @torch.no_grad()
+    def ensure(self, prefixes, progress=None, until_full=False) -> dict:
+        """Compute the entries of ``prefixes`` (token-id sequences) that are missing and keep those
+        that fit; return the computed entries that were not kept (``{prefix: entry}``).
+        ``until_full``: stop computing once the store is full (precomputation; the rest is
+        computed when a batch needs it)."""
+        missing = sorted({tuple(p) for p in prefixes if p and tuple(p) not in self._kv}, key=len)
+        if not missing:
+            return {}
+        if not until_full or self.max_bytes is None:
+            computed = self._compute(missing, progress)
+            return {key: entry for key, entry in computed.items() if not self._keep(key, entry)}
+        for i in range(0, len(missing), self.batch_size):
+            computed = self._compute(missing[i : i + self.batch_size], progress)
+            if not all([self._keep(key, entry) for key, entry in computed.items()]):
+                break
+        return {}
 
     def batch(self, prefixes):
         """``(DynamicCache, prefix_mask [B, P], prefix_lengths [B])`` for a batch, left-padded."""
@@ -353,18 +398,25 @@ class PrefixKVStore:
 
     def batch_kv(self, prefixes):
         """``([(keys, values)] per layer, prefix_mask [B, P], prefix_lengths [B])``, left-padded."""
-        self.ensure(prefixes)
+        transient = self.ensure(prefixes)
+        if transient:
+            self.recomputed_tokens += sum(len(p) for p in transient)
         backbone = self.backbone
         device, dtype = backbone.device, backbone.dtype
         lengths = [len(p) for p in prefixes]
         width = max(lengths)
-        ref = next(self._kv[tuple(p)] for p in prefixes if p)
+
+        def entry(p):
+            p = tuple(p)
+            return transient[p] if p in transient else self._kv[p]
+
+        ref = next(entry(p) for p in prefixes if p)
         n_layers, _, heads, _, head_dim = ref.shape
         out = torch.zeros(len(prefixes), n_layers, 2, heads, width, head_dim, dtype=dtype, device=device)
         mask = torch.zeros(len(prefixes), width, dtype=torch.long, device=device)
         for b, p in enumerate(prefixes):
             if p:
-                out[b, :, :, :, width - len(p) :] = self._kv[tuple(p)].to(device=device, dtype=dtype)
+                out[b, :, :, :, width - len(p) :] = entry(p).to(device=device, dtype=dtype, non_blocking=True)
                 mask[b, width - len(p) :] = 1
         kv = [(out[:, layer, 0], out[:, layer, 1]) for layer in range(n_layers)]
         return kv, mask, torch.tensor(lengths, dtype=torch.long, device=device)

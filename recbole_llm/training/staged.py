@@ -37,6 +37,7 @@ from typing import Callable, Optional
 
 from recbole.trainer import Trainer
 from recbole.utils import dict2str, early_stopping, set_color
+import torch
 from torch.nn.utils.clip_grad import clip_grad_norm_
 
 from recbole_llm.graph.interactions import interaction_fingerprint
@@ -72,6 +73,7 @@ class Stage:
     end: Optional[Callable] = None
     unit: str = "users"
     units_per_epoch: int = 0
+    validate_initial: bool = False  # also validate the state before the first epoch (it may be the best)
 
     def __post_init__(self):
         if (self.run is None) == (self.train_epoch is None):
@@ -100,6 +102,7 @@ class StagedTrainer(Trainer):
         self._state: dict | None = None
         self._stage_start = 0.0
         self._stage_peak_reset = False
+        self._grad_scaler = None
 
     # ------------------------------------------------------------------------------------------
     # what a subclass provides
@@ -157,6 +160,7 @@ class StagedTrainer(Trainer):
             "stage_times": self.stage_times,
             "stage_stats": self.stage_stats,
             "trainer_state": self.trainer_state(),
+            "grad_scaler": self._grad_scaler.state_dict() if self._grad_scaler is not None else None,
         }, self.run_dir / "latest.pth")
 
     def _load_latest(self):
@@ -173,6 +177,8 @@ class StagedTrainer(Trainer):
         self.stage_times.update(blob.get("stage_times") or {})
         self.stage_stats.update(blob.get("stage_stats") or {})
         self.load_trainer_state(blob.get("trainer_state") or {})
+        if blob.get("grad_scaler") and self.grad_scaler.is_enabled():
+            self.grad_scaler.load_state_dict(blob["grad_scaler"])
         return blob
 
     def _open_run(self, train_data, valid_data):
@@ -269,6 +275,21 @@ class StagedTrainer(Trainer):
         if stage.validate and saved and start_epoch >= stage.epochs:
             self._save_checkpoint(-1, verbose=verbose)
         losses, train_seconds, valid_seconds = [], 0.0, 0.0
+        if stage.validate and stage.validate_initial and start_epoch == 0 and valid_data and eval_step > 0:
+            v0 = time.perf_counter()
+            valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+            valid_seconds += time.perf_counter() - v0
+            self.best_valid_score, self.cur_step, _, update = early_stopping(
+                valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
+                bigger=self.valid_metric_bigger)
+            self.logger.info(f"{self.label(stage.name)} before epoch 1: valid {self.config['valid_metric']} "
+                             f"{valid_score:.4f} ({time.perf_counter() - v0:.1f} s)")
+            if update:
+                if saved:
+                    self._save_checkpoint(-1, verbose=verbose)
+                self.best_valid_result = valid_result
+            if callback_fn:
+                callback_fn(-1, valid_score)
         for epoch in range(start_epoch, stage.epochs):
             t0 = time.perf_counter()
             self.model.train()
@@ -316,13 +337,42 @@ class StagedTrainer(Trainer):
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         return self._epoch_stage.train_epoch(self, epoch_idx, self._epoch_optimizer)
 
+    @property
+    def grad_scaler(self):
+        """Dynamic loss scaling (``torch.amp.GradScaler``) for half-precision backward.
+
+        ``stage_loss_scaling: auto`` (default) turns it on when the model's LLM (``model.backbone``)
+        computes in float16, whose 5-bit exponent lets small gradients underflow to zero on their
+        way back through the frozen layers; bfloat16 has float32's range and needs none. ``True`` /
+        ``False`` force it. The trainable parameters must be float32 (they are: only the frozen LLM
+        is half precision)."""
+        if self._grad_scaler is None:
+            mode = self.config["stage_loss_scaling"]
+            backbone = getattr(self.model, "backbone", None)
+            half = getattr(backbone, "dtype", None) == torch.float16
+            enabled = half if mode is None or str(mode).lower() == "auto" else bool(mode)
+            device = getattr(backbone, "device", None) or torch.device("cpu")
+            self._grad_scaler = torch.amp.GradScaler(torch.device(device).type, enabled=enabled)
+        return self._grad_scaler
+
     def clip_and_step(self, loss, optimizer):
-        """``backward``, RecBole's gradient clipping and NaN check, ``step`` (for ``train_epoch``)."""
+        """``backward``, RecBole's gradient clipping and NaN check, ``step`` (for ``train_epoch``);
+        with :attr:`grad_scaler` enabled the loss is scaled, the gradients unscaled before clipping,
+        and a step whose gradients overflowed is skipped (the scale then shrinks)."""
         self._check_nan(loss)
-        loss.backward()
+        scaler = self.grad_scaler
+        if not scaler.is_enabled():
+            loss.backward()
+            if self.clip_grad_norm:
+                clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
+            optimizer.step()
+            return
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         if self.clip_grad_norm:
             clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and not (model_file or os.path.isfile(self.saved_model_file)):

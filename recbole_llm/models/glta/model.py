@@ -32,6 +32,7 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
@@ -106,7 +107,10 @@ class GLTA(GeneralRecommender):
         self._stores: dict[str, PrefixKVStore] = {}
         self._score_cache_key = None
         self._score_cache = None
-        self._recent_scores: dict = {}  # state key -> scores of the last few parameter states
+        self._recent_scores: dict = {}  # content hash -> scores of the last few parameter states
+        self._content_key = None  # content hash of the current state, when known (after a load)
+        self.score_computations = 0  # all-user scorings done (tests, logs)
+        self.parameter_version = 0  # bumped by optimiser steps, loads, new graph embeddings / texts
         self.token_stats = {"ia": 0, "ua": 0, "infer": 0, "prefix": 0}
         self.keep_slot_states = False  # set by the trainer for head-only passes (glta_head_epochs)
         self.slot_state_log: list = []
@@ -154,10 +158,21 @@ class GLTA(GeneralRecommender):
         norm of the LLM's own token embeddings: the frozen LLM then sees inputs of a familiar scale."""
         table = self.backbone.model.get_input_embeddings().weight
         target = float(table.float().norm(dim=1).mean())
+        center = self.settings.projector_center
         for proj, emb in ((self.item_projector, self.item_graph_emb[1:]), (self.user_projector, self.user_graph_emb[1:])):
             if emb.numel() == 0:
                 continue
-            current = float(proj(emb.to(proj.weight)).norm(dim=1).mean())
+            emb = emb.to(proj.weight)
+            if center:
+                # V = W (E - mean) (+ bias 0): the affine map of Eqs. 1-2 with the bias set to -W mean,
+                # so the LLM sees what tells nodes apart (LightGCN embeddings share a large mean)
+                mean = emb.mean(0)
+                current = float(F.linear(emb - mean, proj.weight).norm(dim=1).mean())
+                if current > 0:
+                    proj.weight.mul_(target / current)
+                    proj.bias.copy_(-F.linear(mean, proj.weight))
+                continue
+            current = float(proj(emb).norm(dim=1).mean())
             if current > 0:
                 proj.weight.mul_(target / current)
                 proj.bias.mul_(target / current)
@@ -171,9 +186,27 @@ class GLTA(GeneralRecommender):
         self.invalidate()
 
     def invalidate(self):
-        """Forget cached scores (called when anything they depend on changes)."""
+        """Forget cached scores (called when anything they depend on changes): bumps
+        :attr:`parameter_version`."""
+        self.parameter_version += 1
         self._score_cache_key = None
         self._score_cache = None
+        self._content_key = None
+
+    def watch_optimizer(self, optimizer):
+        """Bump :attr:`parameter_version` after every ``optimizer.step()`` (idempotent per optimiser)."""
+        if not getattr(optimizer, "_glta_watched", False):
+            optimizer.register_step_post_hook(lambda *_: self.invalidate())
+            optimizer._glta_watched = True
+        return optimizer
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.invalidate()
+        # a reloaded state (e.g. the best epoch before the test evaluation) may have been scored
+        # already: its content hash, computed once here, finds those scores
+        self._content_key = self._state_hash()
+        return result
 
     def load_other_parameter(self, para):
         before = (list(self.user_profiles), list(self.user_predictions))
@@ -184,8 +217,11 @@ class GLTA(GeneralRecommender):
 
     def store(self, name) -> PrefixKVStore:
         if name not in self._stores:
-            self._stores[name] = PrefixKVStore(self.backbone, storage_dtype=self._kv_dtype,
-                                               batch_size=self.settings.prefix_batch_size)
+            s = self.settings
+            self._stores[name] = PrefixKVStore(
+                self.backbone, storage_dtype=self._kv_dtype, batch_size=s.prefix_batch_size,
+                storage_device="cpu" if s.kv_cache_device == "cpu" else None,
+                max_bytes=int(s.kv_cache_max_gb * 2**30) if s.kv_cache_max_gb > 0 else None)
         return self._stores[name]
 
     def builder(self, name) -> PromptBuilder:
@@ -234,7 +270,12 @@ class GLTA(GeneralRecommender):
 
     def ua_prompt(self, u, history, user_vector=None, n_slots=None, slot_values=None):
         """User-item alignment prompt of user ``u`` with ``history`` (item ids, training split)."""
-        slots = slot_values if slot_values is not None else self.slot_inputs(n_slots or self.n_slots)
+        if slot_values is not None:
+            slots = slot_values
+        elif self.settings.slot_input == "user" and self.user_alignment and user_vector is not None:
+            slots = user_vector.reshape(1, -1).expand(n_slots or self.n_slots, -1)
+        else:
+            slots = self.slot_inputs(n_slots or self.n_slots)
         return self.prompts.user_item(
             u, self.user_profiles[u] if u < len(self.user_profiles) else "",
             self.user_predictions[u] if u < len(self.user_predictions) else "",
@@ -334,6 +375,40 @@ class GLTA(GeneralRecommender):
         self._keep(slot_hidden, targets)
         return gllm_loss(logits, targets)
 
+    @torch.no_grad()
+    def probe_init_head(self, users, ridge=0.5, batch_size=32):
+        """Initialise the GLLM layer so that its logits start as ``(probe(h) . E_i)``: ``probe`` is the
+        ridge regression (with intercept) from the slot states ``h`` of ``users``' inference prompts
+        (every slot) to their graph embeddings ``E_u`` (training split only); ``ridge`` is relative
+        to the mean eigenvalue of the centred states' Gram matrix. Graph head: ``G = W``,
+        ``b_i = E_i . (mean(E_u) - W^T mean(h))``; linear head: ``W_lin = E_i W^T`` and the same
+        bias. Returns the fit's R^2 on those users."""
+        was_training = self.training
+        self.eval()
+        states = []
+        for i in range(0, len(users), batch_size):
+            _, h = self._forward_slots(self.inference_prompts(users[i : i + batch_size]), "ua", "infer")
+            states.append(h.float().cpu())
+        self.train(was_training)
+        h = torch.cat(states)  # [U, L, H]
+        y = self.user_graph_emb[torch.as_tensor(users)].float().cpu()
+        x = h.reshape(-1, h.shape[-1]).double()
+        y = y.unsqueeze(1).expand(-1, h.shape[1], -1).reshape(-1, y.shape[-1]).double()
+        mx, my = x.mean(0), y.mean(0)
+        xc, yc = x - mx, y - my
+        lam = ridge * float((xc ** 2).sum()) / x.shape[1]
+        w = torch.linalg.solve(xc.T @ xc + lam * torch.eye(x.shape[1], dtype=x.dtype), xc.T @ yc)  # [H, d]
+        r2 = 1.0 - float(((xc @ w - yc) ** 2).sum() / (yc ** 2).sum())
+        items = self.item_graph_emb.double().cpu()
+        g = self.gllm
+        if g.mode == "graph":
+            g.proj.copy_(w.T.to(g.proj))
+        else:
+            g.weight.copy_((items @ w.T).to(g.weight))
+        g.bias.copy_((items @ (my - mx @ w)).to(g.bias))
+        self.invalidate()
+        return r2
+
     def calculate_loss(self, interaction):
         """User-item alignment loss on the users of a RecBole training batch (lets RecBole's plain
         ``Trainer`` train the final stage; :class:`GLTATrainer` runs every stage instead)."""
@@ -368,7 +443,16 @@ class GLTA(GeneralRecommender):
             return first_logit_scores(logits)
         return first_k_scores(logits, self.excluded_items([int(u) for u in users]), self.infer_slots)
 
-    def _state_key(self):
+    def _version_key(self):
+        """Cheap key of the current state: the explicit version counter plus each tensor's autograd
+        version (bumped by every in-place change, ``no_grad`` included) and storage."""
+        tensors = list(self.parameters()) + list(self.buffers())
+        return (self.parameter_version, tuple((t.data_ptr(), t._version) for t in tensors),
+                self.inference, self.infer_slots, self.history_len, len(self.user_profiles))
+
+    def _state_hash(self):
+        """Content hash of the state (one pass over every tensor: used on loads and once per new
+        scoring, never per ``full_sort_predict`` call)."""
         h = hashlib.sha1()
         for tensor in list(self.state_dict().values()):
             h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -380,11 +464,12 @@ class GLTA(GeneralRecommender):
     def all_user_scores(self) -> torch.Tensor:
         """``[n_users, |I|]`` scores of every user, computed once per parameter state (valid and test
         prompts are identical: both are built from the training split only)."""
-        key = self._state_key()
+        key = self._version_key()
         if self._score_cache is not None and self._score_cache_key == key:
             return self._score_cache
-        if key in self._recent_scores:  # e.g. the best epoch reloaded for the test evaluation
-            self._score_cache, self._score_cache_key = self._recent_scores[key], key
+        if self._content_key is not None and self._content_key in self._recent_scores:
+            # e.g. the best epoch reloaded for the test evaluation
+            self._score_cache, self._score_cache_key = self._recent_scores[self._content_key], key
             return self._score_cache
         was_training = self.training
         self.eval()
@@ -399,7 +484,8 @@ class GLTA(GeneralRecommender):
         logger.info("GLTA scored %d users in %.1f s (%s)", len(users), time.perf_counter() - start, self.inference)
         self.train(was_training)
         self._score_cache, self._score_cache_key = scores, key
-        self._recent_scores[key] = scores
+        self.score_computations += 1
+        self._recent_scores[self._content_key or self._state_hash()] = scores
         while len(self._recent_scores) > self.settings.score_cache_states:
             self._recent_scores.pop(next(iter(self._recent_scores)))
         return scores

@@ -55,7 +55,8 @@ class GLTATrainer(StagedTrainer):
     def _head_optimizer(self, stage_name):
         if stage_name not in self._head_optimizers:
             lr = self.s.ia_learning_rate if stage_name == "item_text" else self.s.ua_learning_rate
-            self._head_optimizers[stage_name] = torch.optim.Adam(self.model.gllm.parameters(), lr=lr)
+            self._head_optimizers[stage_name] = self.model.watch_optimizer(
+                torch.optim.Adam(self.model.gllm.parameters(), lr=lr))
         return self._head_optimizers[stage_name]
 
     def stages(self):
@@ -74,6 +75,7 @@ class GLTATrainer(StagedTrainer):
                             parameters=lambda: m.trainable_parameters("user_item"),
                             learning_rate=s.ua_learning_rate, weight_decay=s.weight_decay, validate=True,
                             begin=self.user_item_begin, end=self.user_item_end, unit="users",
+                            validate_initial=s.head_init == "probe",
                             units_per_epoch=len(self.train_users())))
         return stages
 
@@ -117,7 +119,7 @@ class GLTATrainer(StagedTrainer):
             if prefix and not rest:
                 prefix = prefix[:-1]
             prefixes.append(prefix)
-        store.ensure(prefixes)
+        store.ensure(prefixes, until_full=True)
         tokens, seconds = store.computed_tokens - before_tokens, store.compute_seconds - before_s
         m.token_stats["prefix"] += tokens
         return {"prefix_tokens": tokens, "prefix_tokens_per_s": tokens / seconds if seconds else 0.0}
@@ -128,6 +130,7 @@ class GLTATrainer(StagedTrainer):
         m = self.model
         m.slot_state_log = []
         m.keep_slot_states = self.s.head_epochs > 0
+        m.watch_optimizer(optimizer)
         progress = self.progress(stage_name, len(chunks), epoch=epoch)
         total = 0.0
         for chunk in chunks:
@@ -267,7 +270,14 @@ class GLTATrainer(StagedTrainer):
         prompts = [m.ua_prompt(u, m.inference_history(u), user_vector=torch.zeros(m.backbone.hidden_size))
                    for u in users]
         self._tokens0, self._infer0 = m.token_stats["ua"], m.token_stats["infer"]
-        return {"users": len(users), **self._precompute_prefixes("ua", prompts)}
+        stats = {"users": len(users), **self._precompute_prefixes("ua", prompts)}
+        if self.s.head_init == "probe" and self._state.get("epoch", 0) == 0:
+            # not when resuming inside the stage: latest.pth holds the head trained since
+            stats["head_init_r2"] = m.probe_init_head(users, ridge=self.s.head_init_ridge,
+                                                      batch_size=self.s.eval_batch_size)
+            self.logger.info(f"{self.label('user_item')}: GLLM layer initialised from the slot-state probe "
+                             f"(R^2 {stats['head_init_r2']:.3f} on {len(users)} users)")
+        return stats
 
     def user_item_epoch(self, trainer, epoch, optimizer):
         m = self.model
@@ -287,4 +297,5 @@ class GLTATrainer(StagedTrainer):
     def user_item_end(self, trainer):
         m = self.model
         return {"train_tokens": m.token_stats["ua"] - self._tokens0, "infer_tokens": m.token_stats["infer"] - self._infer0,
-                "prefix_cache_mb": m.store("ua").nbytes / 2**20}
+                "prefix_cache_mb": m.store("ua").nbytes / 2**20,
+                "prefix_recomputed_tokens": m.store("ua").recomputed_tokens}

@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "recbole_llm"
 #: Modules that register recbole-llm's own models and datasets through the plugin hooks.
 BUILTIN_PLUGINS = (
     "recbole_llm.models.glta.plugin",
+    "recbole_llm.models.hellm.plugin",
     "recbole_llm.data.providers",
 )
 

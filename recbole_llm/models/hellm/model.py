@@ -189,16 +189,18 @@ class HeLLM(SequentialRecommender):
 
     # -- the LLM -----------------------------------------------------------------------------------
     def forward(self, item_seq, item_seq_len):
-        """Item logits ``[B, n_items]`` for RecBole's right-padded ``item_seq`` ``[B, T]``."""
+        """Item logits ``[B, n_items]`` for RecBole's right-padded ``item_seq`` ``[B, T]`` (the last
+        ``hellm_max_history`` items of each history are used)."""
         dev = self.head.weight.device
         item_seq, item_seq_len = item_seq.to(dev), item_seq_len.to(dev)
         bsz, t_len = item_seq.shape
-        mask = (torch.arange(t_len, device=dev)[None] < item_seq_len[:, None]).float()
         # right-align each history so that the prompt tail follows it directly: [head, pads, items, tail]
+        cols = torch.arange(t_len, device=dev)[None]
         shift = (t_len - item_seq_len)[:, None]
-        src = (torch.arange(t_len, device=dev)[None] - shift).clamp(min=0)
-        aligned = torch.gather(item_seq, 1, src) * (torch.arange(t_len, device=dev)[None] >= shift)
-        aligned_mask = (torch.arange(t_len, device=dev)[None] >= shift).long()
+        aligned_mask = (cols >= shift).long()
+        aligned = torch.gather(item_seq, 1, (cols - shift).clamp(min=0)) * aligned_mask
+        keep = min(t_len, self.settings.max_history)
+        aligned, aligned_mask = aligned[:, -keep:], aligned_mask[:, -keep:]
         tokens = self.item_tokens(aligned) * aligned_mask[..., None]
         head = self.head_emb.to(dev)[None].expand(bsz, -1, -1)
         tail = self.tail_emb.to(dev)[None].expand(bsz, -1, -1)
@@ -206,7 +208,7 @@ class HeLLM(SequentialRecommender):
         attn = torch.cat([torch.ones(bsz, head.shape[1], dtype=torch.long, device=dev), aligned_mask,
                           torch.ones(bsz, tail.shape[1], dtype=torch.long, device=dev)], dim=1)
         if self.use_prefix:
-            keys, values = self.prefix_vectors(item_seq, mask)
+            keys, values = self.prefix_vectors(aligned, aligned_mask.float())
             kv = prefix_key_values(self.backbone, keys, values)
             out = forward_with_prefix(self.backbone, embeds, attn, kv)
         else:

@@ -57,6 +57,7 @@ HELLM_SETTINGS = Settings("HeLLM", prefix="hellm_", keys={
     "hellm_prefix_hidden": Int(min=1),
     "hellm_prefix_dropout": Float(min=0, max=1),
     # item tokens and prompt
+    "hellm_max_history": Int(min=1),
     "hellm_item_mlp_hidden": Int(min=0),
     "hellm_instruction": Str(non_empty=True),
     "hellm_prompt_head": Str(non_empty=True),

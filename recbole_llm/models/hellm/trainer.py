@@ -47,9 +47,9 @@ def sequence_training_pairs(dataset):
     return pairs
 
 
-def general_split_for(config, train_data):
-    """``(config, train, valid)`` of HeLLMPre on the same dataset and leave-one-out split as HeLLM
-    (a general, pairwise view), checked against HeLLM's training sequences."""
+def _split_view(config, model, extra):
+    """``(config, train, valid)`` of RecBole's ``model`` on the dataset and split of HeLLM's ``config``
+    (the user's own settings, minus HeLLM's, plus ``extra``); random streams left untouched."""
     from recbole.data import create_dataset, data_preparation
 
     from recbole_llm.config import Config
@@ -57,20 +57,30 @@ def general_split_for(config, train_data):
     final = config.final_config_dict
     sub = {k: v for k, v in config.external_config_dict.items()
            if k not in _NOT_FOR_PRE and not k.startswith(("hellm_", "llm_"))}
-    sub.update({k: final[k] for k in HELLMPRE_SETTINGS.keys})
     for key in ("eval_args", "metrics", "topk", "valid_metric", "seed", "reproducibility", "checkpoint_dir",
                 "device", "eval_batch_size", "state"):
         sub[key] = final[key]
+    sub.update(extra)
+    view_config = Config(model=model, dataset=config["dataset"], config_dict=sub)
+    state = (torch.get_rng_state(), np.random.get_state())
+    try:
+        train, valid, _ = data_preparation(view_config, create_dataset(view_config))
+    finally:
+        torch.set_rng_state(state[0])
+        np.random.set_state(state[1])
+    return view_config, train, valid
+
+
+def general_split_for(config, train_data):
+    """``(config, train, valid, overrides)`` of HeLLMPre on the same dataset and leave-one-out split as
+    HeLLM (a general, pairwise view), checked against HeLLM's training sequences."""
+    final = config.final_config_dict
     graph = {"epochs": final["hellm_graph_epochs"], "learning_rate": final["hellm_graph_learning_rate"],
              "train_batch_size": final["hellm_graph_batch_size"], "stopping_step": final["hellm_graph_stopping_step"],
              "eval_step": final["hellm_graph_eval_step"], "weight_decay": 0.0, "learner": "adam"}
-    sub.update(graph)
-    pre_config = Config(model="HeLLMPre", dataset=config["dataset"], config_dict=sub)
-    state = (torch.get_rng_state(), np.random.get_state())
-    dataset = create_dataset(pre_config)
-    gtrain, gvalid, _ = data_preparation(pre_config, dataset)
-    torch.set_rng_state(state[0])
-    np.random.set_state(state[1])
+    extra = {k: final[k] for k in HELLMPRE_SETTINGS.keys}
+    extra.update(graph)
+    pre_config, gtrain, gvalid = _split_view(config, "HeLLMPre", extra)
     ds = gtrain.dataset
     general = set(zip(ds.inter_feat[ds.uid_field].numpy().tolist(), ds.inter_feat[ds.iid_field].numpy().tolist()))
     if general != sequence_training_pairs(train_data.dataset):
@@ -79,6 +89,19 @@ def general_split_for(config, train_data):
             "interactions of HeLLM's training sequences (different filtering or split settings); refusing to "
             "pretrain on it. Use a leave-one-out split (eval_args split LS, order TO) for HeLLM.")
     return pre_config, gtrain, gvalid, graph
+
+
+def sasrec_split_for(config, train_data, overrides, max_len):
+    """SASRec's view of HeLLM's split with histories of at most ``max_len`` items (RecBole's
+    ``MAX_ITEM_LIST_LENGTH`` comes from the dataset YAML), checked to hold the same training targets."""
+    from recbole_llm.graph.interactions import interaction_fingerprint
+
+    sas_config, strain, svalid = _split_view(config, "SASRec", {**overrides, "MAX_ITEM_LIST_LENGTH": max_len,
+                                                                "train_neg_sample_args": None})
+    if interaction_fingerprint(strain.dataset) != interaction_fingerprint(train_data.dataset):
+        raise TrainingDataMismatchError("HeLLM sasrec stage: SASRec's view of the split differs from HeLLM's "
+                                        "training split; refusing to pretrain on it.")
+    return sas_config, strain, svalid
 
 
 class HeLLMTrainer(StagedTrainer):
@@ -94,7 +117,6 @@ class HeLLMTrainer(StagedTrainer):
     def run_settings(self):
         keep = super().run_settings()
         keep.update({k: self.config.final_config_dict.get(k) for k in HELLMPRE_SETTINGS.keys})
-        keep["MAX_ITEM_LIST_LENGTH"] = self.config["MAX_ITEM_LIST_LENGTH"]
         return keep
 
     def stages(self):
@@ -137,13 +159,15 @@ class HeLLMTrainer(StagedTrainer):
 
     def sasrec_stage(self, trainer):
         s = self.s
-        done = pretrain_recbole_model(self.config, self.train_data, self.valid_data, model="SASRec",
-                                      overrides=self.sasrec_overrides(), work_dir=self.run_dir,
+        overrides = {**self.sasrec_overrides(), "MAX_ITEM_LIST_LENGTH": s.max_history}
+        sas_config, strain, svalid = sasrec_split_for(self.config, self.train_data, overrides, s.max_history)
+        done = pretrain_recbole_model(sas_config, strain, svalid, model="SASRec",
+                                      overrides=overrides, work_dir=self.run_dir,
                                       label=self.label("sasrec"), checkpoint=s.sasrec_checkpoint or "",
                                       use_cache=s.sasrec_cache, architecture_keys=("hidden_size", "n_layers", "n_heads"))
         table = done.model.item_embedding.weight.detach().cpu().float()
         self.model.set_item_embeddings(seq=table, seq_source=done.source)
-        return {"source": done.source, **done.stats}
+        return {"source": done.source, "max_len": s.max_history, **done.stats}
 
     # ------------------------------------------------------------------------------------------
     def finetune_epoch(self, trainer, epoch, optimizer):

@@ -1,23 +1,25 @@
-"""HeLLMPre, HeLLM, LightGCN and SASRec on MovieLens-100K: one leave-one-out split, one evaluator,
-one process.
+"""HeLLM, its two stage-1 models (HeLLMPre, SASRec) and LightGCN on MovieLens-100K: one leave-one-out
+split, one evaluator, one process.
 
-    OMP_WAIT_POLICY=PASSIVE python3 benchmarks/hellm_ml100k.py          # ~60-80 min on 2 shared cores
-    python3 benchmarks/hellm_ml100k.py --hellm hellm_samples_per_epoch=3000 --pre epochs=30
+    OMP_WAIT_POLICY=PASSIVE python3 benchmarks/hellm_ml100k.py            # HeLLM's time + ~5 min
+    python3 benchmarks/hellm_ml100k.py --pre-standalone                    # + HeLLMPre with its own YAML
+    python3 benchmarks/hellm_ml100k.py --hellm hellm_samples_per_epoch=3000
 
 Protocol (the paper's, Sec. 4.1): per user the last interaction by time is the test item, the
 second-last the validation item, the rest training (RecBole ``LS: valid_and_test``, ``order: TO``);
 full ranking over all items with the user's history masked (RecBole's evaluator, the same for every
 model); Recall and NDCG at 10 and 20 on the test split; model selection on valid NDCG@20; seed 2020.
 
-* HeLLMPre: its defaults (``properties/model/HeLLMPre.yaml``).
-* LightGCN: RecBole's, with HeLLMPre's LightGCN part and budget (64-d, 2 layers, batch, learning
-  rate, epochs, evaluation and patience of HeLLMPre.yaml), so it is HeLLMPre without hypergraphs.
-* SASRec: RecBole's, with exactly the settings of HeLLM's SASRec stage (``hellm_sasrec_*``,
-  ``MAX_ITEM_LIST_LENGTH`` of HeLLM.yaml).
-* HeLLM: its defaults (``properties/model/HeLLM.yaml``), its stage 1 given the HeLLMPre and SASRec
-  checkpoints trained just before (``hellm_graph_checkpoint``/``hellm_sasrec_checkpoint``; both are
-  checked to be trained on this split), so HeLLM is compared with the very models it builds on.
-  ``--own-stage1`` makes HeLLM train its own (what ``run_recbole_llm.py --model=HeLLM`` does).
+* HeLLM: its defaults (``properties/model/HeLLM.yaml``), i.e. what ``run_recbole_llm.py --model=HeLLM
+  --dataset=ml-100k`` runs, stage 1 included (its HeLLMPre and SASRec come from the pretraining cache
+  when a run with the same settings and split trained them before).
+* HeLLMPre (HeLLM stage 1) and SASRec (HeLLM stage 1): the very models HeLLM's stage 1 pretrained
+  (best validation epoch), evaluated on the test split of their own view of the same split.
+* LightGCN: RecBole's, with HeLLMPre's LightGCN part and HeLLM's stage-1 budget (64-d, 2 layers,
+  ``hellm_graph_*`` epochs, batch, learning rate, evaluation, patience), i.e. HeLLMPre without
+  hypergraphs.
+* ``--pre-standalone``: HeLLMPre with its own defaults (``properties/model/HeLLMPre.yaml``), and
+  LightGCN with that budget.
 
 Results: ``benchmarks/results/hellm_ml100k.json`` and ``.md`` (test and best-valid metrics, wall
 time, per-stage seconds and peak RSS, the load average, the exact configs).
@@ -61,9 +63,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=2020)
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every model")
-    ap.add_argument("--own-stage1", action="store_true", help="HeLLM trains its own HeLLMPre and SASRec")
-    ap.add_argument("--models", default="HeLLMPre,LightGCN,SASRec,HeLLM")
-    ap.add_argument("--pre", action="append", default=[], metavar="KEY=VALUE", help="HeLLMPre (and LightGCN) override")
+    ap.add_argument("--pre-standalone", action="store_true", help="also HeLLMPre with its own YAML (and LightGCN alike)")
+    ap.add_argument("--pre", action="append", default=[], metavar="KEY=VALUE", help="override for --pre-standalone")
     ap.add_argument("--hellm", action="append", default=[], metavar="KEY=VALUE", help="HeLLM override")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "hellm_ml100k.json"))
     args = ap.parse_args(argv)
@@ -82,41 +83,47 @@ def main(argv=None):
     }
     pre_yaml = yaml.safe_load((REPO / "properties" / "model" / "HeLLMPre.yaml").read_text())
     hellm_yaml = yaml.safe_load((REPO / "properties" / "model" / "HeLLM.yaml").read_text())
-    pre_cfg = _overrides(args.pre)
-    budget = {k: pre_cfg.get(k, pre_yaml[k]) for k in ("embedding_size", "epochs", "learning_rate", "train_batch_size",
-                                                     "eval_step", "stopping_step")}
-    lightgcn_cfg = {**budget, "n_layers": pre_cfg.get("hellmpre_ui_layers", pre_yaml["hellmpre_ui_layers"]),
-                    "reg_weight": pre_cfg.get("hellmpre_reg_weight", pre_yaml["hellmpre_reg_weight"]),
-                    "require_pow": False, "train_neg_sample_args": pre_yaml["train_neg_sample_args"]}
-    h = {**hellm_yaml, **_overrides(args.hellm)}
-    sasrec_cfg = {"epochs": h["hellm_sasrec_epochs"], "learning_rate": h["hellm_sasrec_learning_rate"],
-                  "train_batch_size": h["hellm_sasrec_batch_size"], "stopping_step": h["hellm_sasrec_stopping_step"],
-                  "eval_step": 1, "n_layers": h["hellm_sasrec_n_layers"], "n_heads": h["hellm_sasrec_n_heads"],
-                  "hidden_size": h["embedding_size"], "inner_size": h["hellm_sasrec_inner_size"],
-                  "hidden_dropout_prob": h["hellm_sasrec_dropout"], "attn_dropout_prob": h["hellm_sasrec_dropout"],
-                  "hidden_act": "gelu", "layer_norm_eps": 1e-12, "initializer_range": 0.02, "loss_type": "CE",
-                  "train_neg_sample_args": None, "MAX_ITEM_LIST_LENGTH": h["hellm_max_history"],
-                  "learner": "adam", "weight_decay": 0.0}
-    runs = {"HeLLMPre": pre_cfg, "LightGCN": lightgcn_cfg, "SASRec": sasrec_cfg, "HeLLM": _overrides(args.hellm)}
+    hellm_cfg = _overrides(args.hellm)
+    h = {**pre_yaml, **hellm_yaml, **hellm_cfg}
+
+    def lightgcn(budget):
+        return {**budget, "embedding_size": h["embedding_size"], "n_layers": h["hellmpre_ui_layers"],
+                "reg_weight": h["hellmpre_reg_weight"], "require_pow": False,
+                "train_neg_sample_args": pre_yaml["train_neg_sample_args"]}
+
+    runs = [("LightGCN", "LightGCN", lightgcn({"epochs": h["hellm_graph_epochs"], "learning_rate": h["hellm_graph_learning_rate"],
+                                               "train_batch_size": h["hellm_graph_batch_size"],
+                                               "eval_step": h["hellm_graph_eval_step"],
+                                               "stopping_step": h["hellm_graph_stopping_step"]}))]
+    if args.pre_standalone:
+        pre_cfg = _overrides(args.pre)
+        runs.append(("HeLLMPre (own YAML)", "HeLLMPre", pre_cfg))
+        runs.append(("LightGCN (HeLLMPre budget)", "LightGCN", lightgcn(
+            {k: pre_cfg.get(k, pre_yaml[k]) for k in ("epochs", "learning_rate", "train_batch_size", "eval_step",
+                                                      "stopping_step")})))
+    runs.append(("HeLLM", "HeLLM", hellm_cfg))
     report = {"protocol": {k: v for k, v in protocol.items() if k != "checkpoint_dir"},
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"), "threads": torch.get_num_threads(),
               "loadavg_start": os.getloadavg(), "command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
               "models": {}}
-    saved = {}
-    for name in [m for m in args.models.split(",") if m]:
-        cfg = {**protocol, **runs[name]}
-        if name == "HeLLM" and not args.own_stage1:
-            if "HeLLMPre" in saved and "hellm_graph_checkpoint" not in cfg:
-                cfg["hellm_graph_checkpoint"] = saved["HeLLMPre"]
-            if "SASRec" in saved and "hellm_sasrec_checkpoint" not in cfg:
-                cfg["hellm_sasrec_checkpoint"] = saved["SASRec"]
+    from recbole_llm.models.hellm.trainer import HeLLMTrainer
+
+    captured = {}
+    real_fit = HeLLMTrainer.fit
+
+    def fit(self, *a, **k):
+        captured["trainer"] = self
+        return real_fit(self, *a, **k)
+
+    HeLLMTrainer.fit = fit
+    for label, name, extra in runs:
+        cfg = {**protocol, **extra}
         reset_peak_rss()
         t0 = time.perf_counter()
         result = run_experiment(name, args.dataset, config_dict=cfg)
         wall = time.perf_counter() - t0
         stats = result["stats"]
-        saved[name] = stats.get("saved_model_file")
-        report["models"][name] = {
+        report["models"][label] = {
             "config": {k: v for k, v in cfg.items() if k not in protocol},
             "test": {k: float(v) for k, v in result["test_result"].items()},
             "valid": {k: float(v) for k, v in (result["best_valid_result"] or {}).items()},
@@ -124,7 +131,25 @@ def main(argv=None):
             "stage_stats": stats.get("stage_stats"), "trainable_params": stats.get("trainable_params"),
             "peak_rss_mb": peak_rss_mb(), "loadavg_end": os.getloadavg(),
         }
-        print(f"{name}: test {report['models'][name]['test']} ({wall:.0f} s)", flush=True)
+        print(f"{label}: test {report['models'][label]['test']} ({wall:.0f} s)", flush=True)
+        _write(report, Path(args.out))
+    # the stage-1 models HeLLM used, on the test split of their own view of the same split
+    from recbole.trainer import Trainer
+
+    trainer = captured["trainer"]
+    for label, getter in (("HeLLMPre (HeLLM stage 1)", trainer.pretrained_graph),
+                          ("SASRec (HeLLM stage 1)", trainer.pretrained_sasrec)):
+        t0 = time.perf_counter()
+        done, sub_config, test_data = getter()
+        if not done.stats.get("reused"):
+            raise RuntimeError(f"{label}: expected HeLLM's cached stage-1 model, got {done.source}")
+        done.model.eval()
+        test = Trainer(sub_config, done.model).evaluate(test_data, load_best_model=False)
+        report["models"][label] = {"source": done.source, "test": {k: float(v) for k, v in test.items()},
+                                   "valid": {"ndcg@20": float(done.stats.get("best_valid_score") or float("nan"))},
+                                   "wall_seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
+                                   "stage_stats": trainer.stage_stats.get("graph" if "Pre" in label else "sasrec")}
+        print(f"{label}: test {report['models'][label]['test']}", flush=True)
         _write(report, Path(args.out))
     return report
 
@@ -132,7 +157,7 @@ def main(argv=None):
 def _write(report, out: Path):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
-    lines = ["# HeLLMPre, HeLLM, LightGCN, SASRec on ml-100k (leave-one-out, full ranking, history masked)", "",
+    lines = ["# HeLLM, its stage-1 HeLLMPre and SASRec, and LightGCN on ml-100k (leave-one-out, full ranking, history masked)", "",
              f"Command: `{report['command']}`; OMP_WAIT_POLICY={report['omp_wait_policy']}, torch threads "
              f"{report['threads']}, load average at start {tuple(round(x, 2) for x in report['loadavg_start'])} "
              "(2 cores shared with other jobs: times are inflated by contention).", "",

@@ -48,7 +48,7 @@ def sequence_training_pairs(dataset):
 
 
 def _split_view(config, model, extra):
-    """``(config, train, valid)`` of RecBole's ``model`` on the dataset and split of HeLLM's ``config``
+    """``(config, train, valid, test)`` of RecBole's ``model`` on the dataset and split of HeLLM's ``config``
     (the user's own settings, minus HeLLM's, plus ``extra``); random streams left untouched."""
     from recbole.data import create_dataset, data_preparation
 
@@ -64,15 +64,15 @@ def _split_view(config, model, extra):
     view_config = Config(model=model, dataset=config["dataset"], config_dict=sub)
     state = (torch.get_rng_state(), np.random.get_state())
     try:
-        train, valid, _ = data_preparation(view_config, create_dataset(view_config))
+        train, valid, test = data_preparation(view_config, create_dataset(view_config))
     finally:
         torch.set_rng_state(state[0])
         np.random.set_state(state[1])
-    return view_config, train, valid
+    return view_config, train, valid, test
 
 
 def general_split_for(config, train_data):
-    """``(config, train, valid, overrides)`` of HeLLMPre on the same dataset and leave-one-out split as
+    """``(config, train, valid, test, overrides)`` of HeLLMPre on the same dataset and leave-one-out split as
     HeLLM (a general, pairwise view), checked against HeLLM's training sequences."""
     final = config.final_config_dict
     graph = {"epochs": final["hellm_graph_epochs"], "learning_rate": final["hellm_graph_learning_rate"],
@@ -80,7 +80,7 @@ def general_split_for(config, train_data):
              "eval_step": final["hellm_graph_eval_step"], "weight_decay": 0.0, "learner": "adam"}
     extra = {k: final[k] for k in HELLMPRE_SETTINGS.keys}
     extra.update(graph)
-    pre_config, gtrain, gvalid = _split_view(config, "HeLLMPre", extra)
+    pre_config, gtrain, gvalid, gtest = _split_view(config, "HeLLMPre", extra)
     ds = gtrain.dataset
     general = set(zip(ds.inter_feat[ds.uid_field].numpy().tolist(), ds.inter_feat[ds.iid_field].numpy().tolist()))
     if general != sequence_training_pairs(train_data.dataset):
@@ -88,7 +88,7 @@ def general_split_for(config, train_data):
             "HeLLM graph stage: the general view of the split used to pretrain HeLLMPre does not hold exactly the "
             "interactions of HeLLM's training sequences (different filtering or split settings); refusing to "
             "pretrain on it. Use a leave-one-out split (eval_args split LS, order TO) for HeLLM.")
-    return pre_config, gtrain, gvalid, graph
+    return pre_config, gtrain, gvalid, gtest, graph
 
 
 def sasrec_split_for(config, train_data, overrides, max_len):
@@ -96,12 +96,12 @@ def sasrec_split_for(config, train_data, overrides, max_len):
     ``MAX_ITEM_LIST_LENGTH`` comes from the dataset YAML), checked to hold the same training targets."""
     from recbole_llm.graph.interactions import interaction_fingerprint
 
-    sas_config, strain, svalid = _split_view(config, "SASRec", {**overrides, "MAX_ITEM_LIST_LENGTH": max_len,
+    sas_config, strain, svalid, stest = _split_view(config, "SASRec", {**overrides, "MAX_ITEM_LIST_LENGTH": max_len,
                                                                 "train_neg_sample_args": None})
     if interaction_fingerprint(strain.dataset) != interaction_fingerprint(train_data.dataset):
         raise TrainingDataMismatchError("HeLLM sasrec stage: SASRec's view of the split differs from HeLLM's "
                                         "training split; refusing to pretrain on it.")
-    return sas_config, strain, svalid
+    return sas_config, strain, svalid, stest
 
 
 class HeLLMTrainer(StagedTrainer):
@@ -135,17 +135,23 @@ class HeLLMTrainer(StagedTrainer):
         return stages
 
     # ------------------------------------------------------------------------------------------
-    def graph_stage(self, trainer):
+    def pretrained_graph(self):
+        """``(Pretrained HeLLMPre, its config, its test loader)``: trained, or from the cache/checkpoint."""
         s = self.s
-        pre_config, gtrain, gvalid, graph = general_split_for(self.config, self.train_data)
+        pre_config, gtrain, gvalid, gtest, graph = general_split_for(self.config, self.train_data)
         overrides = {**graph, **{k: pre_config[k] for k in HELLMPRE_SETTINGS.keys}}
         done = pretrain_recbole_model(pre_config, gtrain, gvalid, model="HeLLMPre", overrides=overrides,
                                       work_dir=self.run_dir, label=self.label("graph"),
                                       checkpoint=s.graph_checkpoint or "", use_cache=s.graph_cache)
+        done.stats["train_pairs"] = len(gtrain.dataset)
+        return done, pre_config, gtest
+
+    def graph_stage(self, trainer):
+        done, _, _ = self.pretrained_graph()
         done.model.eval()
         _, items = done.model.final_embeddings()
         self.model.set_item_embeddings(graph=items.cpu(), graph_source=done.source)
-        return {"source": done.source, "train_pairs": len(gtrain.dataset), **done.stats}
+        return {"source": done.source, **done.stats}
 
     def sasrec_overrides(self):
         s = self.s
@@ -157,17 +163,22 @@ class HeLLMTrainer(StagedTrainer):
                 "attn_dropout_prob": s.sasrec_dropout, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
                 "initializer_range": 0.02}
 
-    def sasrec_stage(self, trainer):
+    def pretrained_sasrec(self):
+        """``(Pretrained SASRec, its config, its test loader)``: trained, or from the cache/checkpoint."""
         s = self.s
         overrides = {**self.sasrec_overrides(), "MAX_ITEM_LIST_LENGTH": s.max_history}
-        sas_config, strain, svalid = sasrec_split_for(self.config, self.train_data, overrides, s.max_history)
+        sas_config, strain, svalid, stest = sasrec_split_for(self.config, self.train_data, overrides, s.max_history)
         done = pretrain_recbole_model(sas_config, strain, svalid, model="SASRec",
                                       overrides=overrides, work_dir=self.run_dir,
                                       label=self.label("sasrec"), checkpoint=s.sasrec_checkpoint or "",
                                       use_cache=s.sasrec_cache, architecture_keys=("hidden_size", "n_layers", "n_heads"))
+        return done, sas_config, stest
+
+    def sasrec_stage(self, trainer):
+        done, _, _ = self.pretrained_sasrec()
         table = done.model.item_embedding.weight.detach().cpu().float()
         self.model.set_item_embeddings(seq=table, seq_source=done.source)
-        return {"source": done.source, "max_len": s.max_history, **done.stats}
+        return {"source": done.source, "max_len": self.s.max_history, **done.stats}
 
     # ------------------------------------------------------------------------------------------
     def finetune_epoch(self, trainer, epoch, optimizer):

@@ -311,9 +311,11 @@ def test_prefixes_reach_every_layer_and_change_the_output(env):
 
 def test_only_the_intended_parameters_get_gradients(env):
     _, model, train, _, _ = build(env, "HeLLM")
+    assert torch.count_nonzero(model.head.weight) == 0  # zero-initialised head: loss log|I| at the start
     with torch.no_grad():
         model.item_graph_emb.normal_()
         model.item_seq_emb.normal_()
+        model.head.weight.normal_()  # as after the first steps: gradients then reach everything behind it
     model.train()
     loss = model.calculate_loss(train.dataset.inter_feat[torch.arange(8)])
     loss.backward()

@@ -126,6 +126,9 @@ class HeLLM(SequentialRecommender):
         mid = s.item_mlp_hidden or hidden
         self.item_mlp = nn.Sequential(nn.Linear(d_in, mid), nn.GELU(), nn.Linear(mid, hidden))
         self.head = nn.Linear(hidden, self.n_items, bias=False)
+        # zero init: every item starts at the same logit (loss log|I|); a random init on the large-norm
+        # hidden states of a pretrained LLM starts far above that and costs the first steps
+        nn.init.zeros_(self.head.weight)
         # -- the prompt around the item tokens (frozen token embeddings) ------------------------------
         bos = self.backbone.bos_ids
         head_ids = bos + list(self.backbone.encode(s.prompt_head.format(instruction=s.instruction)))

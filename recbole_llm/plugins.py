@@ -25,6 +25,7 @@ ENTRY_POINT_GROUP = "recbole_llm"
 BUILTIN_PLUGINS = (
     "recbole_llm.models.glta.plugin",
     "recbole_llm.models.graph_attentive_gpt2.plugin",
+    "recbole_llm.models.hellm.plugin",
     "recbole_llm.data.providers",
 )
 

@@ -118,7 +118,7 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
     are taken from it), refused if it was trained on other interactions. Otherwise a cache under
     ``<cache_dir>/pretrain/`` keyed by the settings and the training/validation fingerprints is
     used when present and written after training."""
-    from recbole.utils import get_model
+    from recbole_llm.utils import get_model  # plugin models (HeLLMPre) first, then RecBole
 
     logger = getLogger()
     model_class = get_model(model)

@@ -1,0 +1,447 @@
+"""HeLLMPre and HeLLM: registration, settings, hypergraphs by hand, training-split-only graphs and
+pretraining, losses, ablation switches, prefixes in every layer, gradients, planted structure,
+checkpoint reload.
+
+Tiny generated datasets and a tiny random Llama (saved with save_pretrained, loaded through the
+real llm_path code path); everything runs in seconds on CPU.
+"""
+
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import yaml
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+from conftest import fast_config, write_tiny_dataset
+from recbole_llm.config import Config
+from recbole_llm.errors import ConfigError
+from recbole_llm.graph.hypergraph import (item_hypergraph, item_hypergraph_from_incidences, knn_incidence,
+                                          user_hypergraph, user_hypergraph_from_matrix)
+from recbole_llm.graph.interactions import interaction_fingerprint, interaction_matrix
+from recbole_llm.llm.backbone import clear_backbones, forward_with_prefix, prefix_key_values
+from recbole_llm.llm.testing import save_tiny_llama
+from recbole_llm.models.hellm.model import HeLLM
+from recbole_llm.models.hellm.pre import HeLLMPre, contrastive_loss
+from recbole_llm.models.hellm.settings import HELLM_SETTINGS, HELLMPRE_SETTINGS
+from recbole_llm.models.hellm.trainer import HeLLMTrainer, sequence_training_pairs
+from recbole_llm.paths import properties_dir
+from recbole_llm.plugins import get_registry
+from recbole_llm.quick_start import run_experiment
+from recbole_llm.training.schedule import warmup_cosine
+from recbole_llm.utils import get_model, get_trainer
+
+PACKAGE = Path(__file__).resolve().parent.parent / "recbole_llm" / "models" / "hellm"
+LOO = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}
+LOAD_COL = {"inter": ["user_id", "item_id", "rating", "timestamp"], "item": ["item_id", "movie_title", "genre"]}
+
+
+def tiny_config(root, **overrides):
+    cfg = fast_config(root, load_col=LOAD_COL, item_text_template="{movie_title} ({genre})", eval_args=LOO,
+                      metrics=["Recall", "NDCG"], topk=[10, 20], valid_metric="NDCG@20",
+                      llm_path=str(Path(root) / "llm"), hellm_graph_epochs=2, hellm_graph_eval_step=1,
+                      hellm_graph_batch_size=256, hellm_sasrec_epochs=2, hellm_epochs=2, hellm_samples_per_epoch=0,
+                      hellm_prefix_hidden=32, hellm_prefix_len=3, hellm_batch_size=16, hellm_max_history=8)
+    cfg.pop("embedding_size")  # the models' YAML (64) or an override below
+    cfg["embedding_size"] = 16
+    cfg.update(overrides)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hellm")
+    write_tiny_dataset(root / "data", n_users=30, n_items=40, per_user=(6, 14))
+    save_tiny_llama(root / "llm")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECBOLE_LLM_CACHE", str(root / "cache"))
+        mp.chdir(root)
+        yield root
+    clear_backbones()
+
+
+def build(root, model="HeLLMPre", **overrides):
+    config = Config(model=model, dataset="tiny", config_dict=tiny_config(root, **overrides))
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, test = data_preparation(config, create_dataset(config))
+    cls = HeLLMPre if model == "HeLLMPre" else HeLLM
+    return config, cls(config, train._dataset), train, valid, test
+
+
+def pairs(data):
+    ds = data.dataset
+    return set(zip(ds.inter_feat[ds.uid_field].tolist(), ds.inter_feat[ds.iid_field].tolist()))
+
+
+# ------------------------------------------------------------------------------ registration, settings
+def test_registered_through_the_plugin_hooks():
+    registry = get_registry()
+    assert get_model("HeLLMPre") is HeLLMPre and get_model("HeLLM") is HeLLM
+    assert get_trainer(None, "HeLLM") is HeLLMTrainer
+    assert registry.model_plugin["HeLLM"] == "recbole_llm.models.hellm.plugin"
+    assert [Path(p).name for p in registry.property_files["HeLLMPre"]] == ["HeLLMPre.yaml"]
+    assert [Path(p).name for p in registry.property_files["HeLLM"]] == ["llm.yaml", "HeLLMPre.yaml", "HeLLM.yaml"]
+
+
+def test_defaults_live_in_the_yaml_only():
+    pre = yaml.safe_load((properties_dir() / "model" / "HeLLMPre.yaml").read_text())
+    main = yaml.safe_load((properties_dir() / "model" / "HeLLM.yaml").read_text())
+    assert {k for k in pre if k.startswith("hellmpre_")} | {"embedding_size"} == set(HELLMPRE_SETTINGS.keys)
+    assert {k for k in main if k.startswith("hellm_")} == set(HELLM_SETTINGS.keys)
+    paper = yaml.safe_load((properties_dir() / "model" / "HeLLM-paper.yaml").read_text())
+    assert {k for k in paper if k.startswith("hellm")} <= set(HELLM_SETTINGS.keys) | set(HELLMPRE_SETTINGS.keys)
+    for path in PACKAGE.glob("*.py"):
+        source = path.read_text()
+        assert not re.search(r"config\[\s*[\"']hellm", source), path
+        assert not re.search(r"config\.get\(", source), path
+    with pytest.raises(ConfigError, match=r"hellm_prefix_len is not set.*HeLLM.yaml"):
+        HELLM_SETTINGS.read({k: v for k, v in main.items() if k != "hellm_prefix_len"})
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("hellmpre_temperature", 0.0, "a number > 0"),
+    ("hellmpre_modalities", "audio", "one of auto, text, image, text+image"),
+    ("hellmpre_u2u", "yes", "True or False"),
+])
+def test_invalid_settings_name_key_value_and_what_is_allowed(env, key, value, expected):
+    with pytest.raises(ConfigError) as err:
+        build(env, **{key: value})
+    assert key in str(err.value) and expected in str(err.value)
+
+
+# ------------------------------------------------------------------------------ hypergraphs by hand
+def test_hypergraph_matrices_equal_a_hand_computation():
+    # 4 users x 5 items: u0 {0,1,2}, u1 {1,2}, u2 {2,3}, u3 {4}
+    h = sp.csr_matrix(np.array([[1, 1, 1, 0, 0], [0, 1, 1, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]], dtype=np.float32))
+    # H H^T without the diagonal: shared items u0-u1 2, u0-u2 1, u1-u2 1, u3 none
+    expected = np.array([[0, 2 / 3, 1 / 3, 0], [2 / 3, 0, 1 / 3, 0], [1 / 2, 1 / 2, 0, 0], [0, 0, 0, 0]])
+    assert np.allclose(user_hypergraph_from_matrix(h).toarray(), expected)
+    # I2I: 5 items (row 0 = RecBole padding + 4 real), one modality, k = 2
+    f = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    inc = knn_incidence(f, 2, chunk_size=2, valid=torch.tensor([False, True, True, True, True])).toarray()
+    assert np.array_equal(inc, np.array([[0, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1],
+                                         [0, 0, 0, 1, 1]]))
+    # two modalities concatenated along the hyperedge axis: A = I1 I1^T + I2 I2^T, D^-1/2 A D^-1/2
+    inc2 = np.zeros((5, 5))
+    inc2[1, [1, 3]] = inc2[2, [2, 1]] = inc2[3, [3, 4]] = inc2[4, [4, 2]] = 1
+    a = inc @ inc.T + inc2 @ inc2.T
+    d = a.sum(1)
+    inv = np.where(d > 0, d ** -0.5, 0)
+    got = item_hypergraph_from_incidences([sp.csr_matrix(inc), sp.csr_matrix(inc2)]).toarray()
+    assert np.allclose(got, inv[:, None] * a * inv[None, :])
+    assert got[0].sum() == 0 and np.allclose(np.diag(a)[1:], 2 * 2)  # self-loops kept: 2K on the diagonal
+    assert np.array_equal(item_hypergraph([f], 2).toarray() > 0, (inc @ inc.T) > 0)
+
+
+def test_knn_in_chunks_equals_the_dense_computation_and_missing_features_get_the_mean():
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(50, 8, generator=g)
+    f[7] = 0  # a missing feature row
+    valid = torch.ones(50, dtype=torch.bool)
+    valid[0] = False
+    chunked = knn_incidence(f, 4, chunk_size=7, valid=valid).toarray()
+    filled = f.clone()
+    filled[7] = f[valid & (f.abs().sum(1) > 0)].mean(0)
+    z = torch.nn.functional.normalize(filled, dim=1)
+    sim = z @ z.T
+    sim[:, 0] = -float("inf")
+    sim.fill_diagonal_(float("inf"))
+    dense = np.zeros((50, 50))
+    for i in range(1, 50):
+        dense[i, sim[i].topk(4).indices.numpy()] = 1
+    assert np.array_equal(chunked, dense) and chunked[0].sum() == 0 and chunked.sum(1)[1:].tolist() == [4] * 49
+
+
+def test_contrastive_loss_in_chunks_equals_the_formula():
+    g = torch.Generator().manual_seed(1)
+    e, h = torch.randn(9, 4, generator=g), torch.randn(9, 4, generator=g)
+    tau = 0.5
+    z1, z2 = torch.nn.functional.normalize(e, dim=1), torch.nn.functional.normalize(h, dim=1)
+    between, within = torch.exp(z1 @ z2.T / tau), torch.exp(z1 @ z1.T / tau)
+    expected = -torch.log(between.diag() / (between.sum(1) + within.sum(1) - within.diag())).mean()
+    e.requires_grad_(True)
+    got = contrastive_loss(e, h, tau, chunk_size=4)
+    assert torch.allclose(got, expected, atol=1e-5)
+    got.backward()
+    assert e.grad is not None and torch.isfinite(e.grad).all()
+
+
+# ------------------------------------------------------------------------------ training split only
+def test_no_validation_or_test_interaction_in_any_graph(env):
+    config, model, train, valid, test = build(env)
+    train_pairs = pairs(train)
+    held_out = (pairs(valid) | pairs(test)) - train_pairs
+    assert held_out
+    r = interaction_matrix(train.dataset)
+    assert set(zip(*r.nonzero())) == train_pairs
+    ui = model.ui_adj.to_dense()
+    for u, i in held_out:
+        assert ui[u, model.n_users + i] == 0 and ui[model.n_users + i, u] == 0
+    assert torch.allclose(model.u2u_adj.to_dense(), torch.from_numpy(user_hypergraph(train.dataset).toarray()))
+    # the I2I graph comes from item features only: building it never sees an interaction
+    from recbole_llm.models.hellm.pre import item_modalities
+
+    feats = [f for _, f in item_modalities(config, train.dataset, "text")]
+    assert torch.allclose(model.i2i_adj.to_dense(), torch.from_numpy(item_hypergraph(feats, 10).toarray()))
+
+
+def test_hellm_stage1_sees_the_training_split_only(env, monkeypatch):
+    import recbole_llm.models.hellm.trainer as trainer_module
+
+    seen = {}
+    real = trainer_module.pretrain_recbole_model
+
+    def spy(config, train_data, valid_data, *, model, **kwargs):
+        seen[model] = (interaction_fingerprint(train_data.dataset), sequence_training_pairs(train_data.dataset)
+                       if model == "SASRec" else pairs(train_data))
+        return real(config, train_data, valid_data, model=model, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "pretrain_recbole_model", spy)
+    config, model, train, valid, test = build(env, "HeLLM", hellm_epochs=0)
+    HeLLMTrainer(config, model).fit(train, valid, saved=False)
+    train_pairs = sequence_training_pairs(train.dataset)
+    held_out = {(u, i) for u, i in pairs(valid) | pairs(test)} - train_pairs
+    assert held_out
+    assert seen["SASRec"][0] == interaction_fingerprint(train.dataset)
+    for name in ("HeLLMPre", "SASRec"):
+        assert seen[name][1] == train_pairs and not (seen[name][1] & held_out), name
+    assert model.item_graph_emb.abs().sum() > 0 and model.item_seq_emb.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------ HeLLMPre behaviour
+def test_hellmpre_ablations_change_what_they_name(env):
+    batch_of = lambda train: next(iter(train))  # noqa: E731
+    _, full, train, _, _ = build(env)
+    full.calculate_loss(batch_of(train))
+    assert set(full.last_losses) == {"bpr", "reg", "cl_user", "cl_item"}
+    _, no_u2u, train, _, _ = build(env, hellmpre_u2u=False)
+    no_u2u.calculate_loss(batch_of(train))
+    assert not hasattr(no_u2u, "user_hyper") and "cl_user" not in no_u2u.last_losses
+    _, no_i2i, train, _, _ = build(env, hellmpre_i2i=False)
+    no_i2i.calculate_loss(batch_of(train))
+    assert not hasattr(no_i2i, "item_hyper") and "cl_item" not in no_i2i.last_losses
+    _, no_cl, train, _, _ = build(env, hellmpre_cl=False)
+    no_cl.calculate_loss(batch_of(train))
+    assert hasattr(no_cl, "user_hyper") and hasattr(no_cl, "item_hyper") and set(no_cl.last_losses) == {"bpr", "reg"}
+    # fused embedding = LightGCN + normalised hypergraph view (Eq. 6)
+    with torch.no_grad():
+        users, items, h_u, h_i = full.forward()
+        lg_u, lg_i = full.lightgcn()
+    assert torch.allclose(users, lg_u + torch.nn.functional.normalize(h_u, dim=1))
+    assert torch.allclose(items, lg_i + torch.nn.functional.normalize(h_i, dim=1))
+
+
+def test_dataset_without_item_features_gets_a_clear_error_or_runs_without_i2i(env):
+    with pytest.raises(ConfigError, match=r"hellmpre_i2i=False"):
+        build(env, item_text_template=None, load_col={"inter": LOAD_COL["inter"]})
+    _, model, _, _, _ = build(env, item_text_template=None, load_col={"inter": LOAD_COL["inter"]}, hellmpre_i2i=False)
+    assert not hasattr(model, "i2i_adj")
+
+
+def test_hellmpre_loss_falls_and_beats_pop_on_planted_structure(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
+    write_tiny_dataset(tmp_path / "data", n_users=80, n_items=40, per_user=(10, 16))
+    cfg = tiny_config(tmp_path, epochs=20, eval_step=5, stopping_step=20, train_batch_size=256, learning_rate=0.01)
+    pop = run_experiment("Pop", "tiny", config_dict=tiny_config(tmp_path))
+    pre = run_experiment("HeLLMPre", "tiny", config_dict=cfg)
+    assert pre["test_result"]["ndcg@20"] > 1.3 * pop["test_result"]["ndcg@20"], (pre["test_result"], pop["test_result"])
+
+
+def test_hellmpre_loss_falls(env):
+    config, model, train, _, _ = build(env)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    batch = next(iter(train))
+    first = None
+    for _ in range(30):
+        loss = model.calculate_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else float(loss)
+    assert float(loss) < 0.9 * first
+
+
+# ------------------------------------------------------------------------------ HeLLM
+def test_prefixes_reach_every_layer_and_change_the_output(env):
+    _, model, train, _, _ = build(env, "HeLLM")
+    bb = model.backbone
+    g = torch.Generator().manual_seed(0)
+    embeds = torch.randn(2, 5, bb.hidden_size, generator=g)
+    mask = torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    keys = torch.randn(2, bb.num_layers, 3, bb.hidden_size, generator=g)
+    values = torch.randn(2, bb.num_layers, 3, bb.hidden_size, generator=g)
+    with torch.no_grad():
+        base = forward_with_prefix(bb, embeds, mask, prefix_key_values(bb, keys, values)).last_hidden_state
+        plain = bb.forward_embeds(embeds, attention_mask=mask,
+                                  position_ids=(mask.cumsum(1) - 1).clamp(min=0)).last_hidden_state
+        assert not torch.allclose(base[:, -1], plain[:, -1])
+        for layer in range(bb.num_layers):
+            k2 = keys.clone()
+            k2[:, layer] += 1.0
+            out = forward_with_prefix(bb, embeds, mask, prefix_key_values(bb, k2, values)).last_hidden_state
+            assert not torch.allclose(out[:, -1], base[:, -1]), layer
+            v2 = values.clone()
+            v2[:, layer] += 1.0
+            out = forward_with_prefix(bb, embeds, mask, prefix_key_values(bb, keys, v2)).last_hidden_state
+            assert not torch.allclose(out[:, -1], base[:, -1]), layer
+        # the prefix has no rotary position: its keys are exactly k_proj(K) of that layer
+        kv = prefix_key_values(bb, keys, values)
+        attn = bb.decoder.layers[0].self_attn
+        assert torch.allclose(kv[0][0].transpose(1, 2).flatten(2), attn.k_proj(keys[:, 0]))
+    # through the model: every layer gets a per-user prefix that depends on the user's history
+    batch = train.dataset.inter_feat[torch.arange(4)]
+    with torch.no_grad():
+        seq, lens = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+        model.item_graph_emb.normal_()
+        mask = (torch.arange(seq.shape[1])[None] < lens[:, None]).float()
+        k, v = model.prefix_vectors(seq, mask)
+        assert k.shape == (4, bb.num_layers, 3, bb.hidden_size)
+        assert not torch.allclose(k[0], k[1]) or torch.equal(seq[0], seq[1])
+        # padding never enters the pooling (Eq. 9): junk behind the length changes nothing
+        junk = seq.clone()
+        junk[junk == 0] = 5
+        assert torch.allclose(model.graph_features(seq, mask), model.graph_features(junk, mask))
+
+
+def test_only_the_intended_parameters_get_gradients(env):
+    _, model, train, _, _ = build(env, "HeLLM")
+    assert torch.count_nonzero(model.head.weight) == 0  # zero-initialised head: loss log|I| at the start
+    with torch.no_grad():
+        model.item_graph_emb.normal_()
+        model.item_seq_emb.normal_()
+        model.head.weight.normal_()  # as after the first steps: gradients then reach everything behind it
+    model.train()
+    loss = model.calculate_loss(train.dataset.inter_feat[torch.arange(8)])
+    loss.backward()
+    names = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    prefixes = {n.split(".")[0] for n in names}
+    assert prefixes == {"lora", "bilinear", "prefix_k", "prefix_v", "prefix_bias_k", "prefix_bias_v", "norm_pre_k",
+                        "norm_post_k", "norm_pre_v", "norm_post_v", "item_mlp", "head"}
+    lora_b = [n for n in names if n.startswith("lora") and "lora_B" in n]
+    assert lora_b and all(re.search(r"(gate|up|down)_proj", n) for n in names if n.startswith("lora"))
+    for name, p in model.backbone.model.named_parameters():
+        assert ("lora_" in name) == p.requires_grad, name
+        if "lora_" not in name:
+            assert p.grad is None, name
+    assert not any(k.startswith("backbone") for k in model.state_dict())
+    assert {"item_graph_emb", "item_seq_emb"} <= set(model.state_dict())
+
+
+def test_hellm_ablations_change_what_they_name(env, monkeypatch):
+    import recbole_llm.models.hellm.model as model_module
+
+    batch = None
+    _, full, train, _, _ = build(env, "HeLLM")
+    batch = train.dataset.inter_feat[torch.arange(6)]
+    # w/o GNN_PEFT: no prefix modules, the LLM runs without past keys/values
+    _, no_peft, _, _, _ = build(env, "HeLLM", hellm_graph_prefix=False)
+    assert not hasattr(no_peft, "prefix_k") and hasattr(full, "prefix_k")
+    monkeypatch.setattr(model_module, "forward_with_prefix", lambda *a, **k: pytest.fail("prefix used"))
+    no_peft.eval()
+    no_peft.full_sort_predict(batch)
+    monkeypatch.undo()
+    # w/o GNN_ID: item tokens from SASRec embeddings only; w/o Seq_ID: from graph embeddings only
+    _, no_gid, _, _, _ = build(env, "HeLLM", hellm_graph_id=False)
+    _, no_sid, _, _, _ = build(env, "HeLLM", hellm_seq_id=False)
+    d = 16
+    assert full.item_mlp[0].in_features == 2 * d and no_gid.item_mlp[0].in_features == d == no_sid.item_mlp[0].in_features
+    seq = batch[full.ITEM_SEQ]
+    for m in (no_gid, no_sid):
+        m.eval()
+        with torch.no_grad():
+            m.item_graph_emb.normal_()
+            m.item_seq_emb.normal_()
+            m.head.weight.normal_()  # the head starts at zero: every score would be equal
+    with torch.no_grad():
+        before = no_gid.item_tokens(seq).clone()
+        no_gid.item_graph_emb.normal_()
+        assert torch.allclose(no_gid.item_tokens(seq), before)
+        scores = no_sid.full_sort_predict(batch).clone()
+        no_sid.item_seq_emb.normal_()
+        assert torch.allclose(no_sid.full_sort_predict(batch), scores)  # SASRec no longer matters at all
+        no_sid.item_graph_emb.normal_()
+        assert not torch.allclose(no_sid.full_sort_predict(batch), scores)
+    # stages follow the switches; W = I (the authors' code) has no W parameter
+    config, m, train, valid, _ = build(env, "HeLLM", hellm_seq_id=False, hellm_bilinear=False)
+    trainer = HeLLMTrainer(config, m)
+    trainer.train_data = train
+    assert [s.name for s in trainer.stages()] == ["graph", "finetune"] and m.bilinear is None
+    with pytest.raises(ConfigError, match="hellm_graph_id and hellm_seq_id"):
+        build(env, "HeLLM", hellm_graph_id=False, hellm_seq_id=False)
+
+
+def test_warmup_cosine_schedule():
+    lrs = [warmup_cosine(s, 100, 10, 1.0, 0.1) for s in range(101)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[100] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+
+
+def write_ring_dataset(root, n_users=60, n_items=24, length=12, seed=0):
+    """Every user walks a ring of items: the next item is always (previous + 1) mod n_items."""
+    rng = random.Random(seed)
+    folder = Path(root) / "tiny"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, t = [], 880000000
+    for u in range(1, n_users + 1):
+        start = rng.randrange(n_items)
+        for j in range(length):
+            t += 1
+            rows.append(f"{u}\t{(start + j) % n_items + 1}\t4\t{t}")
+    (folder / "tiny.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    lines = [f"{i}\tMovie {i}\t1990\tDrama" for i in range(1, n_items + 1)]
+    (folder / "tiny.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\tgenre:token_seq\n"
+                                      + "\n".join(lines) + "\n")
+
+
+def test_hellm_beats_pop_on_planted_structure_and_checkpoint_reload_gives_identical_scores(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
+    write_ring_dataset(tmp_path / "data", n_users=40, n_items=50, length=10)
+    save_tiny_llama(tmp_path / "llm")
+    # a short prompt: in a random 2-layer LLM attention is near uniform, so every text token dilutes the items
+    cfg = tiny_config(tmp_path, hellm_epochs=5, hellm_learning_rate=0.005, hellm_sasrec_epochs=5, hellm_graph_epochs=2,
+                      hellm_prompt_head="In:", hellm_prompt_tail="Out:", stopping_step=10)
+    pop = run_experiment("Pop", "tiny", config_dict=tiny_config(tmp_path))
+    result = run_experiment("HeLLM", "tiny", config_dict=cfg)
+    assert result["test_result"]["ndcg@10"] > 2 * pop["test_result"]["ndcg@10"] + 0.05, (result["test_result"],
+                                                                                        pop["test_result"])
+    # a fresh model (fresh LLM copy) loaded from the best checkpoint scores exactly like the trained one
+    config = Config(model="HeLLM", dataset="tiny", config_dict=cfg)
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, test = data_preparation(config, create_dataset(config))
+    ckpt = torch.load(result["stats"]["saved_model_file"], map_location="cpu", weights_only=False)
+    batch = test.dataset.inter_feat[torch.arange(10)]
+    scores = []
+    for _ in range(2):
+        torch.manual_seed(len(scores))  # different random init each time: the checkpoint must override it
+        model = HeLLM(config, train._dataset)
+        model.load_state_dict(ckpt["state_dict"])
+        model.load_other_parameter(ckpt.get("other_parameter"))
+        model.eval()
+        scores.append(model.full_sort_predict(batch))
+    assert torch.equal(scores[0], scores[1])
+    assert ckpt["other_parameter"]["graph_source"] and ckpt["other_parameter"]["seq_source"]
+
+
+def test_ddp_evaluation_equals_single_process(tmp_path, monkeypatch):
+    """Two gloo processes fine-tune HeLLM on the same samples (the fine-tuning stage draws them from
+    the run seed, not from the sharded dataloader) and rank with sharded evaluation + all-gather:
+    the metrics equal the single process's."""
+    from recbole_llm.quick_start import run_recbole_llm
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
+    write_tiny_dataset(tmp_path / "data", n_users=40, n_items=30, per_user=(6, 10))
+    save_tiny_llama(tmp_path / "llm")
+    cfg = tiny_config(tmp_path, hellm_epochs=1, hellm_samples_per_epoch=32, hellm_graph_epochs=0, hellm_sasrec_epochs=0)
+    single = run_recbole_llm("HeLLM", "tiny", config_dict=dict(cfg), saved=False)
+    multi = run_recbole_llm("HeLLM", "tiny", config_dict=dict(cfg), saved=False, nproc=2, port="29655")
+    assert multi is not None
+    for key, value in single["test_result"].items():
+        assert multi["test_result"][key] == pytest.approx(float(value), abs=1e-4), key

@@ -2,6 +2,7 @@
 RecBole's side effects (log/, saved/ and caches written under a temporary directory)."""
 
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,23 @@ def glta_tiny_config(root, **overrides):
     )
     cfg.update(overrides)
     return cfg
+
+
+@contextmanager
+def tiny_llm_env(root):
+    """``root`` with the tiny dataset (30 users, 40 items) and a tiny random Llama under ``llm/``;
+    caches and the working directory moved into it while the block runs (for module fixtures)."""
+    from recbole_llm.llm.backbone import clear_backbones
+    from recbole_llm.llm.testing import save_tiny_llama
+
+    root = Path(root)
+    write_tiny_dataset(root / "data", n_users=30, n_items=40, per_user=(6, 14))
+    save_tiny_llama(root / "llm")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECBOLE_LLM_CACHE", str(root / "cache"))
+        mp.chdir(root)
+        yield root
+    clear_backbones()
 
 
 @pytest.fixture

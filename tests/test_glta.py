@@ -21,11 +21,11 @@ import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
-from conftest import fast_config, glta_tiny_config, write_tiny_dataset
+from conftest import fast_config, glta_tiny_config, tiny_llm_env, write_tiny_dataset
 from recbole_llm.cli import main as cli_main
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigError, CorruptFileError, TrainingDataMismatchError
-from recbole_llm.llm.backbone import LLM_SETTINGS, clear_backbones
+from recbole_llm.llm.backbone import LLM_SETTINGS
 from recbole_llm.llm.testing import save_tiny_llama
 from recbole_llm.models.glta import GLTA, GLTATrainer
 from recbole_llm.models.glta.gllm import GLLMLayer, gllm_loss
@@ -42,14 +42,8 @@ PACKAGE = REPO / "recbole_llm" / "models" / "glta"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("glta")
-    write_tiny_dataset(root / "data", n_users=30, n_items=40, per_user=(6, 14))
-    save_tiny_llama(root / "llm")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECBOLE_LLM_CACHE", str(root / "cache"))
-        mp.chdir(root)
+    with tiny_llm_env(tmp_path_factory.mktemp("glta")) as root:
         yield root
-    clear_backbones()
 
 
 def glta_config(root, **overrides):

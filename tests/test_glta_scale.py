@@ -11,26 +11,20 @@ minutes, tested on CPU with the tiny random Llama.
 import pytest
 import torch
 
-from conftest import glta_tiny_config, write_tiny_dataset
+from conftest import glta_tiny_config, tiny_llm_env
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 from recbole_llm.config import Config
-from recbole_llm.llm.backbone import clear_backbones
-from recbole_llm.llm.testing import save_tiny_llama
+
+
 from recbole_llm.models.glta import GLTA
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("glta_scale")
-    write_tiny_dataset(root / "data", n_users=30, n_items=40, per_user=(6, 14))
-    save_tiny_llama(root / "llm")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECBOLE_LLM_CACHE", str(root / "cache"))
-        mp.chdir(root)
+    with tiny_llm_env(tmp_path_factory.mktemp("glta_scale")) as root:
         yield root
-    clear_backbones()
 
 
 def build(root, **overrides):

@@ -17,13 +17,13 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 from scipy.sparse.csgraph import shortest_path
 
-from conftest import fast_config, write_tiny_dataset
+from conftest import fast_config, tiny_llm_env, write_tiny_dataset
 from recbole_llm.config import Config
 from recbole_llm.data.text import MissingItemTextError
 from recbole_llm.errors import ConfigError
 from recbole_llm.graph.hops import FAR, bias_lut, graph_bias, hop_codes
 from recbole_llm.graph.interactions import interaction_matrix
-from recbole_llm.llm.backbone import clear_backbones
+
 from recbole_llm.llm.testing import save_tiny_llama, tiny_gpt2_backbone, tiny_llama_backbone
 from recbole_llm.models.graph_attentive_gpt2 import GraphAttentiveGPT2, GraphAttentiveGPT2Trainer
 from recbole_llm.models.graph_attentive_gpt2.model import ITEM, USER, WORD, Batch
@@ -46,14 +46,8 @@ def gat_config(root, **overrides):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gat")
-    write_tiny_dataset(root / "data", n_users=30, n_items=40, per_user=(6, 14))
-    save_tiny_llama(root / "llm")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECBOLE_LLM_CACHE", str(root / "cache"))
-        mp.chdir(root)
+    with tiny_llm_env(tmp_path_factory.mktemp("gat")) as root:
         yield root
-    clear_backbones()
 
 
 def build(root, backbone=None, dataset="tiny", **overrides):

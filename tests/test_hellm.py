@@ -18,13 +18,13 @@ import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
-from conftest import fast_config, write_tiny_dataset
+from conftest import fast_config, tiny_llm_env, write_tiny_dataset
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigError
 from recbole_llm.graph.hypergraph import (item_hypergraph, item_hypergraph_from_incidences, knn_incidence,
                                           user_hypergraph, user_hypergraph_from_matrix)
 from recbole_llm.graph.interactions import interaction_fingerprint, interaction_matrix
-from recbole_llm.llm.backbone import clear_backbones, forward_with_prefix, prefix_key_values
+from recbole_llm.llm.backbone import forward_with_prefix, prefix_key_values
 from recbole_llm.llm.testing import save_tiny_llama
 from recbole_llm.models.hellm.model import HeLLM
 from recbole_llm.models.hellm.pre import HeLLMPre, contrastive_loss
@@ -55,14 +55,8 @@ def tiny_config(root, **overrides):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hellm")
-    write_tiny_dataset(root / "data", n_users=30, n_items=40, per_user=(6, 14))
-    save_tiny_llama(root / "llm")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECBOLE_LLM_CACHE", str(root / "cache"))
-        mp.chdir(root)
+    with tiny_llm_env(tmp_path_factory.mktemp("hellm")) as root:
         yield root
-    clear_backbones()
 
 
 def build(root, model="HeLLMPre", **overrides):

@@ -355,6 +355,23 @@ class StagedTrainer(Trainer):
             self._grad_scaler = torch.amp.GradScaler(torch.device(device).type, enabled=enabled)
         return self._grad_scaler
 
+    def run_batches(self, stage_name, epoch, chunks, loss_of, optimizer, before_step=None):
+        """One pass of an epoch stage over ``chunks``: ``loss_of(chunk)``, backward, clipping, step,
+        progress lines; returns the mean loss. ``before_step(step)`` runs before each step (e.g. a
+        learning-rate schedule)."""
+        progress = self.progress(stage_name, len(chunks), epoch=epoch)
+        total = 0.0
+        for step, chunk in enumerate(chunks):
+            if before_step is not None:
+                before_step(step)
+            optimizer.zero_grad()
+            loss = loss_of(chunk)
+            self.clip_and_step(loss, optimizer)
+            value = float(loss.detach())
+            total += value
+            progress.step(loss=value)
+        return total / max(1, len(chunks))
+
     def clip_and_step(self, loss, optimizer):
         """``backward``, RecBole's gradient clipping and NaN check, ``step`` (for ``train_epoch``);
         with :attr:`grad_scaler` enabled the loss is scaled, the gradients unscaled before clipping,

@@ -131,16 +131,9 @@ class GLTATrainer(StagedTrainer):
         m.slot_state_log = []
         m.keep_slot_states = self.s.head_epochs > 0
         m.watch_optimizer(optimizer)
-        progress = self.progress(stage_name, len(chunks), epoch=epoch)
-        total = 0.0
-        for chunk in chunks:
-            optimizer.zero_grad()
-            loss = loss_of(chunk)
-            self.clip_and_step(loss, optimizer)
-            total += float(loss.detach())
-            progress.step(loss=float(loss.detach()))
+        loss = self.run_batches(stage_name, epoch, chunks, loss_of, optimizer)
         m.invalidate()
-        return total / max(1, len(chunks))
+        return loss
 
     def head_passes(self, stage_name, epoch):
         """Extra passes of Eq. 3 over the GLLM layer alone, on the slot states the epoch computed."""

@@ -26,7 +26,6 @@ tables at ``gat_id_learning_rate`` and the backbone's trainable part (``gat_trai
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from recbole_llm.models.graph_attentive_gpt2.corpus import Corpus
 from recbole_llm.training.staged import Stage, StagedTrainer
@@ -74,16 +73,8 @@ class GraphAttentiveGPT2Trainer(StagedTrainer):
 
     # ------------------------------------------------------------------------------------------
     def _steps(self, name, epoch, chunks, loss_of, optimizer):
-        progress = self.progress(name, len(chunks), epoch=epoch)
-        total = 0.0
         self.model.train()
-        for chunk in chunks:
-            optimizer.zero_grad()
-            loss = loss_of(chunk)
-            self.clip_and_step(loss, optimizer)
-            total += float(loss.detach())
-            progress.step(loss=float(loss.detach()))
-        return total / max(1, len(chunks))
+        return self.run_batches(name, epoch, chunks, loss_of, optimizer)
 
     def _pair_batches(self, pairs, batch_size, rng, limit=0):
         order = rng.permutation(len(pairs))

@@ -191,16 +191,11 @@ class HeLLMTrainer(StagedTrainer):
         chunks = [order[i : i + s.batch_size] for i in range(0, len(order), s.batch_size)]
         total_steps = s.epochs * self._steps_per_epoch
         warmup = int(round(s.warmup_epochs * self._steps_per_epoch))
-        progress = self.progress("finetune", len(chunks), unit="batches", epoch=epoch)
         torch.manual_seed(self.seed * 104729 + epoch)  # dropout stream per epoch (resume-safe)
-        total = 0.0
-        for step, chunk in enumerate(chunks):
+
+        def schedule(step):
             set_learning_rate(optimizer, warmup_cosine(epoch * self._steps_per_epoch + step, total_steps, warmup,
                                                        s.learning_rate, s.min_learning_rate))
-            batch = inter[torch.as_tensor(chunk)]
-            optimizer.zero_grad()
-            loss = m.calculate_loss(batch)
-            self.clip_and_step(loss, optimizer)
-            total += float(loss.detach())
-            progress.step(loss=float(loss.detach()))
-        return total / max(1, len(chunks))
+
+        return self.run_batches("finetune", epoch, chunks, lambda chunk: m.calculate_loss(inter[torch.as_tensor(chunk)]),
+                                optimizer, before_step=schedule)

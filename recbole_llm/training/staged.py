@@ -276,20 +276,10 @@ class StagedTrainer(Trainer):
             self._save_checkpoint(-1, verbose=verbose)
         losses, train_seconds, valid_seconds = [], 0.0, 0.0
         if stage.validate and stage.validate_initial and start_epoch == 0 and valid_data and eval_step > 0:
-            v0 = time.perf_counter()
-            valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
-            valid_seconds += time.perf_counter() - v0
-            self.best_valid_score, self.cur_step, _, update = early_stopping(
-                valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
-                bigger=self.valid_metric_bigger)
+            _, valid_score, seconds = self._validate(valid_data, -1, saved, verbose, show_progress, callback_fn)
+            valid_seconds += seconds
             self.logger.info(f"{self.label(stage.name)} before epoch 1: valid {self.config['valid_metric']} "
-                             f"{valid_score:.4f} ({time.perf_counter() - v0:.1f} s)")
-            if update:
-                if saved:
-                    self._save_checkpoint(-1, verbose=verbose)
-                self.best_valid_result = valid_result
-            if callback_fn:
-                callback_fn(-1, valid_score)
+                             f"{valid_score:.4f} ({seconds:.1f} s)")
         for epoch in range(start_epoch, stage.epochs):
             t0 = time.perf_counter()
             self.model.train()
@@ -309,21 +299,9 @@ class StagedTrainer(Trainer):
                 if saved:
                     self._save_checkpoint(epoch, verbose=verbose)
             elif (epoch + 1) % eval_step == 0 or epoch + 1 == stage.epochs:
-                v0 = time.perf_counter()
-                valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
-                valid_seconds += time.perf_counter() - v0
-                self.best_valid_score, self.cur_step, stop, update = early_stopping(
-                    valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
-                    bigger=self.valid_metric_bigger)
-                extra = f"valid {self.config['valid_metric']} {valid_score:.4f} ({time.perf_counter() - v0:.1f} s)"
-                if verbose:
-                    self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid_result))
-                if update:
-                    if saved:
-                        self._save_checkpoint(epoch, verbose=verbose)
-                    self.best_valid_result = valid_result
-                if callback_fn:
-                    callback_fn(epoch, valid_score)
+                stop, valid_score, seconds_v = self._validate(valid_data, epoch, saved, verbose, show_progress, callback_fn)
+                valid_seconds += seconds_v
+                extra = f"valid {self.config['valid_metric']} {valid_score:.4f} ({seconds_v:.1f} s)"
             epoch_log.epoch_done(epoch, loss, seconds, units=stage.units_per_epoch or None, extra=extra)
             self._save_latest(stage.name, epoch + 1, optimizer)
             self._write_state(epoch=epoch + 1)
@@ -333,6 +311,24 @@ class StagedTrainer(Trainer):
                 break
         return {"epochs": stage.epochs, "losses": losses, "train_seconds": train_seconds,
                 "valid_seconds": valid_seconds}
+
+    def _validate(self, valid_data, epoch, saved, verbose, show_progress, callback_fn):
+        """RecBole's validation after ``epoch`` (-1: before the first): early stopping, best-model
+        checkpoint, callback. Returns ``(stop, valid_score, seconds)``."""
+        v0 = time.perf_counter()
+        valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+        self.best_valid_score, self.cur_step, stop, update = early_stopping(
+            valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
+            bigger=self.valid_metric_bigger)
+        if verbose:
+            self.logger.info(set_color("valid result", "blue") + ": \n" + dict2str(valid_result))
+        if update:
+            if saved:
+                self._save_checkpoint(epoch, verbose=verbose)
+            self.best_valid_result = valid_result
+        if callback_fn:
+            callback_fn(epoch, valid_score)
+        return stop, valid_score, time.perf_counter() - v0
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         return self._epoch_stage.train_epoch(self, epoch_idx, self._epoch_optimizer)
@@ -377,13 +373,7 @@ class StagedTrainer(Trainer):
         with :attr:`grad_scaler` enabled the loss is scaled, the gradients unscaled before clipping,
         and a step whose gradients overflowed is skipped (the scale then shrinks)."""
         self._check_nan(loss)
-        scaler = self.grad_scaler
-        if not scaler.is_enabled():
-            loss.backward()
-            if self.clip_grad_norm:
-                clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
-            optimizer.step()
-            return
+        scaler = self.grad_scaler  # disabled: scale/unscale_/update do nothing, step calls optimizer.step()
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         if self.clip_grad_norm:

@@ -19,7 +19,7 @@ from recbole_llm.benchmark import stats
 from recbole_llm.benchmark.runner import run_plan
 from recbole_llm.benchmark.store import ResultsStore, make_owner
 from recbole_llm.benchmark.suite import (
-    SuiteError, config_key, canonical_config, list_suites, load_suite, parse_suite, plan_suite, select_runs,
+    SuiteError, config_key, canonical_config, list_suites, load_suite, load_suites, parse_suite, parse_suites, plan_suite, select_runs,
 )
 from recbole_llm.benchmark.tables import check_latex_structure, collect, efficiency_latex, to_latex, to_markdown
 
@@ -108,8 +108,8 @@ def test_shipped_suites_are_valid():
     names = {name for name, _, _ in list_suites()}
     assert {"cpu_ml100k", "glta_table2", "gat_gpt2_table", "hellm_table", "glta_ablation"} <= names
     for name in names:
-        suite = load_suite(name)
-        assert suite.columns and suite.seeds and suite.groups
+        for suite in load_suites(name):
+            assert suite.columns and suite.seeds and suite.groups
     glta = load_suite("glta_table2")
     assert glta.columns == ["precision@5", "precision@10", "ndcg@5", "ndcg@10"]
     assert glta.protocol["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]} and glta.protocol["eval_args"]["mode"] == "full"
@@ -139,6 +139,27 @@ def test_shipped_suites_are_valid():
 def test_bad_suites_get_clear_errors(change, message):
     with pytest.raises(SuiteError, match=message):
         parse_suite(suite_dict(**change))
+
+
+def test_a_suite_file_with_several_protocols_gives_one_suite_each():
+    base = suite_dict()
+    rs = base.pop("protocol")
+    loo = dict(rs, eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"})
+    raw = dict(base, protocols={"rs": dict(rs, label="random 80/10/10"), "loo": dict(loo, label="leave-one-out")})
+    suites = parse_suites(raw)
+    assert [(s.name, s.family, s.part) for s in suites] == [("tiny-rs", "tiny", "rs"), ("tiny-loo", "tiny", "loo")]
+    assert suites[1].protocol["eval_args"]["split"] == {"LS": "valid_and_test"}
+    assert suites[0].title == "Tiny suite (random 80/10/10)" and suites[0].groups == suites[1].groups
+    assert [s.part for s in parse_suites(raw, parts=["loo"])] == ["loo"]
+    with pytest.raises(SuiteError, match="no protocol"):
+        parse_suites(raw, parts=["kfold"])
+    with pytest.raises(SuiteError, match="either 'protocol' or 'protocols'"):
+        parse_suites(dict(raw, protocol=rs))
+    with pytest.raises(SuiteError, match="several protocols"):
+        parse_suite(raw)
+    # the shipped baseline suite runs both protocols the papers use
+    parts = load_suites("cpu_ml100k_baselines")
+    assert {s.part for s in parts} == {"rs", "loo"}
 
 
 def test_unknown_suite_name_lists_shipped_suites():

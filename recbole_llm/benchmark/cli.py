@@ -29,6 +29,8 @@ def _parser():
                         "or comma-separated")
     p.add_argument("--skip", action="append", default=[], metavar="PATTERN", help="skip matching runs (as --only)")
     p.add_argument("--seeds", help="comma-separated seeds replacing the suite's")
+    p.add_argument("--protocol", help="for a suite with several protocols: comma-separated keys to run "
+                                      "(default: all of them, one after the other)")
     p.add_argument("--tables-only", action="store_true", help="write tables and plots from the store; run nothing")
     p.add_argument("--list", action="store_true", help="list the shipped suites")
     p.add_argument("--no-retry-failed", action="store_true", help="leave failed runs failed")
@@ -46,7 +48,7 @@ def _print_list():
 
     print("Benchmark suites (properties/benchmarks):")
     for name, path, title in list_suites():
-        print(f"  {name:<18} {title}")
+        print(f"  {name:<22} {title}")
     print("\nRun one with: recbole-llm benchmark --suite NAME [--dry-run]")
 
 
@@ -111,7 +113,7 @@ def _plan_lines(plan, store=None, rows=None):
 
 def main(argv=None):
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    from recbole_llm.benchmark.suite import SuiteError, load_suite, plan_suite, select_runs
+    from recbole_llm.benchmark.suite import SuiteError, load_suites
 
     if args.list:
         _print_list()
@@ -120,17 +122,30 @@ def main(argv=None):
         print("recbole-llm benchmark: --suite NAME is required (see --list).", file=sys.stderr)
         return 2
     try:
-        suite = load_suite(args.suite)
+        parts = [p.strip() for p in args.protocol.split(",") if p.strip()] if args.protocol else None
+        suites = load_suites(args.suite, parts=parts)
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
     except (SuiteError, ValueError) as exc:
         print(f"recbole-llm benchmark: {exc}", file=sys.stderr)
         return 2
+    codes = []
+    for suite in suites:
+        results_dir = Path(args.results_dir or Path("benchmarks") / "results" / (suite.family or suite.name))
+        if suite.part:
+            results_dir = results_dir / suite.part
+        codes.append(_run_suite(args, suite, seeds, results_dir))
+        if codes[-1] == 130:
+            break
+    return max(codes)
 
+
+def _run_suite(args, suite, seeds, results_dir):
+    """Plan, run (or list) one suite and write its tables; the CLI's exit code."""
+    from recbole_llm.benchmark.suite import plan_suite, select_runs
     from recbole_llm.benchmark.runner import run_plan
     from recbole_llm.benchmark.store import ResultsStore
     from recbole_llm.benchmark.tables import write_tables
 
-    results_dir = Path(args.results_dir or Path("benchmarks") / "results" / suite.name)
     print(f"suite {suite.name}: {suite.title}")
     print(f"results: {results_dir}")
     plan = plan_suite(suite, seeds=seeds)

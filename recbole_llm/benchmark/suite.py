@@ -38,6 +38,11 @@ A suite is models x datasets x seeds under one evaluation protocol. Format (all 
     main_table: true
     allow_protocol_override: false
 
+A file may give ``protocols`` (a mapping ``part -> {label: ..., eval_args: ..., metrics: ...}``)
+instead of ``protocol``: it then holds one suite per protocol, named ``<name>-<part>``, that
+share everything else (e.g. random 80/10/10 and leave-one-out on the same models); each part
+has its own results folder ``<results>/<part>``.
+
 Precedence of a run's config (later wins): ``config`` < dataset ``config`` <
 ``model_config[model]`` < variant ``config`` < ``protocol`` < ``seed``.
 """
@@ -82,7 +87,7 @@ VOLATILE_KEYS = frozenset({
 _TOP_KEYS = {
     "name", "title", "paper", "description", "seeds", "protocol", "columns", "metric_labels",
     "config", "config_files", "datasets", "groups", "model_config", "tables", "figures",
-    "main_table", "allow_protocol_override", "decimals", "notes",
+    "main_table", "allow_protocol_override", "decimals", "notes", "protocols",
 }
 _GROUP_KEYS = {"name", "ours", "models"}
 _VARIANT_KEYS = {"label", "model", "config", "config_files", "datasets", "note"}
@@ -184,6 +189,8 @@ class Suite:
     allow_protocol_override: bool = False
     decimals: int = 4
     notes: str = ""
+    family: str = ""  # the file's suite name when it holds several protocols
+    part: str = ""  # this suite's protocol key in that file
 
     @property
     def variants(self):
@@ -350,20 +357,65 @@ def _metric_key(m, where):
     return lname
 
 
-def load_suite(name_or_path):
-    """Load and validate a suite; raises :class:`SuiteError` with a precise message."""
+def load_suites(name_or_path, parts=None):
+    """The suites of one file: one, or one per protocol of a ``protocols`` file (``parts``
+    selects some by key); raises :class:`SuiteError` with a precise message."""
     path = find_suite(name_or_path)
     try:
         raw = _load_yaml(path)
     except yaml.YAMLError as exc:
         raise SuiteError(f"{path}: not valid YAML: {exc}") from None
-    return parse_suite(raw, path)
+    return parse_suites(raw, path, parts=parts)
+
+
+def load_suite(name_or_path):
+    """Load and validate a single-protocol suite (see :func:`load_suites` for the others)."""
+    suites = load_suites(name_or_path)
+    if len(suites) != 1:
+        raise SuiteError(f"{name_or_path}: holds {len(suites)} protocols ({', '.join(s.part for s in suites)}); "
+                         "load it with load_suites(), or choose one with --protocol")
+    return suites[0]
+
+
+def parse_suites(raw, path="<dict>", parts=None):
+    """``[Suite]`` of a suite file: itself, or one per entry of its ``protocols`` mapping."""
+    where = str(path)
+    if not isinstance(raw, dict) or "protocols" not in raw:
+        if parts:
+            _err(where, f"has a single protocol; --protocol {','.join(parts)} does not apply")
+        return [parse_suite(raw, path)]
+    if "protocol" in raw:
+        _err(where, "give either 'protocol' or 'protocols', not both")
+    protocols = _mapping(raw["protocols"], f"{where}: protocols")
+    if not protocols:
+        _err(f"{where}: protocols", "empty mapping; give at least one protocol")
+    unknown = sorted(set(parts or ()) - set(protocols))
+    if unknown:
+        _err(where, f"no protocol {unknown}; it has {sorted(protocols)}")
+    family = raw.get("name") or (Path(path).stem if path != "<dict>" else None)
+    suites = []
+    for key, spec in protocols.items():
+        if parts and key not in parts:
+            continue
+        w = f"{where}: protocols.{key}"
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(key)):
+            _err(w, "protocol keys must be letters, digits, '_', '-', '.'")
+        spec = dict(_mapping(spec, w))
+        label = str(spec.pop("label", key))
+        one = {k: v for k, v in raw.items() if k != "protocols"}
+        one.update(name=f"{family}-{key}", title=f"{raw.get('title') or family} ({label})", protocol=spec)
+        suite = parse_suite(one, path)
+        suite.family, suite.part = str(family), str(key)
+        suites.append(suite)
+    return suites
 
 
 def parse_suite(raw, path="<dict>"):
     where = str(path)
     if raw is None:
         _err(where, "empty suite file")
+    if "protocols" in raw:
+        _err(where, "holds several protocols; parse it with parse_suites()")
     _check_keys(raw, _TOP_KEYS, where)
     name = raw.get("name") or (Path(path).stem if path != "<dict>" else None)
     if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):

@@ -1,5 +1,7 @@
 """RecBole's distributed path through our CLI/API, on CPU with the gloo backend (2 processes)."""
 
+import json
+
 import pytest
 
 from recbole_llm.quick_start import run_recbole_llm
@@ -54,3 +56,58 @@ def test_graph_attentive_gpt2_ddp_evaluation_equals_single_process(tmp_path, mon
     # metrics to 4 decimals before the weighted all-reduce, hence up to ~1e-4 of rounding difference
     for key, value in single["test_result"].items():
         assert multi["test_result"][key] == pytest.approx(float(value), abs=1.5e-4), key
+
+
+# --------------------------------------------------------------------------- staged LLM trainers
+def test_staged_trainer_shards_chunks_round_robin_with_equal_counts():
+    from recbole_llm.training.staged import StagedTrainer
+
+    class FakeWorld(StagedTrainer):  # only the sharding arithmetic: no process group needed
+        world_size, rank = 3, 0
+
+    chunks = list("abcdefg")
+    shares = []
+    for rank in range(3):
+        t = object.__new__(FakeWorld)
+        t.rank = rank
+        shares.append(t.shard(chunks))
+    assert [len(s) for s in shares] == [3, 3, 3]  # padded: every rank takes the same number of steps
+    assert sorted({i for s in shares for i, _ in s}) == list(range(7))  # every chunk is trained
+    assert shares[1] == [(1, "b"), (4, "e"), (0, "a")]  # global indices go to schedules
+    single = object.__new__(StagedTrainer)
+    single.config = {"single_spec": True}
+    assert single.shard(chunks) == list(enumerate(chunks))
+
+
+def test_glta_ddp_shards_users_and_keeps_ranks_identical(tmp_path):
+    """Two ranks train GLTA on their halves of the users with averaged gradients. Evaluation is
+    sharded by user, each rank scoring its users with its own weights, so the DDP test metrics equal
+    a single process evaluating rank 0's final weights only if both ranks hold the same weights."""
+    import torch
+
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_llm.config import Config
+    from recbole_llm.utils import get_model, get_trainer
+    from conftest import glta_tiny_config, tiny_llm_env
+
+    with tiny_llm_env(tmp_path):
+        cfg = glta_tiny_config(tmp_path, metric_decimal_place=12, glta_ua_epochs=3, glta_ia_epochs=1)
+        multi = run_recbole_llm("GLTA", "tiny", config_dict=dict(cfg), saved=False, nproc=2, port="29661")
+        assert multi is not None
+        [run_dir] = (tmp_path / "saved").glob("GLTA-tiny-*")
+        blob = torch.load(run_dir / "latest.pth", weights_only=False)
+        state = json.loads((run_dir / "state.json").read_text())
+        assert state["finished"] and state["completed"][-1] == "user_item"
+
+        config = Config(model="GLTA", dataset="tiny", config_dict=dict(cfg))
+        init_seed(config["seed"], config["reproducibility"])  # the same split as the run's
+        train, valid, test = data_preparation(config, create_dataset(config))
+        model = get_model("GLTA")(config, train._dataset)
+        model.load_state_dict(blob["state_dict"])
+        model.load_other_parameter(blob["other_parameter"])
+        single = get_trainer(config["MODEL_TYPE"], "GLTA")(config, model).evaluate(test, load_best_model=False)
+    assert set(single) == set(multi["test_result"])
+    for key, value in single.items():
+        assert multi["test_result"][key] == pytest.approx(float(value), abs=1e-6), key

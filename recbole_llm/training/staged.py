@@ -18,6 +18,11 @@ GraphAttentiveGPT2: three; HeLLM: two) subclasses :class:`StagedTrainer` and ret
   model's settings (except epoch counts, batch sizes and file paths of reused artefacts), the
   dataset, seed, split settings and the training/validation interactions. ``stage_resume: False``
   starts over; a finished run starts over when launched again (its caches make that cheaper).
+* **Distributed** (RecBole's DDP, ``--nproc``): every rank builds the same chunk list from the
+  same seed; :meth:`run_batches` gives each rank its round-robin share (padded so that all ranks
+  take the same number of steps), gradients are averaged across ranks before clipping and the
+  step, so the ranks' weights stay identical; state and checkpoints are written by rank 0 only;
+  evaluation tells the model which users its shard will ask for (``set_scoring_users``).
 * **Logging and statistics**: one line per epoch of every stage (loss, speed, ETA), progress
   lines inside long epochs (:class:`~recbole_llm.training.progress.StepProgress`), and per stage
   ``stage_times`` / ``stage_stats`` (seconds, peak RSS, the stage's own counters), which
@@ -38,6 +43,7 @@ from typing import Callable, Optional
 from recbole.trainer import Trainer
 from recbole.utils import dict2str, early_stopping, set_color
 import torch
+import torch.distributed as dist
 from torch.nn.utils.clip_grad import clip_grad_norm_
 
 from recbole_llm.graph.interactions import interaction_fingerprint
@@ -143,9 +149,12 @@ class StagedTrainer(Trainer):
 
     def _write_state(self, **changes):
         self._state.update(changes)
-        write_json_atomic(self._state, self.run_dir / "state.json")
+        if self.rank == 0:
+            write_json_atomic(self._state, self.run_dir / "state.json")
 
     def _save_latest(self, stage, next_epoch, optimizer=None):
+        if self.rank != 0:
+            return
         m = self.model
         save_atomic({
             "stage": stage,
@@ -187,8 +196,11 @@ class StagedTrainer(Trainer):
         self.run_dir = Path(self.checkpoint_dir) / f"{self.model_name}-{self.config['dataset']}-{key}"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state_file = self.run_dir / "state.json"
+        state = None
         if self.resume and state_file.is_file():
             state = read_json_checked(state_file, f"{self.model_name}'s run state", self._restart_hint())
+        self.barrier()  # every rank has read the state before rank 0 may replace it
+        if state is not None:
             if not state.get("finished"):
                 blob = self._load_latest()
                 if blob is not None or not state.get("completed"):
@@ -205,6 +217,90 @@ class StagedTrainer(Trainer):
                        "saved_model_file": self.saved_model_file}
         self._write_state()
         return None
+
+    # ------------------------------------------------------------------------------------------
+    # distributed training (RecBole's DDP)
+    # ------------------------------------------------------------------------------------------
+    @property
+    def distributed(self) -> bool:
+        return not self.config["single_spec"] and dist.is_available() and dist.is_initialized()
+
+    @property
+    def world_size(self) -> int:
+        return dist.get_world_size() if self.distributed else 1
+
+    @property
+    def rank(self) -> int:
+        return dist.get_rank() if self.distributed else 0
+
+    def barrier(self):
+        if self.distributed:
+            dist.barrier()
+
+    def shard(self, items) -> list:
+        """``[(index, item)]``: this rank's round-robin share of ``items`` (a list every rank built
+        identically), padded by wrapping around so that every rank gets the same number (as
+        ``DistributedSampler`` does); all of ``items`` in one process."""
+        items = list(items)
+        n, w = len(items), self.world_size
+        if w == 1 or n == 0:
+            return list(enumerate(items))
+        total = -(-n // w) * w
+        return [(i % n, items[i % n]) for i in range(self.rank, total, w)]
+
+    def all_gather_objects(self, obj) -> list:
+        """``[obj of rank 0, obj of rank 1, ...]`` (``[obj]`` in one process)."""
+        if not self.distributed:
+            return [obj]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def all_reduce_mean(self, value: float) -> float:
+        if not self.distributed:
+            return value
+        t = torch.tensor([float(value)], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world_size
+
+    def all_reduce_gradients(self, optimizer):
+        """Average the gradients of ``optimizer``'s parameters over the ranks (a parameter without a
+        gradient on one rank counts as zero there), in one flat buffer per dtype and device."""
+        if not self.distributed:
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+        buckets = {}
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            buckets.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
+        world = self.world_size
+        for grads in buckets.values():
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat)
+            flat /= world
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+
+    def _scoring_users(self, eval_data):
+        """The users RecBole's distributed sampler gives this rank in ``eval_data`` (None: all)."""
+        if not self.distributed:
+            return None
+        sampler, uid_list = getattr(eval_data, "sampler", None), getattr(eval_data, "uid_list", None)
+        if sampler is None or uid_list is None:
+            return None
+        return sorted({int(uid_list[i]) for i in sampler})
+
+    def _tell_scoring_users(self, eval_data):
+        hint = getattr(self.model, "set_scoring_users", None)
+        if hint is not None:
+            hint(self._scoring_users(eval_data))
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        self._tell_scoring_users(valid_data)
+        return super()._valid_epoch(valid_data, show_progress=show_progress)
 
     # ------------------------------------------------------------------------------------------
     # stage bookkeeping
@@ -355,26 +451,29 @@ class StagedTrainer(Trainer):
         """One pass of an epoch stage over ``chunks``: ``loss_of(chunk)``, backward, clipping, step,
         progress lines; returns the mean loss. ``before_step(step)`` runs before each step (e.g. a
         learning-rate schedule)."""
-        progress = self.progress(stage_name, len(chunks), epoch=epoch)
+        mine = self.shard(chunks)  # all of them in one process; this rank's share under DDP
+        progress = self.progress(stage_name, len(mine), epoch=epoch)
         total = 0.0
-        for step, chunk in enumerate(chunks):
+        for index, chunk in mine:
             if before_step is not None:
-                before_step(step)
+                before_step(index)
             optimizer.zero_grad()
             loss = loss_of(chunk)
             self.clip_and_step(loss, optimizer)
             value = float(loss.detach())
             total += value
             progress.step(loss=value)
-        return total / max(1, len(chunks))
+        return self.all_reduce_mean(total / max(1, len(mine)))
 
     def clip_and_step(self, loss, optimizer):
         """``backward``, RecBole's gradient clipping and NaN check, ``step`` (for ``train_epoch``);
         with :attr:`grad_scaler` enabled the loss is scaled, the gradients unscaled before clipping,
-        and a step whose gradients overflowed is skipped (the scale then shrinks)."""
+        and a step whose gradients overflowed is skipped (the scale then shrinks). Under DDP the
+        (scaled) gradients are averaged over the ranks first, so every rank takes the same step."""
         self._check_nan(loss)
         scaler = self.grad_scaler  # disabled: scale/unscale_/update do nothing, step calls optimizer.step()
         scaler.scale(loss).backward()
+        self.all_reduce_gradients(optimizer)
         scaler.unscale_(optimizer)
         if self.clip_grad_norm:
             clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
@@ -384,5 +483,6 @@ class StagedTrainer(Trainer):
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and not (model_file or os.path.isfile(self.saved_model_file)):
             load_best_model = False  # nothing saved (e.g. saved=False or epochs=0): evaluate the current state
+        self._tell_scoring_users(eval_data)
         return super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
                                 show_progress=show_progress)

@@ -107,6 +107,7 @@ class GLTA(GeneralRecommender):
         self._stores: dict[str, PrefixKVStore] = {}
         self._score_cache_key = None
         self._score_cache = None
+        self._scoring_users = None  # under DDP: the users this rank's evaluation shard asks for
         self._recent_scores: dict = {}  # content hash -> scores of the last few parameter states
         self._content_key = None  # content hash of the current state, when known (after a load)
         self.score_computations = 0  # all-user scorings done (tests, logs)
@@ -443,12 +444,17 @@ class GLTA(GeneralRecommender):
             return first_logit_scores(logits)
         return first_k_scores(logits, self.excluded_items([int(u) for u in users]), self.infer_slots)
 
+    def set_scoring_users(self, users):
+        """Score only ``users`` (this rank's share of an evaluation under DDP; None: every user).
+        The trainer calls it before each evaluation; other users' rows stay ``-inf``."""
+        self._scoring_users = tuple(users) if users is not None else None
+
     def _version_key(self):
         """Cheap key of the current state: the explicit version counter plus each tensor's autograd
         version (bumped by every in-place change, ``no_grad`` included) and storage."""
         tensors = list(self.parameters()) + list(self.buffers())
         return (self.parameter_version, tuple((t.data_ptr(), t._version) for t in tensors),
-                self.inference, self.infer_slots, self.history_len, len(self.user_profiles))
+                self.inference, self.infer_slots, self.history_len, len(self.user_profiles), self._scoring_users)
 
     def _state_hash(self):
         """Content hash of the state (one pass over every tensor: used on loads and once per new
@@ -467,14 +473,15 @@ class GLTA(GeneralRecommender):
         key = self._version_key()
         if self._score_cache is not None and self._score_cache_key == key:
             return self._score_cache
-        if self._content_key is not None and self._content_key in self._recent_scores:
+        recent_key = (self._content_key, self._scoring_users)
+        if self._content_key is not None and recent_key in self._recent_scores:
             # e.g. the best epoch reloaded for the test evaluation
-            self._score_cache, self._score_cache_key = self._recent_scores[self._content_key], key
+            self._score_cache, self._score_cache_key = self._recent_scores[recent_key], key
             return self._score_cache
         was_training = self.training
         self.eval()
         scores = torch.full((self.n_users, self.n_items), float("-inf"))
-        users = [u for u in range(1, self.n_users)]
+        users = [u for u in (self._scoring_users or range(1, self.n_users)) if u > 0]
         users.sort(key=lambda u: (len(self.inference_history(u)), u))  # similar lengths batch together
         start = time.perf_counter()
         batch = self.settings.eval_batch_size
@@ -485,7 +492,7 @@ class GLTA(GeneralRecommender):
         self.train(was_training)
         self._score_cache, self._score_cache_key = scores, key
         self.score_computations += 1
-        self._recent_scores[self._content_key or self._state_hash()] = scores
+        self._recent_scores[(self._content_key or self._state_hash(), self._scoring_users)] = scores
         while len(self._recent_scores) > self.settings.score_cache_states:
             self._recent_scores.pop(next(iter(self._recent_scores)))
         return scores

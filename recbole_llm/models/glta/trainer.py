@@ -143,6 +143,8 @@ class GLTATrainer(StagedTrainer):
         passes = self.s.head_epochs
         if passes <= 0 or not log:
             return None
+        if self.distributed:  # every rank fits the head on the slot states of all ranks: same steps
+            log = [entry for part in self.all_gather_objects([tuple(t.cpu() for t in e) for e in log]) for entry in part]
         x = torch.cat([h for h, _, _ in log]).to(m.gllm.bias.device)
         y = torch.cat([t for _, t, _ in log]).to(x.device)
         w = torch.cat([v for _, _, v in log]).to(x.device)
@@ -232,11 +234,16 @@ class GLTATrainer(StagedTrainer):
             instructions.append(s.prediction_instruction)
             kinds.append("prediction")
         stats = GenerationStats()
-        progress = self.progress("generate", len(users), unit="users")
-        answers = generate_answers(
-            m.backbone, contexts, instructions, max_new_tokens=s.gen_max_new_tokens, batch_size=s.gen_batch_size,
-            chat=s.gen_chat_template, system=s.gen_system_prompt or None, cache=s.gen_cache,
-            progress=progress.step, stats=stats)
+        mine = self.shard(range(len(users)))  # under DDP each rank writes its share, then all gather
+        progress = self.progress("generate", len(mine), unit="users")
+        mine_answers = generate_answers(
+            m.backbone, [contexts[i] for i, _ in mine], instructions, max_new_tokens=s.gen_max_new_tokens,
+            batch_size=s.gen_batch_size, chat=s.gen_chat_template, system=s.gen_system_prompt or None,
+            cache=s.gen_cache, progress=progress.step, stats=stats)
+        answers = [None] * len(users)
+        for part in self.all_gather_objects([(i, row) for (i, _), row in zip(mine, mine_answers)]):
+            for i, row in part:
+                answers[i] = row
         profiles, predictions = [""] * m.n_users, [""] * m.n_users
         for u, row in zip(users, answers):
             for kind, text in zip(kinds, row):

@@ -21,10 +21,14 @@ The measured breakages are listed in ``shared/notes/recbole-1.2.1-on-current-sta
 3. scipy 1.17's ``dok_matrix`` has no ``_update`` (LightGCN, NGCF, GCMC, SpectralCF, NCL, KGIN,
    MCCLK build their adjacency with it). We add it back with its old meaning (bulk dict update).
 4. RecBole wraps models in ``DistributedDataParallel(model, device_ids=[local_rank])``, which
-   torch rejects for CPU modules; on CPU (gloo) the wrapper drops ``device_ids``.
+   torch rejects for CPU modules; on CPU (gloo) the wrapper drops ``device_ids``. Its initial
+   broadcast also fails on sparse buffers ("No support for sparse tensors"); they are skipped.
 5. pandas 3: ``Series.agg(len)`` returns the length of the whole Series, and chained
    ``feat[field].fillna(..., inplace=True)`` is a no-op under copy-on-write (NaNs silently kept).
    The affected RecBole methods are recompiled with ``.map(len)`` and assignment-form ``fillna``.
+6. ``recbole.utils.ensure_dir`` checks ``os.path.exists`` and then calls ``os.makedirs``: two DDP
+   ranks starting together race (``FileExistsError: './log'``). The modules that imported it get
+   a version with ``exist_ok=True`` (same meaning, no race).
 """
 
 import inspect
@@ -109,14 +113,21 @@ def _scipy_dok_update():
 
 def _cpu_ddp():
     import recbole.trainer.trainer as tr
+    import torch
     from torch.nn.parallel import DistributedDataParallel
 
     if getattr(tr.DistributedDataParallel, "__recbole_llm_compat__", False):
         return
 
     def cpu_aware_ddp(module, device_ids=None, **kwargs):
-        """RecBole's DDP wrapping, valid for CPU modules too (gloo backend)."""
+        """RecBole's DDP wrapping, valid for CPU modules too (gloo backend). Sparse buffers (graph
+        adjacencies that every rank builds identically from the training split) are left out of the
+        initial broadcast, which torch cannot do for sparse tensors."""
         on_cpu = all(p.device.type == "cpu" for p in module.parameters())
+        sparse = [name for name, t in list(module.named_parameters()) + list(module.named_buffers())
+                  if t.layout != torch.strided]
+        if sparse:
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, sparse)
         return DistributedDataParallel(module, device_ids=None if on_cpu else device_ids, **kwargs)
 
     cpu_aware_ddp.__recbole_llm_compat__ = True
@@ -168,6 +179,32 @@ def _pandas3_dataset_methods():
     _rewrite_method(KnowledgeBasedDataset, "_reset_ent_remapID", 1)  # agg(len)
 
 
+def _ensure_dir_race():
+    import os
+
+    import recbole.data.dataset.dataset as dataset_module
+    import recbole.data.utils as data_utils
+    import recbole.trainer.trainer as trainer_module
+    import recbole.utils as utils_package
+    import recbole.utils.logger as logger_module
+    import recbole.utils.utils as utils_module
+
+    original = utils_module.ensure_dir
+    if getattr(original, "__recbole_llm_compat__", False):
+        return
+    if "os.makedirs(dir_path)" not in inspect.getsource(original):
+        raise RuntimeError("recbole.utils.utils.ensure_dir changed; review recbole_llm.compat._ensure_dir_race")
+
+    def ensure_dir(dir_path):
+        os.makedirs(dir_path, exist_ok=True)
+
+    ensure_dir.__doc__ = original.__doc__
+    ensure_dir.__recbole_llm_compat__ = True
+    for module in (utils_module, utils_package, logger_module, trainer_module, data_utils, dataset_module):
+        if getattr(module, "ensure_dir", None) is original:
+            module.ensure_dir = ensure_dir
+
+
 def apply():
     """Apply every fix once (idempotent)."""
     global _APPLIED
@@ -181,4 +218,5 @@ def apply():
         _pandas3_dataset_methods()
         _torch_checkpoint_load()
         _cpu_ddp()
+        _ensure_dir_race()
     _APPLIED = True

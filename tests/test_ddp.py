@@ -79,10 +79,34 @@ def test_staged_trainer_shards_chunks_round_robin_with_equal_counts():
     assert single.shard(chunks) == list(enumerate(chunks))
 
 
-def test_glta_ddp_shards_users_and_keeps_ranks_identical(tmp_path):
-    """Two ranks train GLTA on their halves of the users with averaged gradients. Evaluation is
+def _glta_config(root):
+    from conftest import glta_tiny_config
+
+    return glta_tiny_config(root, glta_ua_epochs=3, glta_ia_epochs=1)
+
+
+def _gat_config(root):
+    from test_graph_attentive_gpt2 import gat_config
+
+    return gat_config(root, gat_finetune_epochs=3)
+
+
+def _hellm_config(root):
+    from test_hellm import tiny_config
+
+    return tiny_config(root, hellm_epochs=3)
+
+
+@pytest.mark.parametrize("model, make_config, port", [
+    ("GLTA", _glta_config, "29661"),
+    ("GraphAttentiveGPT2", _gat_config, "29662"),
+    ("HeLLM", _hellm_config, "29663"),
+])
+def test_staged_llm_model_trains_under_ddp_with_identical_ranks(tmp_path, model, make_config, port):
+    """Two ranks train on their shares of the batches with averaged gradients. Evaluation is
     sharded by user, each rank scoring its users with its own weights, so the DDP test metrics equal
-    a single process evaluating rank 0's final weights only if both ranks hold the same weights."""
+    a single process evaluating rank 0's final weights only if both ranks hold the same weights
+    (without the gradient all-reduce they differ)."""
     import torch
 
     from recbole.data import create_dataset, data_preparation
@@ -90,24 +114,23 @@ def test_glta_ddp_shards_users_and_keeps_ranks_identical(tmp_path):
 
     from recbole_llm.config import Config
     from recbole_llm.utils import get_model, get_trainer
-    from conftest import glta_tiny_config, tiny_llm_env
+    from conftest import tiny_llm_env
 
     with tiny_llm_env(tmp_path):
-        cfg = glta_tiny_config(tmp_path, metric_decimal_place=12, glta_ua_epochs=3, glta_ia_epochs=1)
-        multi = run_recbole_llm("GLTA", "tiny", config_dict=dict(cfg), saved=False, nproc=2, port="29661")
+        cfg = dict(make_config(tmp_path), metric_decimal_place=12)
+        multi = run_recbole_llm(model, "tiny", config_dict=dict(cfg), saved=False, nproc=2, port=port)
         assert multi is not None
-        [run_dir] = (tmp_path / "saved").glob("GLTA-tiny-*")
+        [run_dir] = (tmp_path / "saved").glob(f"{model}-tiny-*")
         blob = torch.load(run_dir / "latest.pth", weights_only=False)
-        state = json.loads((run_dir / "state.json").read_text())
-        assert state["finished"] and state["completed"][-1] == "user_item"
+        assert json.loads((run_dir / "state.json").read_text())["finished"]
 
-        config = Config(model="GLTA", dataset="tiny", config_dict=dict(cfg))
+        config = Config(model=model, dataset="tiny", config_dict=dict(cfg))
         init_seed(config["seed"], config["reproducibility"])  # the same split as the run's
         train, valid, test = data_preparation(config, create_dataset(config))
-        model = get_model("GLTA")(config, train._dataset)
-        model.load_state_dict(blob["state_dict"])
-        model.load_other_parameter(blob["other_parameter"])
-        single = get_trainer(config["MODEL_TYPE"], "GLTA")(config, model).evaluate(test, load_best_model=False)
+        net = get_model(model)(config, train._dataset)
+        net.load_state_dict(blob["state_dict"])
+        net.load_other_parameter(blob["other_parameter"])
+        single = get_trainer(config["MODEL_TYPE"], model)(config, net).evaluate(test, load_best_model=False)
     assert set(single) == set(multi["test_result"])
     for key, value in single.items():
         assert multi["test_result"][key] == pytest.approx(float(value), abs=1e-6), key

@@ -60,6 +60,27 @@ def test_scipy_dok_update_restored():
     assert A.toarray()[0, 1] == 1.0 and A.toarray()[2, 2] == 3.0 and A.nnz == 2
 
 
+def test_ensure_dir_tolerates_a_folder_made_meanwhile(tmp_path, monkeypatch):
+    """Two DDP ranks start together: one creates ./log between the other's exists() check and its
+    makedirs(); RecBole's ensure_dir then raised FileExistsError."""
+    import os
+
+    import recbole.utils.logger as logger_module
+
+    real_exists = os.path.exists
+    target = tmp_path / "log"
+
+    def racing_exists(path):  # the other rank wins the race right after this check
+        result = real_exists(path)
+        if str(path) == str(target):
+            target.mkdir(exist_ok=True)
+        return result
+
+    monkeypatch.setattr(os.path, "exists", racing_exists)
+    logger_module.ensure_dir(str(target))
+    assert target.is_dir()
+
+
 def test_blank_float_filled_and_token_seq_lengths(tmp_path, monkeypatch):
     """pandas 3: RecBole's inplace fillna was a no-op and agg(len) measured the whole column."""
     monkeypatch.chdir(tmp_path)

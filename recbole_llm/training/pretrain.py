@@ -27,6 +27,7 @@ from recbole.trainer import Trainer
 from recbole_llm.errors import ConfigError, TrainingDataMismatchError
 from recbole_llm.graph.interactions import interaction_fingerprint
 from recbole_llm.paths import cache_dir
+from recbole_llm.training import distributed
 from recbole_llm.training.checkpoint import load_checked, save_atomic
 from recbole_llm.training.progress import EpochLog
 
@@ -163,10 +164,13 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
     net = model_class(sub, train_data.dataset).to(sub["device"])
     trainer = _LoggedTrainer(sub, net, label=f"{label} ({model})")
     best, best_result = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
-    if valid_data is not None and Path(trainer.saved_model_file).is_file():
-        state = load_checked(trainer.saved_model_file, f"{label}: best {model} epoch", remedy)
+    # under DDP only rank 0 saved the best epoch (its file name has rank 0's clock): every rank loads that file
+    distributed.barrier()
+    best_file = distributed.broadcast_object(trainer.saved_model_file)
+    if valid_data is not None and Path(best_file).is_file():
+        state = load_checked(best_file, f"{label}: best {model} epoch", remedy)
         net.load_state_dict(state["state_dict"])
-    if use_cache:
+    if use_cache and distributed.rank() == 0:
         save_atomic({"state_dict": net.state_dict(), "train_fingerprint": train_fp, "valid_fingerprint": valid_fp,
                      "best_valid_score": best, "best_valid_result": dict(best_result or {}),
                      "settings": _plain(keep)}, cache_file)

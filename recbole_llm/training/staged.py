@@ -43,11 +43,11 @@ from typing import Callable, Optional
 from recbole.trainer import Trainer
 from recbole.utils import dict2str, early_stopping, set_color
 import torch
-import torch.distributed as dist
 from torch.nn.utils.clip_grad import clip_grad_norm_
 
 from recbole_llm.graph.interactions import interaction_fingerprint
 from recbole_llm.memory import peak_rss_mb, reset_peak_rss
+from recbole_llm.training import distributed as collective
 from recbole_llm.training.checkpoint import load_checked, read_json_checked, save_atomic, write_json_atomic
 from recbole_llm.training.progress import EpochLog, StepProgress
 
@@ -223,19 +223,18 @@ class StagedTrainer(Trainer):
     # ------------------------------------------------------------------------------------------
     @property
     def distributed(self) -> bool:
-        return not self.config["single_spec"] and dist.is_available() and dist.is_initialized()
+        return collective.active(self.config)
 
     @property
     def world_size(self) -> int:
-        return dist.get_world_size() if self.distributed else 1
+        return collective.world_size() if self.distributed else 1
 
     @property
     def rank(self) -> int:
-        return dist.get_rank() if self.distributed else 0
+        return collective.rank() if self.distributed else 0
 
     def barrier(self):
-        if self.distributed:
-            dist.barrier()
+        collective.barrier()
 
     def shard(self, items) -> list:
         """``[(index, item)]``: this rank's round-robin share of ``items`` (a list every rank built
@@ -248,41 +247,12 @@ class StagedTrainer(Trainer):
         total = -(-n // w) * w
         return [(i % n, items[i % n]) for i in range(self.rank, total, w)]
 
-    def all_gather_objects(self, obj) -> list:
-        """``[obj of rank 0, obj of rank 1, ...]`` (``[obj]`` in one process)."""
-        if not self.distributed:
-            return [obj]
-        out = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
-
-    def all_reduce_mean(self, value: float) -> float:
-        if not self.distributed:
-            return value
-        t = torch.tensor([float(value)], dtype=torch.float64)
-        dist.all_reduce(t)
-        return float(t.item()) / self.world_size
+    all_gather_objects = staticmethod(collective.all_gather_objects)
+    all_reduce_mean = staticmethod(collective.all_reduce_mean)
 
     def all_reduce_gradients(self, optimizer):
-        """Average the gradients of ``optimizer``'s parameters over the ranks (a parameter without a
-        gradient on one rank counts as zero there), in one flat buffer per dtype and device."""
-        if not self.distributed:
-            return
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
-        buckets = {}
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            buckets.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
-        world = self.world_size
-        for grads in buckets.values():
-            flat = torch.cat([g.reshape(-1) for g in grads])
-            dist.all_reduce(flat)
-            flat /= world
-            offset = 0
-            for g in grads:
-                g.copy_(flat[offset : offset + g.numel()].view_as(g))
-                offset += g.numel()
+        """Average the gradients of ``optimizer``'s parameters over the ranks."""
+        collective.all_reduce_gradients([p for group in optimizer.param_groups for p in group["params"]])
 
     def _scoring_users(self, eval_data):
         """The users RecBole's distributed sampler gives this rank in ``eval_data`` (None: all)."""

@@ -78,7 +78,7 @@ def metric_rows(models: dict, columns, extra=()) -> list[str]:
 
 def write_report(report: dict, out, to_markdown) -> str:
     """Write ``report`` to ``out`` (JSON) and ``to_markdown(report)`` beside it (``.md``); return the markdown."""
-    report.setdefault("loadavg_end", os.getloadavg())
+    report["loadavg_end"] = os.getloadavg()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=str) + "\n")

@@ -64,7 +64,7 @@ def main(argv=None):
         entry, _ = run_model(name, "ml-100k", {**protocol, **extra})
         entry["config"] = extra
         report["models"][name] = entry
-    write_report(report, args.out, to_markdown)
+        write_report(report, args.out, to_markdown)  # after every model: a stopped run keeps what it measured
     return report
 
 

@@ -82,6 +82,29 @@ def test_samples_are_time_ordered_training_prefixes_and_prompts_the_newest_train
         assert n == min(L, len(seq)) and model.history[u][:n].tolist() == seq[-L:]
 
 
+def test_windows_target_every_training_item_once_with_the_prefix_outputs(tiny):
+    """Window training (the trainer's) = RecBole's prefix samples at 1/L of the cost: every non-first
+    training item is a target once, and with dropout off the window output at a position equals
+    SASRec.forward on the prefix that ends there (causal attention, left-aligned positions)."""
+    config, model, train, _, _ = _built(tiny)
+    seqs = _sequences(train._dataset, model.USER_ID, model.ITEM_ID, config["TIME_FIELD"])
+    targets = sorted(int(t) for t in model.window_target[model.window_target > 0])
+    assert targets == sorted(i for seq in seqs.values() for i in seq[1:])
+    model.eval()
+    with torch.no_grad():
+        hidden = model.encode(model.window_seq)
+        for row in range(0, len(model.window_seq), 7):
+            n = int((model.window_target[row] > 0).sum())
+            for k in range(n):
+                prefix = model.window_seq[row : row + 1, : k + 1]
+                padded = torch.nn.functional.pad(prefix, (0, model.max_len - k - 1))
+                expected = model.sasrec.forward(padded, torch.tensor([k + 1]))
+                assert torch.allclose(hidden[row, k], expected[0], atol=1e-5)
+    batches = model.window_batches(0, 2020)
+    assert sorted(torch.cat([b["window"] for b in batches]).tolist()) == list(range(len(model.window_seq)))
+    assert all(len(b["window"]) <= model.settings.sasrec_window_batch_size for b in batches)
+
+
 def test_sequences_come_from_the_training_split_only(tiny):
     """Validation and test interactions rewritten (other items, other times): identical tables."""
     _, model, train, valid, test = _built(tiny)
@@ -92,7 +115,7 @@ def test_sequences_come_from_the_training_split_only(tiny):
         feat[model.ITEM_ID] = torch.roll(feat[model.ITEM_ID], 1)
         feat[config2["TIME_FIELD"]] = -feat[config2["TIME_FIELD"]]
     model2 = SASRecPerUser(config2, train2._dataset)
-    for name in ("prefix", "prefix_len", "history", "history_len"):
+    for name in ("prefix", "prefix_len", "history", "history_len", "window_seq", "window_target"):
         assert torch.equal(getattr(model, name), getattr(model2, name))
     held_out = {(int(u), int(i)) for s in (valid, test) for u, i in zip(s._dataset.inter_feat[model.USER_ID],
                                                                         s._dataset.inter_feat[model.ITEM_ID])}
@@ -106,6 +129,16 @@ def test_loss_falls_and_scores_cover_all_items(tiny):
     _, model, train, _, _ = _built(tiny)
     batches = list(train)
     assert_loss_falls(loss_trace(model, batches, steps=30, lr=0.01))
+    windows = model.window_batches(0, 0)
+    losses = []
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for step in range(30):
+        loss = model.window_loss(windows[step % len(windows)])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert_loss_falls(losses)
     model.eval()
     users = torch.arange(1, 6)
     scores = model.full_sort_predict({model.USER_ID: users})

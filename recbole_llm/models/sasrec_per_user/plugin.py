@@ -12,6 +12,13 @@ def register_models():
 
 
 @hookimpl
+def register_trainers():
+    from recbole_llm.models.sasrec_per_user.model import SASRecPerUserTrainer
+
+    return {"SASRecPerUser": SASRecPerUserTrainer}
+
+
+@hookimpl
 def register_property_files():
     import recbole
 

@@ -92,7 +92,9 @@ def to_markdown(report):
     if gat and gat.get("stage_stats"):
         lines += ["", "| GraphAttentiveGPT2 stage | seconds | epochs | loss per epoch | valid ndcg@100 per epoch | valid s |",
                   "|---|---|---|---|---|---|"]
-        for stage, s in gat["stage_stats"].items():
+        order = [k for k in gat.get("stage_times", {}) if k in gat["stage_stats"]]  # run order
+        for stage in order + [k for k in gat["stage_stats"] if k not in order]:
+            s = gat["stage_stats"][stage]
             losses = ", ".join(f"{x:.3f}" for x in s.get("losses", []))
             valid = ", ".join(f"{x:.4f}" for x in s.get("valid_scores", []))
             lines.append(f"| {stage} | {s.get('seconds', 0):.0f} | {s.get('epochs', '')} | {losses} | {valid} | "

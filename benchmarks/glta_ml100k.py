@@ -21,24 +21,11 @@ Results: ``benchmarks/results/glta_ml100k.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-from recbole_llm.memory import peak_rss_mb, reset_peak_rss
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-
-def _value(text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+from _common import REPO, environment, metric_rows, parse_overrides, run_model, write_report
 
 
 def main(argv=None):
@@ -53,11 +40,7 @@ def main(argv=None):
 
     if args.cold:
         os.environ["RECBOLE_LLM_CACHE"] = tempfile.mkdtemp(prefix="recbole_llm_cold_")
-    work = Path(tempfile.mkdtemp(prefix="glta_ml100k_"))
-    import torch
-
-    from recbole_llm.quick_start import run_experiment
-
+    work = tempfile.mkdtemp(prefix="glta_ml100k_")
     protocol = {
         "metrics": ["Recall", "NDCG", "Precision"],
         "topk": [5, 10],
@@ -66,7 +49,7 @@ def main(argv=None):
         "reproducibility": True,
         "show_progress": False,
         "state": "INFO",
-        "checkpoint_dir": str(work / "saved"),
+        "checkpoint_dir": os.path.join(work, "saved"),
     }
     import yaml
 
@@ -83,62 +66,35 @@ def main(argv=None):
     if not args.skip_baselines:
         runs.append(("BPR", {"epochs": 300, "stopping_step": 10}))
         runs.append(("LightGCN", lightgcn_cfg))
-    glta_cfg = {}
-    for item in args.glta:
-        key, _, value = item.partition("=")
-        glta_cfg[key] = _value(value)
-    runs.append(("GLTA", glta_cfg))
+    runs.append(("GLTA", parse_overrides(args.glta)))
 
-    report = {"protocol": protocol, "cache_dir": os.environ.get("RECBOLE_LLM_CACHE", "(default)"),
-              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"), "threads": torch.get_num_threads(),
-              "loadavg_start": os.getloadavg(), "models": {}}
+    report = {"command": "python3 benchmarks/glta_ml100k.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "protocol": protocol, "cache_dir": os.environ.get("RECBOLE_LLM_CACHE", "(default)"),
+              **environment(), "models": {}}
     lightgcn_ckpt = None
     for name, extra in runs:
         cfg = dict(protocol)
         cfg.update(extra)
         if name == "GLTA" and lightgcn_ckpt and not args.own_graph and "glta_graph_checkpoint" not in cfg:
             cfg["glta_graph_checkpoint"] = lightgcn_ckpt
-        reset_peak_rss()
-        t0 = time.perf_counter()
-        result = run_experiment(name, "ml-100k", config_dict=cfg)
-        wall = time.perf_counter() - t0
+        entry, result = run_model(name, "ml-100k", cfg)
         stats = result["stats"]
-        entry = {
-            "config": extra,
-            "test": {k: float(v) for k, v in result["test_result"].items()},
-            "valid": {k: float(v) for k, v in (result["best_valid_result"] or {}).items()},
-            "wall_seconds": wall,
-            "stage_times": stats["stage_times"],
-            "best_epoch": stats["best_epoch"],
-            "epochs_run": len(stats["epoch_times"]),
-            "peak_rss_mb": peak_rss_mb(),
-            "trainable_params": stats["trainable_params"],
-            "total_params": stats["total_params"],
-        }
+        entry["config"] = extra
         if name == "LightGCN":
             lightgcn_ckpt = stats["saved_model_file"]
             entry["saved_model_file"] = lightgcn_ckpt
         if name == "GLTA":
-            entry["stages"] = stats["stage_stats"]
+            entry["stages"] = entry.pop("stage_stats")
             entry["graph_from"] = cfg.get("glta_graph_checkpoint", "own LightGCN (stage 1)")
         report["models"][name] = entry
-        print(f"== {name}: {wall:.0f} s, test {entry['test']}", flush=True)
-    report["loadavg_end"] = os.getloadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=str))
-    md = to_markdown(report)
-    out.with_suffix(".md").write_text(md)
-    print(md)
+    write_report(report, args.out, to_markdown)
     return report
 
 
 def to_markdown(report):
     cols = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "precision@5", "precision@10"]
-    lines = ["| model | " + " | ".join(cols) + " | wall s | peak RSS MB |", "|---" * (len(cols) + 3) + "|"]
-    for name, e in report["models"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{e['test'].get(c, float('nan')):.4f}" for c in cols)
-                     + f" | {e['wall_seconds']:.0f} | {e['peak_rss_mb']:.0f} |")
+    lines = metric_rows(report["models"], cols, extra=[("wall s", lambda e: f"{e['wall_seconds']:.0f}"),
+                                                       ("peak RSS MB", lambda e: f"{e['peak_rss_mb']:.0f}")])
     glta = report["models"].get("GLTA")
     if glta and glta.get("stages"):
         lines += ["", "| GLTA stage | seconds | peak RSS MB | tokens | tokens/s | notes |", "|---|---|---|---|---|---|"]

@@ -43,19 +43,27 @@ def _parser():
 
 
 def _extra_settings(unknown):
-    """``--key=value`` pairs, as RecBole reads them from its command line."""
-    settings, bad = {}, []
+    """``--key=value`` pairs, as RecBole reads them from its command line; :class:`ConfigError` naming
+    the argument and the expected form for anything else (``--epochs`` without a value, ``epochs=3``
+    without dashes, a key given twice with different values)."""
+    from recbole_llm.errors import ConfigError
+
+    settings, problems = {}, []
     for arg in unknown:
-        if not arg.startswith("--") or arg.count("=") < 1 or not arg[2:].split("=", 1)[0]:
-            bad.append(arg)
-            continue
-        key, value = arg[2:].split("=", 1)
-        if key in settings and settings[key] != value:
-            raise SystemExit(f"recbole-llm: --{key} is given twice with different values ({settings[key]!r}, {value!r}).")
-        settings[key] = value
-    if bad:
-        raise SystemExit(
-            f"recbole-llm: unrecognized argument(s): {' '.join(bad)}. "
+        key, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not arg.startswith("-") and "=" in arg:
+            problems.append(f"{arg!r} lacks the leading dashes (write --{arg})")
+        elif arg.startswith("--") and key and not eq:
+            problems.append(f"{arg!r} has no value (write {arg}=VALUE)")
+        elif not arg.startswith("--") or not key:
+            problems.append(f"{arg!r} is not a --key=value setting")
+        elif key in settings and settings[key] != value:
+            problems.append(f"--{key} is given twice with different values ({settings[key]!r}, {value!r})")
+        else:
+            settings[key] = value
+    if problems:
+        raise ConfigError(
+            "bad command-line argument(s): " + "; ".join(problems) + ". "
             "Settings other than the listed flags are written --key=value, e.g. --epochs=5."
         )
     return settings
@@ -94,18 +102,20 @@ def main(argv=None):
         return getattr(importlib.import_module(module_name), func)(argv[1:]) or 0
 
     args, unknown = _parser().parse_known_args(argv)
-    settings = _extra_settings(unknown)
 
-    from recbole_llm.errors import RecBoleLLMError
+    from recbole_llm.errors import ConfigError, RecBoleLLMError
 
     try:
+        settings = _extra_settings(unknown)
         if args.list_models:
             _print_models()
             return 0
         config_files = args.config_files.strip().split() if args.config_files else None
         for path in config_files or []:
             if not os.path.isfile(path):
-                raise SystemExit(f"recbole-llm: config file not found: {path}")
+                what = "is a folder, not a file" if os.path.isdir(path) else "not found"
+                raise ConfigError(f"config file {path} {what} (--config_files, relative to {os.getcwd()}). "
+                                  "Give existing YAML files, separated by spaces.")
         from recbole_llm.quick_start import run_recbole_llm
 
         result = run_recbole_llm(

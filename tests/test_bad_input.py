@@ -175,6 +175,39 @@ def test_epochs_zero_evaluates_without_training(tiny_data, capsys):
     assert "no training happened" in text and "test result: " in text and "ndcg@10" in text
 
 
+def test_missing_config_file_exits_2_and_names_it(tiny_data, capsys):
+    code, text = _cli(["--config_files=missing.yaml"], capsys, tiny_data)
+    assert code == 2
+    assert "config file missing.yaml not found" in text and "--config_files" in text
+    assert text.count("\n") <= 1
+
+
+@pytest.mark.parametrize("arg, expected", [
+    ("--epochs", "'--epochs' has no value (write --epochs=VALUE)"),
+    ("epochs=3", "'epochs=3' lacks the leading dashes (write --epochs=3)"),
+    ("stray", "'stray' is not a --key=value setting"),
+])
+def test_malformed_setting_exits_2_with_the_form_to_use(tiny_data, capsys, arg, expected):
+    code, text = _cli([arg], capsys, tiny_data)
+    assert code == 2
+    assert expected in text and "--key=value" in text
+    assert text.count("\n") <= 1
+
+
+def test_setting_given_twice_with_different_values_exits_2(tiny_data, capsys):
+    code, text = _cli(["--learning_rate=0.1", "--learning_rate=0.2"], capsys, tiny_data)
+    assert code == 2
+    assert "--learning_rate is given twice with different values ('0.1', '0.2')" in text
+
+
+def test_run_script_malformed_setting_exit_code_is_2():
+    """The real entry point (a subprocess): exit status 2 and one line on stderr, no traceback."""
+    proc = subprocess.run([sys.executable, str(REPO / "run_recbole_llm.py"), "--model=BPR", "--dataset=ml-100k",
+                           "epochs=3"], capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 2
+    assert "lacks the leading dashes" in proc.stderr and "Traceback" not in proc.stderr
+
+
 # --- 3. YAML -----------------------------------------------------------------------------------
 def test_invalid_yaml_config_file_names_file_and_line(tiny_data, capsys):
     bad = tiny_data / "bad.yaml"

@@ -340,7 +340,7 @@ class StagedTrainer(Trainer):
                              upper_bound=stage.validate and eval_step > 0, logger=self.logger)
         if stage.validate and saved and start_epoch >= stage.epochs:
             self._save_checkpoint(-1, verbose=verbose)
-        losses, train_seconds, valid_seconds = [], 0.0, 0.0
+        losses, train_seconds, valid_seconds, valid_scores = [], 0.0, 0.0, []
         if stage.validate and stage.validate_initial and start_epoch == 0 and valid_data and eval_step > 0:
             _, valid_score, seconds = self._validate(valid_data, -1, saved, verbose, show_progress, callback_fn)
             valid_seconds += seconds
@@ -367,6 +367,7 @@ class StagedTrainer(Trainer):
             elif (epoch + 1) % eval_step == 0 or epoch + 1 == stage.epochs:
                 stop, valid_score, seconds_v = self._validate(valid_data, epoch, saved, verbose, show_progress, callback_fn)
                 valid_seconds += seconds_v
+                valid_scores.append(float(valid_score))
                 extra = f"valid {self.config['valid_metric']} {valid_score:.4f} ({seconds_v:.1f} s)"
             epoch_log.epoch_done(epoch, loss, seconds, units=stage.units_per_epoch or None, extra=extra)
             self._save_latest(stage.name, epoch + 1, optimizer)
@@ -376,7 +377,7 @@ class StagedTrainer(Trainer):
                     self.logger.info(f"Finished training, best eval result in epoch {epoch - self.cur_step * eval_step}")
                 break
         return {"epochs": stage.epochs, "losses": losses, "train_seconds": train_seconds,
-                "valid_seconds": valid_seconds}
+                "valid_seconds": valid_seconds, "valid_scores": valid_scores}
 
     def _validate(self, valid_data, epoch, saved, verbose, show_progress, callback_fn):
         """RecBole's validation after ``epoch`` (-1: before the first): early stopping, best-model

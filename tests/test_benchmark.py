@@ -157,9 +157,16 @@ def test_a_suite_file_with_several_protocols_gives_one_suite_each():
         parse_suites(dict(raw, protocol=rs))
     with pytest.raises(SuiteError, match="several protocols"):
         parse_suite(raw)
-    # the shipped baseline suite runs both protocols the papers use
-    parts = load_suites("cpu_ml100k_baselines")
-    assert {s.part for s in parts} == {"rs", "loo"}
+    only = dict(raw, protocols={"rs": dict(rs, groups=["LLM-based"])})
+    [suite] = parse_suites(only)
+    assert [name for name, _, _ in suite.groups] == ["LLM-based"]
+    with pytest.raises(SuiteError, match="unknown groups"):
+        parse_suites(dict(raw, protocols={"rs": dict(rs, groups=["Nope"])}))
+    # the shipped baseline suite runs each paper's baselines under that paper's protocol
+    rs_suite, loo_suite = load_suites("cpu_ml100k_baselines")
+    assert (rs_suite.part, loo_suite.part) == ("rs", "loo")
+    assert {"HCCF", "MD-CVAE", "LightGCN"} <= {v.label for v in rs_suite.variants}
+    assert {"FREEDOM", "LightGCN"} <= {v.label for v in loo_suite.variants} and "HCCF" not in {v.label for v in loo_suite.variants}
 
 
 def test_unknown_suite_name_lists_shipped_suites():

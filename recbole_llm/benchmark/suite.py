@@ -40,8 +40,9 @@ A suite is models x datasets x seeds under one evaluation protocol. Format (all 
 
 A file may give ``protocols`` (a mapping ``part -> {label: ..., eval_args: ..., metrics: ...}``)
 instead of ``protocol``: it then holds one suite per protocol, named ``<name>-<part>``, that
-share everything else (e.g. random 80/10/10 and leave-one-out on the same models); each part
-has its own results folder ``<results>/<part>``.
+share everything else (e.g. random 80/10/10 and leave-one-out); a protocol's ``groups: [...]``
+keeps only those row groups (each paper's models under its own protocol). Each part has its own
+results folder ``<results>/<part>``.
 
 Precedence of a run's config (later wins): ``config`` < dataset ``config`` <
 ``model_config[model]`` < variant ``config`` < ``protocol`` < ``seed``.
@@ -403,6 +404,14 @@ def parse_suites(raw, path="<dict>", parts=None):
         spec = dict(_mapping(spec, w))
         label = str(spec.pop("label", key))
         one = {k: v for k, v in raw.items() if k != "protocols"}
+        only = spec.pop("groups", None)
+        if only is not None:  # the row groups that run under this protocol (e.g. each paper's own)
+            only = _as_list(only, f"{w}.groups", str)
+            names = [g.get("name") for g in (raw.get("groups") or []) if isinstance(g, dict)]
+            unknown = sorted(set(only) - set(names))
+            if unknown:
+                _err(f"{w}.groups", f"unknown groups {unknown}; the suite's groups are {names}")
+            one["groups"] = [g for g in raw["groups"] if g.get("name") in only]
         one.update(name=f"{family}-{key}", title=f"{raw.get('title') or family} ({label})", protocol=spec)
         suite = parse_suite(one, path)
         suite.family, suite.part = str(family), str(key)

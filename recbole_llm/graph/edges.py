@@ -1,8 +1,9 @@
 """Message passing over explicit edge lists, differentiable in the edge weights.
 
-``torch.sparse.mm`` covers fixed graphs; these cover graphs whose weights are computed in the
-forward pass (LATTICE's learned item graph, GRCN's attention-refined user-item graph) without
-materialising an ``n x n`` matrix: memory is ``edges x dim``.
+For graphs whose weights are computed in the forward pass (LATTICE's learned item graph, GRCN's
+attention-refined user-item graph): the weights become the values of a sparse COO tensor and the
+product is ``torch.sparse.mm`` (its backward reaches the values), so no ``n x n`` matrix and no
+``edges x dim`` message tensor is materialised in the forward pass.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ def edge_propagate(src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, x
                    n_out: int | None = None) -> torch.Tensor:
     """``out[d] = sum over edges (s -> d) of weight * x[s]`` (i.e. ``A @ x`` with ``A[d, s] = weight``)."""
     n_out = x.shape[0] if n_out is None else n_out
-    messages = x[src] * weight.unsqueeze(-1)
-    return torch.zeros(n_out, x.shape[1], dtype=messages.dtype, device=x.device).index_add(0, dst, messages)
+    adj = torch.sparse_coo_tensor(torch.stack([dst, src]), weight, (n_out, x.shape[0]))
+    return torch.sparse.mm(adj, x)
 
 
 def edge_softmax(scores: torch.Tensor, dst: torch.Tensor, n: int) -> torch.Tensor:

@@ -77,8 +77,12 @@ class GRCN(MultimodalRecommender):
             nn.init.xavier_normal_(self.mlp[name].weight)
         self.confidence = _xavier_normal(self.n_nodes, len(feats))
 
-    def _attention(self, x, src, dst):
-        return edge_softmax((x[src] * x[dst]).sum(1), dst, self.n_nodes)
+    def _attention(self, x, src, dst, symmetric=False):
+        """Softmax over each node's incoming edges of :math:`x_s^\top x_d`; ``symmetric``: the second
+        half of the edges reverses the first (the score is computed once per pair)."""
+        half = len(src) // 2 if symmetric else len(src)
+        scores = (x[src[:half]] * x[dst[:half]]).sum(1)
+        return edge_softmax(torch.cat([scores, scores]) if symmetric else scores, dst, self.n_nodes)
 
     def route(self, name):
         """``(user preferences [U, C], item content [I, C])`` of one modality after routing."""
@@ -95,7 +99,7 @@ class GRCN(MultimodalRecommender):
     def content(self, name):
         """``(node representation [n_nodes, C], attention per directed edge [2E])`` of one modality."""
         x = torch.cat(self.route(name))
-        alpha = self._attention(x, self.src, self.dst)
+        alpha = self._attention(x, self.src, self.dst, symmetric=True)
         return x + edge_propagate(self.src, self.dst, alpha, x), alpha
 
     def forward(self):

@@ -31,6 +31,7 @@ RecBole's Trainer (best-validation checkpoint, not the last epoch; no 0.96^(epoc
 from __future__ import annotations
 
 import logging
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

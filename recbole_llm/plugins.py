@@ -27,6 +27,7 @@ BUILTIN_PLUGINS = (
     "recbole_llm.models.graph_attentive_gpt2.plugin",
     "recbole_llm.models.hellm.plugin",
     "recbole_llm.models.sasrec_per_user.plugin",
+    "recbole_llm.models.baselines.plugin_multimodal",
     "recbole_llm.data.providers",
 )
 

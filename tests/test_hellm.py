@@ -177,9 +177,9 @@ def test_no_validation_or_test_interaction_in_any_graph(env):
         assert ui[u, model.n_users + i] == 0 and ui[model.n_users + i, u] == 0
     assert torch.allclose(model.u2u_adj.to_dense(), torch.from_numpy(user_hypergraph(train.dataset).toarray()))
     # the I2I graph comes from item features only: building it never sees an interaction
-    from recbole_llm.models.hellm.pre import item_modalities
+    from recbole_llm.data.features import item_modalities
 
-    feats = [f for _, f in item_modalities(config, train.dataset, "text")]
+    feats = [f for _, f in item_modalities(config, train.dataset, "text", model="HeLLMPre")]
     assert torch.allclose(model.i2i_adj.to_dense(), torch.from_numpy(item_hypergraph(feats, 10).toarray()))
 
 

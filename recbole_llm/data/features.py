@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recbole_llm.errors import RecBoleLLMError
+from recbole_llm.errors import ConfigError, RecBoleLLMError
 
 logger = logging.getLogger(__name__)
 
@@ -253,3 +253,50 @@ def item_image_features(config, dataset) -> torch.FloatTensor:
     """Image features (``image_feature_file``, default ``image_feat.npy`` in the dataset folder)
     as ``[dataset.item_num, dim]`` indexed by RecBole's internal item id, row 0 zero."""
     return item_feature_matrix(config, dataset, config["image_feature_file"] or "image_feat.npy", kind="image")
+
+
+#: Values of a model's modality switch (e.g. ``hellmpre_modalities``, ``mm_modalities``).
+MODALITIES = ("auto", "text", "image", "text+image")
+
+
+def image_feature_path(config) -> Path:
+    """Where :func:`item_image_features` looks for the image features of ``config``'s dataset."""
+    image_file = config["image_feature_file"] or "image_feat.npy"
+    path = Path(image_file)
+    return path if path.is_absolute() else Path(config["data_path"] or ".") / path
+
+
+def has_item_text(config) -> bool:
+    """Whether ``config`` provides item text (a template, text fields or a text feature file)."""
+    return bool(config["text_feature_file"] or config["item_text_template"] or config["item_text_fields"])
+
+
+def item_modalities(config, dataset, modalities: str, model: str, switch: str | None = None):
+    """``[(name, [item_num, dim] features)]`` of the modalities a model asked for.
+
+    ``modalities``: ``text``, ``image``, ``text+image`` (each required: a missing one raises the
+    loader's :class:`FeatureError`), or ``auto``: text if ``config`` provides item text
+    (:func:`has_item_text`), image if :func:`image_feature_path` exists. Text comes from
+    :func:`item_text_embeddings` (sentence encoder or ``text_feature_file``), image from
+    :func:`item_image_features`. When ``auto`` finds neither, a
+    :class:`~recbole_llm.errors.ConfigError` names ``model`` (who needs them), how to provide each
+    modality and, if given, the ``switch`` that runs the model without item features.
+    """
+    if modalities not in MODALITIES:
+        raise ConfigError(f"{model}: modalities={modalities!r} is not one of {', '.join(MODALITIES)}.")
+    image_path = image_feature_path(config)
+    want_text = modalities in ("text", "text+image") or (modalities == "auto" and has_item_text(config))
+    want_image = modalities in ("image", "text+image") or (modalities == "auto" and image_path.is_file())
+    if not (want_text or want_image):
+        alternative = f", or set {switch}" if switch else ""
+        raise ConfigError(
+            f"{model} needs item features and dataset {config['dataset']!r} has none: no item text "
+            "(item_text_template / item_text_fields with the .item file's text columns in load_col, or "
+            f"text_feature_file=<.npy>) and no image features ({image_path} does not exist; set "
+            f"image_feature_file). Provide one of them{alternative}.")
+    out = []
+    if want_text:
+        out.append(("text", item_text_embeddings(config, dataset)))
+    if want_image:
+        out.append(("image", item_image_features(config, dataset)))
+    return out

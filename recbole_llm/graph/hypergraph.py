@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from recbole_llm.graph.interactions import interaction_matrix
+from recbole_llm.graph.knn import knn_neighbours
 
 
 def to_torch_sparse(matrix: sp.spmatrix) -> torch.Tensor:
@@ -57,32 +58,11 @@ def knn_incidence(features: torch.Tensor, k: int, chunk_size: int = 4096, valid=
     ``valid`` (bool ``[n]``) marks real items: other rows stay empty and are never neighbours
     (RecBole's padding item 0). All-zero feature rows (missing features) get the mean feature of
     the valid rows, as the authors' preprocessing does for missing images (a zero row would make
-    the cosine undefined). Computed ``chunk_size`` rows at a time."""
-    feats = features.detach().float().cpu().clone()
-    n = feats.shape[0]
-    valid = torch.ones(n, dtype=torch.bool) if valid is None else torch.as_tensor(valid, dtype=torch.bool)
-    zero = (feats.abs().sum(1) == 0) & valid
-    if zero.any() and (valid & ~zero).any():
-        feats[zero] = feats[valid & ~zero].mean(0)
-    feats = torch.nn.functional.normalize(feats, dim=1)
-    cols = torch.nonzero(valid).flatten()
-    k = min(int(k), len(cols))
-    rows_out, cols_out = [], []
-    ref = feats[cols]
-    for start in range(0, n, chunk_size):
-        idx = torch.arange(start, min(n, start + chunk_size))
-        idx = idx[valid[idx]]
-        if not len(idx):
-            continue
-        sim = feats[idx] @ ref.T
-        sim[torch.arange(len(idx)), torch.searchsorted(cols, idx)] = float("inf")  # self first (ties)
-        top = sim.topk(k, dim=1).indices
-        rows_out.append(idx[:, None].expand(-1, k).reshape(-1))
-        cols_out.append(cols[top].reshape(-1))
-    if not rows_out:
-        return sp.csr_matrix((n, n), dtype=np.float32)
-    r = torch.cat(rows_out).numpy()
-    c = torch.cat(cols_out).numpy()
+    the cosine undefined). Computed ``chunk_size`` rows at a time
+    (:func:`recbole_llm.graph.knn.knn_neighbours`)."""
+    n = features.shape[0]
+    rows, cols = knn_neighbours(features.detach().float().cpu(), k, chunk_size, valid)
+    r, c = rows.numpy(), cols.numpy()
     return sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n, n))
 
 

@@ -35,3 +35,10 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float, s
     if symmetric:
         loss = 0.5 * (loss + F.cross_entropy(logits.T, labels))
     return loss
+
+
+def norm_reg(*tensors: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Sum of the L2 (Frobenius) norms of ``tensors``, not squared, divided by ``batch_size`` when
+    given: MMRec's ``EmbLoss``, the regulariser VBPR's and BM3's tuned ``reg_weight`` values refer to."""
+    total = sum(t.norm(p=2) for t in tensors)
+    return total / batch_size if batch_size else total

@@ -31,7 +31,6 @@ RecBole's Trainer (best-validation checkpoint, not the last epoch; no 0.96^(epoc
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -40,7 +39,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch.utils.checkpoint import checkpoint
 
-from recbole_llm.errors import ConfigError
+from recbole_llm.data.features import item_modalities
 from recbole_llm.graph.hypergraph import item_hypergraph, propagate, to_torch_sparse, user_hypergraph
 from recbole_llm.graph.interactions import normalized_adjacency
 from recbole_llm.models.hellm.settings import HELLMPRE_SETTINGS
@@ -75,29 +74,6 @@ def contrastive_loss(e, h, tau, chunk_size, anchors=None):
     return total / max(1, len(anchors))
 
 
-def item_modalities(config, dataset, modalities: str):
-    """``[(name, [item_num, dim] features)]`` for the I2I hypergraph (see the module docstring)."""
-    from recbole_llm.data.features import item_image_features, item_text_embeddings
-
-    image_file = config["image_feature_file"] or "image_feat.npy"
-    image_path = Path(image_file) if Path(image_file).is_absolute() else Path(config["data_path"] or ".") / image_file
-    has_text = bool(config["text_feature_file"] or config["item_text_template"] or config["item_text_fields"])
-    want_text = modalities in ("text", "text+image") or (modalities == "auto" and has_text)
-    want_image = modalities in ("image", "text+image") or (modalities == "auto" and image_path.is_file())
-    if not (want_text or want_image):
-        raise ConfigError(
-            f"HeLLMPre's I2I hypergraph needs item features and dataset {config['dataset']!r} has none: no item "
-            f"text (item_text_template / item_text_fields with the .item file's text columns in load_col, or "
-            f"text_feature_file=<.npy>) and no image features ({image_path} does not exist; set "
-            "image_feature_file). Provide one of them, or set hellmpre_i2i=False (the w/o I2I ablation).")
-    out = []
-    if want_text:
-        out.append(("text", item_text_embeddings(config, dataset)))
-    if want_image:
-        out.append(("image", item_image_features(config, dataset)))
-    return out
-
-
 class HeLLMPre(GeneralRecommender):
     r"""HeLLM's hypergraph pretraining (see the module docstring)."""
 
@@ -119,7 +95,8 @@ class HeLLMPre(GeneralRecommender):
             self.user_hyper = nn.Embedding(self.n_users, d)
             self.graph_info["u2u_nnz"] = int(u2u.nnz)
         if self.use_i2i:
-            feats = item_modalities(config, dataset, s.modalities)
+            feats = item_modalities(config, dataset, s.modalities, model="HeLLMPre's I2I hypergraph",
+                                    switch="hellmpre_i2i=False (the w/o I2I ablation)")
             i2i = item_hypergraph([f for _, f in feats], s.topk, s.knn_chunk_size)
             self.register_buffer("i2i_adj", to_torch_sparse(i2i), persistent=False)
             self.item_hyper = nn.Embedding(self.n_items, d)

@@ -26,6 +26,7 @@ BUILTIN_PLUGINS = (
     "recbole_llm.models.glta.plugin",
     "recbole_llm.models.graph_attentive_gpt2.plugin",
     "recbole_llm.models.hellm.plugin",
+    "recbole_llm.models.baselines.plugin_graph",
     "recbole_llm.data.providers",
 )
 

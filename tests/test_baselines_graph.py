@@ -95,7 +95,7 @@ def test_yaml_keys_are_the_settings_schema_keys():
 def test_loss_falls(root, model):
     _, net, train, _, _ = build(root, model)
     batches = [batch for _, batch in zip(range(4), train)]
-    assert_loss_falls(loss_trace(net, batches, steps=20, lr=0.01))
+    assert_loss_falls(loss_trace(net, batches, steps=30, lr=0.01))
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ BUILTIN_PLUGINS = (
     "recbole_llm.models.hellm.plugin",
     "recbole_llm.models.sasrec_per_user.plugin",
     "recbole_llm.models.baselines.plugin_multimodal",
+    "recbole_llm.models.baselines.plugin_graph",
     "recbole_llm.data.providers",
 )
 

@@ -153,9 +153,15 @@ def item_text_embeddings(config, dataset, texts=None) -> torch.FloatTensor:
     if config["text_feature_file"]:
         return item_feature_matrix(config, dataset, config["text_feature_file"], kind="text")
     if texts is None:
-        from recbole_llm.data.text import item_texts
+        from recbole_llm.data.text import MissingItemTextError, item_texts
 
-        texts = item_texts(config, dataset)
+        try:
+            texts = item_texts(config, dataset)
+        except MissingItemTextError as exc:  # precomputed features are the other way to give text
+            raise MissingItemTextError(
+                f"{exc}\nOr set text_feature_file to a precomputed [items, dim] .npy of item text "
+                "features (MMRec's text_feat.npy, rows indexed by the original item id)."
+            ) from None
     texts = list(texts)
     if len(texts) != dataset.item_num:
         raise FeatureError(f"got {len(texts)} texts for {dataset.item_num} item ids (index 0 is padding)")

@@ -74,15 +74,16 @@ def _generate(backbone, contexts, instruction, spec, progress, stats):
 
 
 def generate_profiles(backbone, item_texts, histories, spec: ProfileSpec, progress=None,
-                      stats: GenerationStats | None = None):
+                      stats: GenerationStats | None = None, items: bool = True):
     """``(user_profiles, item_profiles)``: lists of ``len(histories)`` and ``len(item_texts)``
-    strings (``""`` where there was nothing to profile). ``progress(n)`` is called after each
-    generation batch with the number of prompts done."""
+    strings (``""`` where there was nothing to profile; every item without ``items``).
+    ``progress(n)`` is called after each generation batch with the number of prompts done."""
     stats = stats if stats is not None else GenerationStats()
     user_profiles, item_profiles = [""] * len(histories), [""] * len(item_texts)
-    items, item_contexts = item_profile_contexts(backbone, item_texts, spec)
-    for i, text in zip(items, _generate(backbone, item_contexts, spec.item_instruction, spec, progress, stats)):
-        item_profiles[i] = text
+    if items:
+        ids, item_contexts = item_profile_contexts(backbone, item_texts, spec)
+        for i, text in zip(ids, _generate(backbone, item_contexts, spec.item_instruction, spec, progress, stats)):
+            item_profiles[i] = text
     users, user_contexts = user_profile_contexts(backbone, item_texts, histories, spec)
     for u, text in zip(users, _generate(backbone, user_contexts, spec.user_instruction, spec, progress, stats)):
         user_profiles[u] = text

@@ -19,8 +19,10 @@ LightGCN (mean over layers, not the sum: a uniform rescaling); L2 is on the batc
 (LightGCN's form) instead of all parameters; the user InfoNCE term uses the batch's distinct users
 as negatives instead of all users; profiles come from a local LLM through the shared generation
 layer (the paper: ChatGPT, JSON "summarization" + "reasoning", text-embedding-ada-002) with short
-plain-text answers; ``rlmrec_profile_source: item_text`` skips generation (items: their text,
-users: the mean of their training items' text embeddings) for quick runs.
+plain-text answers. ``rlmrec_profile_source``: ``generated`` (users and items, the paper),
+``generated_users`` (item texts stand in for item profiles: an item profile is written from the
+item text alone, and generation cost is dominated by items on large catalogues) or ``item_text``
+(no LLM: items their text, users the mean of their training items' text embeddings) for quick runs.
 """
 
 from __future__ import annotations
@@ -89,22 +91,24 @@ class RLMRecBase(LightGCN):
         configured one) and encoded by the sentence encoder, or item texts
         (``rlmrec_profile_source``). Everything comes from item texts and ``self.histories``, the
         training split."""
-        from recbole_llm.data.features import text_embeddings
+        from recbole_llm.data.features import item_text_embeddings, text_embeddings
 
-        s, name = self.settings, type(self).__name__
-        if s.profile_source == "generated":
+        s = self.settings
+        generate_items = s.profile_source == "generated"
+        if s.profile_source in ("generated", "generated_users"):
             from recbole_llm.llm.backbone import backbone_from_config
             from recbole_llm.llm.profiles import generate_profiles
 
             backbone = backbone if backbone is not None else backbone_from_config(self.config)
             self.user_profiles, self.item_profiles = generate_profiles(
-                backbone, self.item_texts, self.histories, self.profile_spec(), progress=progress, stats=stats)
-            user = text_embeddings(self.config, self.user_profiles, f"{name}:user_profiles", what="user profiles")
-            item = text_embeddings(self.config, self.item_profiles, f"{name}:item_profiles", what="item profiles")
+                backbone, self.item_texts, self.histories, self.profile_spec(), progress=progress, stats=stats,
+                items=generate_items)
+            user = text_embeddings(self.config, self.user_profiles, "RLMRec:user_profiles", what="user profiles")
+        if generate_items:
+            item = text_embeddings(self.config, self.item_profiles, "RLMRec:item_profiles", what="item profiles")
         else:
-            from recbole_llm.data.features import item_text_embeddings
-
             item = item_text_embeddings(self.config, self._train_dataset, texts=self.item_texts)
+        if s.profile_source == "item_text":
             user = torch.zeros(self.n_users, item.shape[1])
             for u, items in enumerate(self.histories):
                 if u and len(items):

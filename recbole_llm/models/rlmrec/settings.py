@@ -11,7 +11,7 @@ SHARED_KEYS = {
     "reg_weight": Float(min=0),
     "rlmrec_keep_rate": Float(gt=0, max=1),
     # semantic representations
-    "rlmrec_profile_source": Choice("generated", "item_text"),
+    "rlmrec_profile_source": Choice("generated", "generated_users", "item_text"),
     "rlmrec_history_items": Int(min=0),
     "rlmrec_item_text_max_tokens": Int(min=0),
     "rlmrec_user_instruction": Str(non_empty=True),

@@ -4,7 +4,8 @@
     The semantic view, once: the LLM writes item and user profiles from item texts and the users'
     training items (:func:`recbole_llm.llm.profiles.generate_profiles`, answers cached on disk), the
     sentence encoder embeds them (cached too). With ``rlmrec_profile_source: item_text`` the item
-    texts stand in for the profiles and no LLM is loaded. Stage statistics include the generation
+    texts stand in for the profiles and no LLM is loaded; with ``generated_users`` only the users'
+    profiles are generated (items: their texts). Stage statistics include the generation
     counters (prompts, cached, generated, tokens, tokens/s) and its seconds.
 ``train``
     LightGCN + alignment (``calculate_loss``) over RecBole's pairwise training batches for
@@ -46,10 +47,11 @@ class RLMRecTrainer(StagedTrainer):
     def profiles_stage(self, trainer):
         m = self.model
         stats = GenerationStats()
-        total = sum(1 for t in m.item_texts[1:] if t) + sum(1 for h in m.histories[1:] if len(h))
+        source = m.settings.profile_source
+        total = (sum(1 for t in m.item_texts[1:] if t) if source == "generated" else 0) + sum(1 for h in m.histories[1:] if len(h))
         progress = self.progress("profiles", total, unit="prompts")
         out = m.build_semantic(progress=progress.step, stats=stats)
-        if m.settings.profile_source == "generated":
+        if source != "item_text":
             out.update({"prompts": stats.prompts, "cached": stats.cached, "generated": stats.generated,
                         "prefill_tokens": stats.prefill_tokens, "new_tokens": stats.new_tokens,
                         "generation_seconds": stats.seconds, "tokens_per_s": stats.tokens_per_second})

@@ -264,6 +264,26 @@ def test_unisrec_pretrains_on_training_sequences_then_finetunes_with_the_encoder
     assert np.isfinite(losses).all()
 
 
+def test_unisrec_pretrains_on_the_training_split_of_another_dataset(env, monkeypatch):
+    write_tiny_dataset(env / "data", name="other", n_users=20, n_items=30, per_user=(6, 10), seed=5)
+    _, _, other_train, _, _ = build(env, "UniSRec", dataset="other")
+    config, model, train, valid, _ = build(env, "UniSRec", unisrec_pretrain_datasets="other", unisrec_pretrain_epochs=1)
+    seen, real = [], model.pretrain_loss
+
+    def spy(interaction, plm=None, plm_aug=None):
+        seen.append((plm, interaction))
+        return real(interaction, plm=plm, plm_aug=plm_aug)
+
+    monkeypatch.setattr(model, "pretrain_loss", spy)
+    trainer = UniSRecTrainer(config, model)
+    trainer.fit(train, valid, saved=False)
+    assert trainer.stage_stats["pretrain"]["datasets"] == ["other"]
+    assert seen and all(plm is not None and plm.shape[0] == other_train.dataset.item_num for plm, _ in seen)
+    pairs = {(u, t) for _, b in seen for u, t in zip(b[model.USER_ID].tolist(), b[model.POS_ITEM_ID].tolist())}
+    assert len(pairs) == len(other_train.dataset.inter_feat)  # every training sequence of 'other', nothing else
+    assert pairs <= sequence_training_pairs(other_train.dataset)
+
+
 def test_unisrec_losses_fall_and_beat_pop_on_planted_structure(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))

@@ -61,4 +61,5 @@ class RLMRecTrainer(StagedTrainer):
         return out
 
     def train_epoch(self, trainer, epoch, optimizer):
-        return self.run_batches("train", epoch, self.train_data, self.model.calculate_loss, optimizer)
+        return self.run_batches("train", epoch, self.train_data,
+                                lambda batch: self.model.calculate_loss(batch.to(self.device)), optimizer)

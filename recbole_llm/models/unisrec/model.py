@@ -22,8 +22,9 @@ still adds exp(0) to the denominator); the MoE adaptor runs once per step over t
 sequences gather from it (the authors adapt every sequence position: the same function, with
 dropout and gating noise drawn per item instead of per position, ~50x less work); the word-drop view encodes the item texts
 with ``unisrec_word_drop_ratio`` of their words dropped (the authors ship a second precomputed
-embedding file); pre-training uses the target dataset's training split (the paper pre-trains on
-five other Amazon domains), see :mod:`recbole_llm.models.unisrec.trainer`.
+embedding file); pre-training uses the target dataset's training split by default (the paper
+pre-trains on five other Amazon domains: ``unisrec_pretrain_datasets``), see
+:mod:`recbole_llm.models.unisrec.trainer`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
 
+from recbole_llm.errors import ConfigError
 from recbole_llm.models.unisrec.settings import UNISREC_SETTINGS
 
 
@@ -171,6 +173,9 @@ class UniSRec(SASRec):
         view) of the batch's dataset (default: this model's)."""
         if plm is None:
             plm, plm_aug = self.plm_embedding, self.plm_embedding_aug
+        elif plm.shape[1] != self.plm_embedding.shape[1]:
+            raise ConfigError(f"UniSRec pre-training: text embeddings of width {plm.shape[1]}, the model's are "
+                              f"{self.plm_embedding.shape[1]}; every pre-training dataset must use the same text_encoder.")
         adapted = self.moe_adaptor(plm)
         adapted_aug = self.moe_adaptor(plm_aug) if plm_aug is not None else None
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]

@@ -2,7 +2,7 @@
 only (``UniSRec-paper.yaml`` overrides for the paper's setup). The SASRec keys (``n_layers``,
 ``hidden_size`` ...) are read by RecBole's SASRec; the ones UniSRec itself depends on are checked here."""
 
-from recbole_llm.settings import Bool, Choice, Float, Int, Settings
+from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str
 
 UNISREC_SETTINGS = Settings("UniSRec", prefix="unisrec_", keys={
     "hidden_size": Int(min=1),
@@ -17,6 +17,7 @@ UNISREC_SETTINGS = Settings("UniSRec", prefix="unisrec_", keys={
     # pre-training (Sec. 2.3): sequence-item + lambda * sequence-sequence contrast
     "unisrec_pretrain_epochs": Int(min=0),
     "unisrec_pretrain_learning_rate": Float(gt=0),
+    "unisrec_pretrain_datasets": Str(),  # comma-separated dataset names; "" = this dataset
     "unisrec_lambda": Float(min=0),
     "unisrec_item_drop_ratio": Float(min=0, max=1),
     "unisrec_item_drop_coefficient": Float(min=0, max=1),

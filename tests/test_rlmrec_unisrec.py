@@ -29,7 +29,7 @@ from recbole_llm.models.unisrec.settings import UNISREC_SETTINGS
 from recbole_llm.models.unisrec.trainer import UniSRecTrainer
 from recbole_llm.paths import properties_dir
 from recbole_llm.plugins import get_registry
-from recbole_llm.quick_start import run_experiment
+from recbole_llm.quick_start import load_data_and_model, run_experiment
 from recbole_llm.utils import get_model, get_trainer
 from tests_support.baselines import assert_beats_pop, assert_loss_falls, loss_trace
 
@@ -200,6 +200,11 @@ def test_rlmrec_generated_profiles_end_to_end_beat_pop(env):
         assert profiles["profile_source"] == "generated" and profiles["prompts"] == 30 + 40
         assert profiles["generated"] + profiles["cached"] == profiles["prompts"]
         assert_beats_pop(result, pop, "ndcg@10", margin=1.5)
+    # the checkpoint holds the profile embeddings: the reloaded model gets the same test metrics
+    config, model, _, _, _, test = load_data_and_model(result["stats"]["saved_model_file"])
+    assert bool(model.semantic_ready) and model.user_semantic.abs().sum() > 0
+    again = RLMRecTrainer(config, model).evaluate(test, load_best_model=False)
+    assert dict(again) == pytest.approx(dict(result["test_result"]))
 
 
 # ------------------------------------------------------------------------------ UniSRec

@@ -138,7 +138,7 @@ def _change_held_out(root, name):
     return name
 
 
-def _by_user_token(model, train, values):
+def _by_user_token(train, values):
     tokens = train.dataset.field2id_token[train.dataset.uid_field]
     return {str(tokens[u]): v for u, v in values.items()}
 
@@ -150,7 +150,8 @@ def test_profiles_come_from_training_interactions_only(env):
         config, model, train, valid, test = build(env, "RLMRecCon", dataset=dataset, eval_args=LOO)
         if dataset == "tiny":  # (the changed copy may repeat a training item in valid/test)
             held = {(u, i) for data in (valid, test) for u, i in zip(
-                data.dataset.inter_feat[data.dataset.uid_field].tolist(), data.dataset.inter_feat[data.dataset.iid_field].tolist())}
+                data.dataset.inter_feat[data.dataset.uid_field].tolist(),
+                data.dataset.inter_feat[data.dataset.iid_field].tolist())}
             assert held and not any(i in set(model.histories[u].tolist()) for u, i in held)
         model.build_semantic()
         from recbole_llm.llm.backbone import backbone_from_config
@@ -159,9 +160,9 @@ def test_profiles_come_from_training_interactions_only(env):
                                                 model.profile_spec())
         assert users
         seen[dataset] = {
-            "contexts": _by_user_token(model, train, dict(zip(users, contexts))),
-            "profiles": _by_user_token(model, train, {u: model.user_profiles[u] for u in users}),
-            "semantic": _by_user_token(model, train, {u: model.user_semantic[u] for u in users}),
+            "contexts": _by_user_token(train, dict(zip(users, contexts))),
+            "profiles": _by_user_token(train, {u: model.user_profiles[u] for u in users}),
+            "semantic": _by_user_token(train, {u: model.user_semantic[u] for u in users}),
         }
         assert model.item_has_semantic[1:].all() and all(model.item_profiles[1:])
     before, after = seen["tiny"], seen[changed]

@@ -48,7 +48,8 @@ def user_profile_contexts(backbone, item_texts, histories, spec: ProfileSpec):
         if u == 0 or not len(items):
             continue
         items = items[-spec.history_items:] if spec.history_items > 0 else items
-        lines = "".join(spec.item_format.format(n=j + 1, text=backbone.truncate_text(item_texts[int(i)], spec.item_text_max_tokens))
+        lines = "".join(spec.item_format.format(n=j + 1, text=backbone.truncate_text(item_texts[int(i)],
+                                                                                     spec.item_text_max_tokens))
                         for j, i in enumerate(items))
         users.append(u)
         contexts.append(spec.user_context.format(items=lines).rstrip("\n"))

@@ -27,7 +27,6 @@ item text alone, and generation cost is dominated by items on large catalogues) 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn as nn
 from recbole.model.general_recommender.lightgcn import LightGCN

@@ -48,7 +48,9 @@ class RLMRecTrainer(StagedTrainer):
         m = self.model
         stats = GenerationStats()
         source = m.settings.profile_source
-        total = (sum(1 for t in m.item_texts[1:] if t) if source == "generated" else 0) + sum(1 for h in m.histories[1:] if len(h))
+        total = sum(1 for h in m.histories[1:] if len(h))
+        if source == "generated":
+            total += sum(1 for t in m.item_texts[1:] if t)
         progress = self.progress("profiles", total, unit="prompts")
         out = m.build_semantic(progress=progress.step, stats=stats)
         if source != "item_text":

@@ -41,7 +41,8 @@ class UniSRecTrainer(StagedTrainer):
         stages = []
         if s.pretrain_epochs > 0:
             stages.append(Stage("pretrain", epochs=s.pretrain_epochs, train_epoch=self.pretrain_epoch,
-                                parameters=lambda: [p for n, p in m.named_parameters() if not n.startswith("item_embedding.")],
+                                parameters=lambda: [p for n, p in m.named_parameters()
+                                                    if not n.startswith("item_embedding.")],
                                 learning_rate=s.pretrain_learning_rate, begin=self.pretrain_begin, unit="batches"))
         stages.append(Stage("finetune", epochs=int(self.config["epochs"]), train_epoch=self.finetune_epoch,
                             parameters=lambda: [p for p in m.parameters() if p.requires_grad],

@@ -29,6 +29,8 @@ BUILTIN_PLUGINS = (
     "recbole_llm.models.sasrec_per_user.plugin",
     "recbole_llm.models.baselines.plugin_multimodal",
     "recbole_llm.models.baselines.plugin_graph",
+    "recbole_llm.models.rlmrec.plugin",
+    "recbole_llm.models.unisrec.plugin",
     "recbole_llm.data.providers",
 )
 

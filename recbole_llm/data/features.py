@@ -166,10 +166,28 @@ def item_text_embeddings(config, dataset, texts=None) -> torch.FloatTensor:
     if len(texts) != dataset.item_num:
         raise FeatureError(f"got {len(texts)} texts for {dataset.item_num} item ids (index 0 is padding)")
     texts[0] = ""
+    return text_embeddings(config, texts, _template_of(config), what="item texts")
+
+
+def text_embedding_dim(config) -> int:
+    """Width of the embeddings :func:`text_embeddings` returns with this config's encoder (loads
+    the encoder once per process; models size their layers and buffers with it)."""
+    model = load_sentence_encoder(resolve_text_encoder(config), _device_of(config))
+    dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(dimension())
+
+
+def text_embeddings(config, texts, tag: str, what: str = "texts") -> torch.FloatTensor:
+    """Sentence embeddings (``[len(texts), dim]``, empty texts zero) of any texts with the configured
+    encoder (``text_encoder``, ``text_encoder_batch_size``, ``text_embedding_normalize``), cached on
+    disk like the item-text embeddings (``text_embedding_cache``): the key hashes the dataset name,
+    ``tag`` (what the texts are, e.g. the item-text template or ``"rlmrec:user_profiles"``), the
+    encoder and the exact texts, so generated texts (LLM profiles) are encoded once."""
+    texts = list(texts)
     encoder = resolve_text_encoder(config)
     normalize = bool(_setting(config, "text_embedding_normalize", True))
     use_cache = bool(_setting(config, "text_embedding_cache", True))
-    key = text_embedding_cache_key(str(config["dataset"]), _template_of(config), encoder, texts, normalize)
+    key = text_embedding_cache_key(str(config["dataset"]), tag, encoder, texts, normalize)
     path = None
     if use_cache:
         from recbole_llm.paths import cache_dir
@@ -180,7 +198,7 @@ def item_text_embeddings(config, dataset, texts=None) -> torch.FloatTensor:
                 cached = torch.load(path, map_location="cpu", weights_only=True)
                 embeddings = cached["embeddings"]
                 if tuple(embeddings.shape[:1]) == (len(texts),):
-                    logger.info("Item text embeddings of %s from cache %s.", config["dataset"], path)
+                    logger.info("Embeddings of %d %s of %s from cache %s.", len(texts), what, config["dataset"], path)
                     return embeddings
             except Exception as exc:  # unreadable or truncated cache file: recompute
                 logger.warning("Ignoring unreadable embedding cache %s (%s).", path, exc)
@@ -192,7 +210,8 @@ def item_text_embeddings(config, dataset, texts=None) -> torch.FloatTensor:
         batch_size=int(_setting(config, "text_encoder_batch_size", 64)),
         normalize=normalize,
     )
-    logger.info("Encoded %d item texts of %s in %.1f s.", len(texts) - 1, config["dataset"], time.perf_counter() - start)
+    logger.info("Encoded %d %s of %s in %.1f s.", sum(1 for t in texts if t), what, config["dataset"],
+                time.perf_counter() - start)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -200,7 +219,7 @@ def item_text_embeddings(config, dataset, texts=None) -> torch.FloatTensor:
             {
                 "embeddings": embeddings,
                 "dataset": str(config["dataset"]),
-                "template": _template_of(config),
+                "template": tag,
                 "encoder": encoder,
                 "n_items": len(texts),
             },

@@ -2,7 +2,7 @@
 
 * :mod:`~recbole_llm.graph.interactions`: the training interactions as pairs, a sparse user x item
   matrix, LightGCN's normalised bipartite adjacency, and a fingerprint of the training split that
-  keys every cache and checks every reused artefact.
+  keys every cache and checks every reused artefact; each user's training items (``user_histories``).
 * :mod:`~recbole_llm.graph.lightgcn`: LightGCN pretraining (GLTA's stage 1, RLMRec/CoLLM's graph
   encoder) with a cache keyed by that fingerprint.
 
@@ -14,6 +14,7 @@ from recbole_llm.graph.interactions import (
     interaction_matrix,
     normalized_adjacency,
     training_pairs,
+    user_histories,
 )
 
-__all__ = ["interaction_fingerprint", "interaction_matrix", "normalized_adjacency", "training_pairs"]
+__all__ = ["interaction_fingerprint", "interaction_matrix", "normalized_adjacency", "training_pairs", "user_histories"]

@@ -23,6 +23,16 @@ def training_pairs(dataset) -> tuple[np.ndarray, np.ndarray]:
     return users, items
 
 
+def user_histories(dataset) -> list[np.ndarray]:
+    """Each user's training items (internal ids), in split order (time order under ``order: TO``):
+    ``histories[u]`` for ``u`` in ``0..user_num-1`` (padding user 0 and users without training
+    interactions get an empty array). Used to build profiles and prompts from the training split."""
+    users, items = training_pairs(dataset)
+    order = np.argsort(users, kind="stable")
+    bounds = np.searchsorted(users[order], np.arange(dataset.user_num + 1))
+    return [items[order[bounds[u] : bounds[u + 1]]] for u in range(dataset.user_num)]
+
+
 def interaction_fingerprint(dataset) -> str:
     """SHA-1 of the sorted (user, item) pairs and the id-space sizes of ``dataset``.
 

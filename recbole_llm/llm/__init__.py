@@ -8,6 +8,8 @@
   attention masks and vector positions (left/right padding); a cache of the keys/values of frozen
   text prefixes.
 * :mod:`~recbole_llm.llm.generation`: batched ``generate()`` with an on-disk answer cache.
+* :mod:`~recbole_llm.llm.profiles`: LLM-written user/item profiles from item texts and training
+  interactions (RLMRec's profiling), through the generation cache.
 * :mod:`~recbole_llm.llm.testing`: tiny random backbones for tests.
 """
 

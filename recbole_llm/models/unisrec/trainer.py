@@ -1,0 +1,142 @@
+"""UniSRec's two stages on the shared :class:`~recbole_llm.training.staged.StagedTrainer`.
+
+``pretrain``
+    ``unisrec_pretrain_epochs`` epochs of :meth:`UniSRec.pretrain_loss` (text only) at
+    ``unisrec_pretrain_learning_rate`` over RecBole's training sequences of this run's **training
+    split** (``unisrec_pretrain_datasets: ""``) or of the **training splits** of the listed datasets
+    (the paper: five other Amazon domains, then transfer; this dataset's name in the list means its
+    own training split). Each dataset keeps its own item texts and encoded table; an epoch
+    interleaves their batches (the authors merge the domains into one item space, so their in-batch
+    negatives can come from other domains; ours come from the batch's domain). The item ID table
+    (transductive mode) is not used. Skipped with 0 epochs.
+``finetune``
+    ``epochs`` epochs of :meth:`UniSRec.calculate_loss` at ``learning_rate``; with
+    ``unisrec_freeze_encoder`` and a pre-training stage, the transformer and position embeddings
+    are fixed first (the paper's fine-tuning). RecBole's validation, early stopping and best-model
+    checkpoint.
+"""
+
+from __future__ import annotations
+
+from recbole_llm.training.staged import Stage, StagedTrainer
+
+#: RecBole keys that define a UniSRec run besides the ``unisrec_*`` settings.
+RUN_KEYS = ("n_layers", "n_heads", "hidden_size", "inner_size", "hidden_dropout_prob", "attn_dropout_prob",
+            "MAX_ITEM_LIST_LENGTH", "learning_rate", "weight_decay", "text_encoder", "item_text_template",
+            "item_text_fields", "item_text_max_tokens")
+
+
+class UniSRecTrainer(StagedTrainer):
+    """Runs UniSRec's stages (see the module docstring)."""
+
+    settings_prefix = "unisrec_"
+
+    def run_settings(self):
+        keep = super().run_settings()
+        keep.update({k: self.config[k] for k in RUN_KEYS})
+        return keep
+
+    def stages(self):
+        m, s = self.model, self.model.settings
+        stages = []
+        if s.pretrain_epochs > 0:
+            stages.append(Stage("pretrain", epochs=s.pretrain_epochs, train_epoch=self.pretrain_epoch,
+                                parameters=lambda: [p for n, p in m.named_parameters()
+                                                    if not n.startswith("item_embedding.")],
+                                learning_rate=s.pretrain_learning_rate, begin=self.pretrain_begin, unit="batches"))
+        stages.append(Stage("finetune", epochs=int(self.config["epochs"]), train_epoch=self.finetune_epoch,
+                            parameters=lambda: [p for p in m.parameters() if p.requires_grad],
+                            learning_rate=float(self.config["learning_rate"]),
+                            weight_decay=float(self.config["weight_decay"] or 0.0), validate=True,
+                            begin=self.finetune_begin, unit="batches", units_per_epoch=len(self.train_data)))
+        return stages
+
+    def _word_drop_view(self, config, texts):
+        from recbole_llm.data.features import text_embeddings
+        from recbole_llm.data.text import TEMPLATE_KEY
+        from recbole_llm.models.unisrec.model import word_drop_texts
+
+        s = self.model.settings
+        if s.word_drop_ratio <= 0 or s.item_drop_coefficient >= 1:
+            return None
+        texts = word_drop_texts(texts, s.word_drop_ratio, seed=self.seed)
+        texts[0] = ""
+        tag = f"{config[TEMPLATE_KEY]}|word_drop={s.word_drop_ratio}|seed={self.seed}"
+        return text_embeddings(config, texts, tag, what="word-dropped item texts")
+
+    def _other_dataset(self, name):
+        """``(train dataloader, text table, word-drop table)`` of dataset ``name``'s training split under
+        this run's settings (split, sequence length, text encoder); random streams left untouched."""
+        import numpy as np
+        import torch
+        from recbole.data import create_dataset, data_preparation
+
+        from recbole_llm.config import Config
+        from recbole_llm.data.features import item_text_embeddings
+        from recbole_llm.data.text import item_texts
+
+        final = self.config.final_config_dict
+        sub = {k: v for k, v in self.config.external_config_dict.items() if k != "dataset"}
+        for key in ("eval_args", "seed", "reproducibility", "checkpoint_dir", "device", "MAX_ITEM_LIST_LENGTH",
+                    "train_batch_size", "state"):
+            sub[key] = final[key]
+        sub["train_neg_sample_args"] = None  # cross-entropy over all items (UniSRec's loss_type CE)
+        config = Config(model="UniSRec", dataset=name, config_dict=sub)
+        state = (torch.get_rng_state(), np.random.get_state())
+        try:
+            train, _, _ = data_preparation(config, create_dataset(config))
+        finally:
+            torch.set_rng_state(state[0])
+            np.random.set_state(state[1])
+        texts = item_texts(config, train.dataset, model_name=f"UniSRec (pre-training dataset {name})")
+        device = self.model.plm_embedding.device
+        plm = item_text_embeddings(config, train.dataset, texts=texts).to(device)
+        aug = self._word_drop_view(config, texts)
+        return train, plm, aug.to(device) if aug is not None else None
+
+    def pretrain_begin(self, trainer):
+        m, s = self.model, self.model.settings
+        names = [n.strip() for n in s.pretrain_datasets.split(",") if n.strip()] or [str(self.config["dataset"])]
+        self._sources = []
+        for name in names:
+            if name == str(self.config["dataset"]):
+                aug = self._word_drop_view(self.config, m.item_texts)
+                m.prepare_pretraining(aug)  # the model's own tables
+                self._sources.append((name, self.train_data, None, aug))
+            else:
+                self._sources.append((name, *self._other_dataset(name)))
+        return {"datasets": names, "word_drop_view": all(src[3] is not None for src in self._sources),
+                "batches_per_epoch": sum(len(src[1]) for src in self._sources)}
+
+    def pretrain_epoch(self, trainer, epoch, optimizer):
+        """One pass over every pre-training dataset's training batches, interleaved."""
+        m = self.model
+        iterators = [(iter(loader), plm, aug) for _, loader, plm, aug in self._sources]
+        chunks = []
+        while iterators:
+            alive = []
+            for it, plm, aug in iterators:
+                batch = next(it, None)
+                if batch is not None:
+                    chunks.append((batch, plm, aug))
+                    alive.append((it, plm, aug))
+            iterators = alive
+
+        def loss_of(chunk):
+            batch, plm, aug = chunk
+            if plm is None:  # this dataset: the model's own tables
+                return m.pretrain_loss(batch.to(self.device))
+            return m.pretrain_loss(batch.to(self.device), plm=plm, plm_aug=aug)
+
+        return self.run_batches("pretrain", epoch, chunks, loss_of, optimizer)
+
+    def finetune_begin(self, trainer):
+        m, s = self.model, self.model.settings
+        frozen = s.freeze_encoder and s.pretrain_epochs > 0
+        if frozen:
+            m.freeze_encoder()
+        return {"encoder_frozen": frozen, "trainable_params": sum(p.numel() for p in m.parameters() if p.requires_grad)}
+
+    def finetune_epoch(self, trainer, epoch, optimizer):
+        return self.run_batches("finetune", epoch, self.train_data,
+                                lambda batch: self.model.calculate_loss(batch.to(self.device)), optimizer)

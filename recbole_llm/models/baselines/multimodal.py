@@ -25,6 +25,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.trainer import Trainer
 
 from recbole_llm.data.features import MODALITIES, item_modalities
+from recbole_llm.models.embedding_scores import EmbeddingScores
 from recbole_llm.settings import Choice, Settings
 
 #: Keys every multimodal baseline reads (added to each model's schema).
@@ -98,13 +99,12 @@ class ModalityEncoder(nn.Module):
         return {name: self.project(name) for name in self.names}
 
 
-class MultimodalRecommender(GeneralRecommender):
+class MultimodalRecommender(EmbeddingScores, GeneralRecommender):
     """Base of the multimodal baselines: ``compute()`` returns the final ``(users, items)``
     embeddings; scores are their dot products, computed once per evaluation."""
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self._cache = None
         valid = torch.ones(self.n_items, dtype=torch.bool)
         valid[0] = False  # RecBole's padding item
         self.register_buffer("valid_items", valid, persistent=False)
@@ -115,24 +115,8 @@ class MultimodalRecommender(GeneralRecommender):
     def pre_epoch(self):
         """Called by :class:`MultimodalTrainer` before each training epoch."""
 
-    def train(self, mode=True):
-        self._cache = None
-        return super().train(mode)
-
-    @torch.no_grad()
-    def final_embeddings(self):
-        if self._cache is None or self.training:
-            users, items = self.compute()
-            self._cache = (users.detach(), items.detach())
-        return self._cache
-
-    def predict(self, interaction):
-        users, items = self.final_embeddings()
-        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(1)
-
-    def full_sort_predict(self, interaction):
-        users, items = self.final_embeddings()
-        return (users[interaction[self.USER_ID]] @ items.T).flatten()
+    def final_user_item(self):
+        return self.compute()
 
 
 class MultimodalTrainer(Trainer):

@@ -42,6 +42,7 @@ from torch.utils.checkpoint import checkpoint
 from recbole_llm.data.features import item_modalities
 from recbole_llm.graph.hypergraph import item_hypergraph, propagate, to_torch_sparse, user_hypergraph
 from recbole_llm.graph.interactions import normalized_adjacency
+from recbole_llm.models.embedding_scores import EmbeddingScores
 from recbole_llm.models.hellm.settings import HELLMPRE_SETTINGS
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def contrastive_loss(e, h, tau, chunk_size, anchors=None):
     return total / max(1, len(anchors))
 
 
-class HeLLMPre(GeneralRecommender):
+class HeLLMPre(EmbeddingScores, GeneralRecommender):
     r"""HeLLM's hypergraph pretraining (see the module docstring)."""
 
     input_type = InputType.PAIRWISE
@@ -104,12 +105,7 @@ class HeLLMPre(GeneralRecommender):
         for module in self.modules():
             if isinstance(module, nn.Embedding):
                 nn.init.xavier_uniform_(module.weight)
-        self._cache = None
         logger.info("HeLLMPre graphs: %s", self.graph_info)
-
-    def train(self, mode=True):
-        self._cache = None
-        return super().train(mode)
 
     # -- Eq. 6 -----------------------------------------------------------------------------
     def lightgcn(self):
@@ -162,18 +158,7 @@ class HeLLMPre(GeneralRecommender):
         return loss
 
     # -- scoring ------------------------------------------------------------------------------
-    @torch.no_grad()
-    def final_embeddings(self):
-        """Fused ``(e_u, e_i)`` of the current parameters (cached until the next ``train()``)."""
-        if self._cache is None or self.training:
-            users, items, _, _ = self.forward()
-            self._cache = (users.detach(), items.detach())
-        return self._cache
-
-    def predict(self, interaction):
-        users, items = self.final_embeddings()
-        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(1)
-
-    def full_sort_predict(self, interaction):
-        users, items = self.final_embeddings()
-        return (users[interaction[self.USER_ID]] @ items.T).flatten()
+    def final_user_item(self):
+        """Fused ``(e_u, e_i)`` (scored and cached by :class:`EmbeddingScores`)."""
+        users, items, _, _ = self.forward()
+        return users, items

@@ -821,3 +821,31 @@ def apply_lora(backbone: Backbone, r: int = 8, alpha: float = 16.0, dropout: flo
     for p in params:
         p.requires_grad_(True)
     return params
+
+
+def inject_lora(backbone: Backbone, r, alpha, dropout, targets, setting="lora_targets") -> dict:
+    """Put peft LoRA adapters on the backbone's ``targets`` modules in place (a comma-separated string
+    or a list of module names such as ``q_proj,v_proj``) and freeze everything else. Returns
+    ``{name: parameter}`` of the LoRA weights, so that a model can register them (e.g. in an
+    ``nn.ParameterDict``) and keep them in its ``state_dict`` while the LLM itself stays outside.
+    A target the LLM lacks raises :class:`~recbole_llm.errors.ConfigError` naming ``setting``."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from recbole_llm.errors import ConfigError
+
+    names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else [str(t).strip() for t in targets]
+    names = [t for t in names if t]
+    present = {n.rsplit(".", 1)[-1] for n, _ in backbone.model.named_modules()}
+    missing = [t for t in names if t not in present]
+    if missing or not names:
+        raise ConfigError(f"setting {setting}={targets!r}: the LLM has no module named {missing or names} "
+                          "(LLaMA-style attention projections are q_proj,k_proj,v_proj,o_proj; feed-forward "
+                          "projections gate_proj,up_proj,down_proj).")
+    cfg = LoraConfig(r=int(r), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=names, bias="none")
+    inject_adapter_in_model(cfg, backbone.model)
+    lora = {}
+    for name, param in backbone.model.named_parameters():
+        param.requires_grad_("lora_" in name)
+        if "lora_" in name:
+            lora[name] = param
+    return lora

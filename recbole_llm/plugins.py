@@ -26,6 +26,8 @@ BUILTIN_PLUGINS = (
     "recbole_llm.models.glta.plugin",
     "recbole_llm.models.graph_attentive_gpt2.plugin",
     "recbole_llm.models.hellm.plugin",
+    "recbole_llm.models.collm.plugin",
+    "recbole_llm.models.llara.plugin",
     "recbole_llm.data.providers",
 )
 

@@ -51,6 +51,23 @@ def write_tiny_dataset(root, name="tiny", n_users=40, n_items=60, per_user=(8, 2
     return Path(root)
 
 
+def write_ring_dataset(root, n_users=60, n_items=24, length=12, seed=0):
+    """Every user walks a ring of items: the next item is always (previous + 1) mod n_items."""
+    rng = random.Random(seed)
+    folder = Path(root) / "tiny"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, t = [], 880000000
+    for u in range(1, n_users + 1):
+        start = rng.randrange(n_items)
+        for j in range(length):
+            t += 1
+            rows.append(f"{u}\t{(start + j) % n_items + 1}\t4\t{t}")
+    (folder / "tiny.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    lines = [f"{i}\tMovie {i}\t1990\tDrama" for i in range(1, n_items + 1)]
+    (folder / "tiny.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\tgenre:token_seq\n"
+                                      + "\n".join(lines) + "\n")
+
+
 def fast_config(tmp_path, **overrides):
     """Settings that keep a RecBole run on a tiny dataset to a second or two."""
     cfg = {

@@ -18,7 +18,7 @@ import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
-from conftest import fast_config, tiny_llm_env, write_tiny_dataset
+from conftest import fast_config, tiny_llm_env, write_ring_dataset, write_tiny_dataset
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigError
 from recbole_llm.graph.hypergraph import (item_hypergraph, item_hypergraph_from_incidences, knn_incidence,
@@ -374,23 +374,6 @@ def test_warmup_cosine_schedule():
     lrs = [warmup_cosine(s, 100, 10, 1.0, 0.1) for s in range(101)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[100] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
-
-
-def write_ring_dataset(root, n_users=60, n_items=24, length=12, seed=0):
-    """Every user walks a ring of items: the next item is always (previous + 1) mod n_items."""
-    rng = random.Random(seed)
-    folder = Path(root) / "tiny"
-    folder.mkdir(parents=True, exist_ok=True)
-    rows, t = [], 880000000
-    for u in range(1, n_users + 1):
-        start = rng.randrange(n_items)
-        for j in range(length):
-            t += 1
-            rows.append(f"{u}\t{(start + j) % n_items + 1}\t4\t{t}")
-    (folder / "tiny.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "\n".join(rows) + "\n")
-    lines = [f"{i}\tMovie {i}\t1990\tDrama" for i in range(1, n_items + 1)]
-    (folder / "tiny.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\tgenre:token_seq\n"
-                                      + "\n".join(lines) + "\n")
 
 
 def test_hellm_beats_pop_on_planted_structure_and_checkpoint_reload_gives_identical_scores(tmp_path, monkeypatch):

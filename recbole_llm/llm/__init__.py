@@ -8,6 +8,9 @@
   attention masks and vector positions (left/right padding); a cache of the keys/values of frozen
   text prefixes.
 * :mod:`~recbole_llm.llm.generation`: batched ``generate()`` with an on-disk answer cache.
+* :mod:`~recbole_llm.llm.recommender`: ``PromptRecommender``, the body of recommenders that put
+  projected ID embeddings into a text prompt (CoLLM, LLaRA): LoRA, item head, Yes/No and
+  title-likelihood outputs.
 * :mod:`~recbole_llm.llm.testing`: tiny random backbones for tests.
 """
 

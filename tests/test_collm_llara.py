@@ -110,6 +110,8 @@ def test_bad_settings_and_inputs_get_short_errors(env):
         build(env, "LLaRA", llara_lora_targets="c_attn")
     with pytest.raises(ConfigError, match=r"unknown placeholders \['item'\]"):
         build(env, "CoLLM", collm_prompt_next="User {user} liked {item}")
+    with pytest.raises(ConfigError, match=r"collm_output=yes_no .* cannot rank all items.*uni100"):
+        build(env, "CoLLM", collm_output="yes_no")  # under full ranking: refused before any training
     with pytest.raises(Exception, match="movie_title"):  # no item text: the missing fields are named
         build(env, "LLaRA", load_col={"inter": LOAD_COL["inter"]})
 
@@ -126,7 +128,8 @@ def _token_rows(model, batch):
 @pytest.mark.parametrize("hybrid", [True, False])
 def test_collm_vectors_reach_exactly_the_placeholders(env, hybrid):
     # the yes/no prompts name the user, the history items (collm_history_ids) and a target item
-    _, model, train, _, _ = build(env, "CoLLM", collm_history_ids=True, collm_output="yes_no")
+    _, model, train, _, _ = build(env, "CoLLM", collm_history_ids=True, collm_output="yes_no",
+                                  eval_args={**LOO, "mode": "uni100"})
     randomise(model)
     inter = train.dataset.inter_feat[torch.arange(5)]
     targets = torch.tensor([3, 4, 5, 6, 7])

@@ -69,6 +69,10 @@ class PromptRecommender(SequentialRecommender):
         if self.output not in (ITEM_HEAD,) + self.ORIGINAL_OUTPUTS:
             raise ConfigError(f"{self.prefix}output={self.output!r} is not an output of {type(self).__name__}; "
                               f"use one of {[ITEM_HEAD, *self.ORIGINAL_OUTPUTS]}.")
+        if self.output != ITEM_HEAD:
+            mode = config["eval_args"]["mode"]
+            if "full" in (mode.values() if isinstance(mode, dict) else [mode]):
+                raise ConfigError(self._full_ranking_refused())
         self.backbone = backbone if backbone is not None else backbone_from_config(config, shared=False, freeze=True)
         self.backbone.freeze()
         lora = inject_lora(self.backbone, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_targets,
@@ -87,6 +91,12 @@ class PromptRecommender(SequentialRecommender):
         self.train_hybrid = True
         #: prompt form used by ``predict`` / ``full_sort_predict``
         self.eval_hybrid = True
+
+    def _full_ranking_refused(self):
+        return (f"{type(self).__name__} with {self.prefix}output={self.output} scores given candidate items only and "
+                "cannot rank all items: evaluate it with sampled candidates (eval_args mode: uni100, e.g. "
+                "--eval_args=\"{'split': {'LS': 'valid_and_test'}, 'order': 'TO', 'mode': 'uni100'}\") or use "
+                f"{self.prefix}output=item_head for full ranking.")
 
     # -- pieces ------------------------------------------------------------------------------------
     def _titles(self, config, dataset):
@@ -208,10 +218,7 @@ class PromptRecommender(SequentialRecommender):
     @torch.no_grad()
     def full_sort_predict(self, interaction):
         if self.output != ITEM_HEAD:
-            raise ConfigError(f"{type(self).__name__} with {self.prefix}output={self.output} scores given candidate items "
-                              "only and cannot rank all items: evaluate it with sampled candidates "
-                              "(eval_args mode: uni100, e.g. --eval_args=\"{'mode': 'uni100'}\") or use "
-                              f"{self.prefix}output=item_head for full ranking.")
+            raise ConfigError(self._full_ranking_refused())
         out = self._in_batches(interaction, lambda part: self.item_logits(part, self.eval_hybrid))
         return out.to(interaction[self.ITEM_SEQ].device)
 

@@ -106,7 +106,13 @@ class PromptRecommender(SequentialRecommender):
         return [self.backbone.truncate_text(t, self.settings.title_max_tokens) for t in texts]
 
     def _answer_ids(self):
-        ids = [self.backbone.encode(word) for word in ("Yes", "No")]
+        """Token ids of the answers: " Yes"/" No" where each is one token (byte-level BPE after "Answer:"),
+        else the first token of "Yes"/"No" (SentencePiece adds the word boundary itself)."""
+        def first(word):
+            spaced = self.backbone.encode(" " + word)
+            return spaced if len(spaced) == 1 else self.backbone.encode(word)
+
+        ids = [first(word) for word in ("Yes", "No")]
         if not ids[0] or not ids[1] or ids[0][0] == ids[1][0]:
             raise ConfigError(f"{type(self).__name__} {self.prefix}output=yes_no: the tokenizer does not give 'Yes' and "
                               "'No' distinct first tokens; use the item_head output.")

@@ -6,7 +6,6 @@ Tiny generated datasets and a tiny random Llama (saved with save_pretrained, loa
 real llm_path code path); everything runs in seconds on CPU.
 """
 
-import random
 import re
 from pathlib import Path
 

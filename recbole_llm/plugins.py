@@ -31,6 +31,8 @@ BUILTIN_PLUGINS = (
     "recbole_llm.models.baselines.plugin_graph",
     "recbole_llm.models.rlmrec.plugin",
     "recbole_llm.models.unisrec.plugin",
+    "recbole_llm.models.collm.plugin",
+    "recbole_llm.models.llara.plugin",
     "recbole_llm.data.providers",
 )
 

@@ -805,19 +805,40 @@ def truncate_layers(backbone: Backbone, n_layers: int) -> Backbone:
 def apply_lora(backbone: Backbone, r: int = 8, alpha: float = 16.0, dropout: float = 0.0, targets=()) -> list:
     """Inject LoRA adapters (peft) into the backbone's model in place; only they train afterwards.
     Returns the adapter parameters. ``targets`` empty: :data:`LORA_TARGETS` of the model type."""
-    try:
-        from peft import LoraConfig, inject_adapter_in_model
-    except ImportError as exc:  # pragma: no cover - peft is a dependency of the LoRA option only
-        raise RecBoleLLMError("LoRA needs the 'peft' package: python3 -m pip install peft") from exc
     model_type = str(getattr(backbone.text_config, "model_type", ""))
     targets = list(targets) or list(LORA_TARGETS.get(model_type, ()))
     if not targets:
         raise RecBoleLLMError(f"no default LoRA target modules for model type {model_type!r}; set them explicitly "
                               "(e.g. gat_lora_targets: [q_proj, v_proj]).")
-    backbone.model.requires_grad_(False)
-    cfg = LoraConfig(r=int(r), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=targets)
+    return list(inject_lora(backbone, r, alpha, dropout, targets, setting="lora targets").values())
+
+
+def inject_lora(backbone: Backbone, r, alpha, dropout, targets, setting="lora_targets") -> dict:
+    """Put peft LoRA adapters on the backbone's ``targets`` modules in place (a comma-separated string
+    or a list of module names such as ``q_proj,v_proj``) and freeze everything else. Returns
+    ``{name: parameter}`` of the LoRA weights, so that a model can register them (e.g. in an
+    ``nn.ParameterDict``) and keep them in its ``state_dict`` while the LLM itself stays outside.
+    A target the LLM lacks raises :class:`~recbole_llm.errors.ConfigError` naming ``setting``."""
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ImportError as exc:  # pragma: no cover - peft is a dependency of the LoRA models only
+        raise RecBoleLLMError("LoRA needs the 'peft' package: python3 -m pip install peft") from exc
+
+    from recbole_llm.errors import ConfigError
+
+    names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else [str(t).strip() for t in targets]
+    names = [t for t in names if t]
+    present = {n.rsplit(".", 1)[-1] for n, _ in backbone.model.named_modules()}
+    missing = [t for t in names if t not in present]
+    if missing or not names:
+        raise ConfigError(f"setting {setting}={targets!r}: the LLM has no module named {missing or names} "
+                          "(LLaMA-style attention projections are q_proj,k_proj,v_proj,o_proj; feed-forward "
+                          "projections gate_proj,up_proj,down_proj).")
+    cfg = LoraConfig(r=int(r), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=names, bias="none")
     inject_adapter_in_model(cfg, backbone.model)
-    params = [p for n, p in backbone.model.named_parameters() if "lora_" in n]
-    for p in params:
-        p.requires_grad_(True)
-    return params
+    lora = {}
+    for name, param in backbone.model.named_parameters():
+        param.requires_grad_("lora_" in name)
+        if "lora_" in name:
+            lora[name] = param
+    return lora

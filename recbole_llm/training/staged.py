@@ -40,6 +40,7 @@ from logging import getLogger
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 from recbole.trainer import Trainer
 from recbole.utils import dict2str, early_stopping, set_color
 import torch
@@ -50,6 +51,7 @@ from recbole_llm.memory import peak_rss_mb, reset_peak_rss
 from recbole_llm.training import distributed as collective
 from recbole_llm.training.checkpoint import load_checked, read_json_checked, save_atomic, write_json_atomic
 from recbole_llm.training.progress import EpochLog, StepProgress
+from recbole_llm.training.schedule import set_learning_rate, warmup_cosine
 
 #: Settings that never change what a run computes, left out of the run key (so an interrupted run
 #: can be resumed with, say, more epochs).
@@ -435,6 +437,39 @@ class StagedTrainer(Trainer):
             total += value
             progress.step(loss=value)
         return self.all_reduce_mean(total / max(1, len(mine)))
+
+    def sampled_stage(self, name, *, epochs, parameters, loss_of, learning_rate, weight_decay, batch_size,
+                      samples_per_epoch=0, min_learning_rate=0.0, warmup_epochs=0.0, validate=False,
+                      before_batch=None) -> Stage:
+        """An epoch :class:`Stage` over RecBole's training samples (the rows of
+        ``train_data.dataset.inter_feat``; for a sequential model every prefix of every training
+        sequence): each epoch a random ``samples_per_epoch`` subset (0 = all) in batches of
+        ``batch_size``, ``loss_of(interaction)`` per batch, per-step linear warmup over
+        ``warmup_epochs`` then a half cosine to ``min_learning_rate``. The order and the dropout
+        stream depend only on the run seed and the epoch (resume-safe). ``before_batch(step,
+        total_steps)`` runs before each batch with the stage's global step (e.g. a curriculum)."""
+        n = len(self.train_data.dataset)
+        per_epoch = min(samples_per_epoch, n) if samples_per_epoch else n
+        steps = -(-per_epoch // batch_size)
+        inter = self.train_data.dataset.inter_feat
+
+        def train_epoch(trainer, epoch, optimizer):
+            order = np.random.default_rng(self.seed * 7919 + epoch).permutation(n)[:per_epoch]
+            chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+            total, warmup = epochs * steps, int(round(warmup_epochs * steps))
+            torch.manual_seed(self.seed * 104729 + epoch)  # dropout stream per epoch (resume-safe)
+
+            def before_step(step):
+                set_learning_rate(optimizer, warmup_cosine(epoch * steps + step, total, warmup, learning_rate,
+                                                           min_learning_rate))
+                if before_batch is not None:
+                    before_batch(epoch * steps + step, total)
+
+            return self.run_batches(name, epoch, chunks, lambda chunk: loss_of(inter[torch.as_tensor(chunk)]),
+                                    optimizer, before_step=before_step)
+
+        return Stage(name, epochs=epochs, train_epoch=train_epoch, parameters=parameters, learning_rate=learning_rate,
+                     weight_decay=weight_decay, validate=validate, unit="samples", units_per_epoch=per_epoch)
 
     def clip_and_step(self, loss, optimizer):
         """``backward``, RecBole's gradient clipping and NaN check, ``step`` (for ``train_epoch``);

@@ -46,7 +46,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_llm.errors import ConfigError
-from recbole_llm.llm.backbone import backbone_from_config, forward_with_prefix, prefix_key_values
+from recbole_llm.llm.backbone import backbone_from_config, forward_with_prefix, inject_lora, prefix_key_values
 from recbole_llm.models.hellm.settings import HELLM_SETTINGS, HELLMPRE_SETTINGS
 
 logger = logging.getLogger(__name__)
@@ -67,27 +67,6 @@ def _mlp(d_in, d_hidden, d_out, dropout):
                          nn.Linear(d_hidden, d_out), nn.GELU(), nn.Dropout(dropout))
 
 
-def inject_lora(backbone, r, alpha, dropout, targets):
-    """Put peft LoRA adapters on the backbone's ``targets`` modules in place; freeze everything
-    else. Returns ``{name: parameter}`` of the LoRA weights."""
-    from peft import LoraConfig, inject_adapter_in_model
-
-    names = [t.strip() for t in targets.split(",") if t.strip()]
-    present = {n.rsplit(".", 1)[-1] for n, _ in backbone.model.named_modules()}
-    missing = [t for t in names if t not in present]
-    if missing:
-        raise ConfigError(f"HeLLM setting hellm_lora_targets={targets!r}: the LLM has no module named {missing} "
-                          f"(LLaMA-style feed-forward projections are gate_proj,up_proj,down_proj).")
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, bias="none")
-    inject_adapter_in_model(cfg, backbone.model)
-    lora = {}
-    for name, param in backbone.model.named_parameters():
-        param.requires_grad_("lora_" in name)
-        if "lora_" in name:
-            lora[name] = param
-    return lora
-
-
 class HeLLM(SequentialRecommender):
     """HeLLM (see the module docstring)."""
 
@@ -105,7 +84,7 @@ class HeLLM(SequentialRecommender):
         # -- the LLM: a private copy with LoRA on the feed-forward projections ----------------------
         self.backbone = backbone if backbone is not None else backbone_from_config(config, shared=False, freeze=True)
         self.backbone.freeze()
-        lora = inject_lora(self.backbone, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_targets)
+        lora = inject_lora(self.backbone, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_targets, "hellm_lora_targets")
         self.lora = nn.ParameterDict({name.replace(".", "__"): p for name, p in lora.items()})
         hidden, n_layers = self.backbone.hidden_size, self.backbone.num_layers
         # -- frozen stage-1 tables (filled by HeLLMTrainer) -----------------------------------------

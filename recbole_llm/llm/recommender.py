@@ -35,6 +35,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from recbole_llm import _recbole  # noqa: F401  (applies recbole_llm.compat; keep before RecBole imports)
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 

@@ -177,3 +177,14 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
     logger.info(f"{label}: {model} best valid {best}: {best_result}")
     return Pretrained(net, f"trained ({cache_file})" if use_cache else "trained",
                       {"reused": False, "best_valid_score": best, "epochs": len(trainer.train_loss_dict)})
+
+
+def load_frozen_table(module, name: str, value, who: str, fix: str) -> None:
+    """Copy a pretrained table (e.g. LightGCN's item embeddings) into ``module``'s frozen buffer
+    ``name``; a shape mismatch is a :class:`ConfigError` saying ``who`` produced what and ``fix``."""
+    buf = getattr(module, name)
+    if tuple(value.shape) != tuple(buf.shape):
+        raise ConfigError(f"{type(module).__name__} {name} has shape {tuple(buf.shape)}, {who} produced "
+                          f"{tuple(value.shape)}: {fix}")
+    with torch.no_grad():
+        buf.copy_(value.to(buf))

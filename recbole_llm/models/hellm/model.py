@@ -48,6 +48,7 @@ from recbole.utils import InputType
 from recbole_llm.errors import ConfigError
 from recbole_llm.llm.backbone import backbone_from_config, forward_with_prefix, inject_lora, prefix_key_values
 from recbole_llm.models.hellm.settings import HELLM_SETTINGS, HELLMPRE_SETTINGS
+from recbole_llm.training.pretrain import load_frozen_table
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +131,7 @@ class HeLLM(SequentialRecommender):
         for name, value in (("item_graph_emb", graph), ("item_seq_emb", seq)):
             if value is None:
                 continue
-            buf = getattr(self, name)
-            if tuple(value.shape) != tuple(buf.shape):
-                raise ConfigError(f"HeLLM {name} has shape {tuple(buf.shape)}, stage 1 produced {tuple(value.shape)}: "
-                                  "embedding_size must equal the pretrained models' size.")
-            with torch.no_grad():
-                buf.copy_(value.to(buf))
+            load_frozen_table(self, name, value, "stage 1", "embedding_size must equal the pretrained models' size.")
         self.graph_source = graph_source or self.graph_source
         self.seq_source = seq_source or self.seq_source
 

@@ -34,6 +34,7 @@ from recbole_llm.errors import ConfigError
 from recbole_llm.llm.prompts import PromptTemplate
 from recbole_llm.llm.recommender import CANDIDATES, PromptRecommender, projector
 from recbole_llm.models.llara.settings import LLARA_SETTINGS
+from recbole_llm.training.pretrain import load_frozen_table
 
 
 class LLaRA(PromptRecommender):
@@ -56,11 +57,7 @@ class LLaRA(PromptRecommender):
 
     def set_item_embeddings(self, table, source=""):
         """Copy SASRec's ``[n_items, d]`` item table into the frozen buffer."""
-        if tuple(table.shape) != tuple(self.item_seq_emb.shape):
-            raise ConfigError(f"LLaRA item_seq_emb has shape {tuple(self.item_seq_emb.shape)}, SASRec produced "
-                              f"{tuple(table.shape)}: llara_sasrec_hidden_size must equal SASRec's hidden_size.")
-        with torch.no_grad():
-            self.item_seq_emb.copy_(table.to(self.item_seq_emb))
+        load_frozen_table(self, "item_seq_emb", table, "SASRec", "llara_sasrec_hidden_size must equal SASRec's hidden_size.")
         self.seq_source = source or self.seq_source
 
     def mapping_parameters(self):

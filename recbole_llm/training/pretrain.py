@@ -179,12 +179,17 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
                       {"reused": False, "best_valid_score": best, "epochs": len(trainer.train_loss_dict)})
 
 
-def load_frozen_table(module, name: str, value, who: str, fix: str) -> None:
-    """Copy a pretrained table (e.g. LightGCN's item embeddings) into ``module``'s frozen buffer
-    ``name``; a shape mismatch is a :class:`ConfigError` saying ``who`` produced what and ``fix``."""
-    buf = getattr(module, name)
-    if tuple(value.shape) != tuple(buf.shape):
-        raise ConfigError(f"{type(module).__name__} {name} has shape {tuple(buf.shape)}, {who} produced "
-                          f"{tuple(value.shape)}: {fix}")
+def load_frozen_tables(module, tables: dict, who: str, fix: str) -> None:
+    """Copy pretrained tables (``{buffer name: tensor}``, ``None`` values skipped; e.g. LightGCN's
+    user and item embeddings) into ``module``'s frozen buffers. Every shape is checked before any
+    buffer changes; a mismatch is a :class:`ConfigError` saying ``who`` produced what and ``fix``."""
+    tables = {name: value for name, value in tables.items() if value is not None}
+    for name, value in tables.items():
+        buf = getattr(module, name)
+        if tuple(value.shape) != tuple(buf.shape):
+            raise ConfigError(f"{type(module).__name__} {name} has shape {tuple(buf.shape)}, {who} produced "
+                              f"{tuple(value.shape)}: {fix}")
     with torch.no_grad():
-        buf.copy_(value.to(buf))
+        for name, value in tables.items():
+            buf = getattr(module, name)
+            buf.copy_(value.to(buf))

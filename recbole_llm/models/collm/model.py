@@ -35,7 +35,7 @@ from recbole_llm.errors import ConfigError
 from recbole_llm.llm.prompts import PromptTemplate
 from recbole_llm.llm.recommender import ITEM_HEAD, YES_NO, PromptRecommender, projector
 from recbole_llm.models.collm.settings import COLLM_SETTINGS
-from recbole_llm.training.pretrain import load_frozen_table
+from recbole_llm.training.pretrain import load_frozen_tables
 
 _FIELDS = {"history", "user", "target_title", "target"}
 
@@ -68,9 +68,8 @@ class CoLLM(PromptRecommender):
 
     def set_graph_embeddings(self, user, item, source=""):
         """Copy LightGCN's ``[n_users, d]`` / ``[n_items, d]`` tables into the frozen buffers."""
-        for name, value in (("user_graph_emb", user), ("item_graph_emb", item)):
-            load_frozen_table(self, name, value, "LightGCN",
-                              "collm_graph_embedding_size must equal the pretrained LightGCN's embedding_size.")
+        load_frozen_tables(self, {"user_graph_emb": user, "item_graph_emb": item}, "LightGCN",
+                           "collm_graph_embedding_size must equal the pretrained LightGCN's embedding_size.")
         self.graph_source = source or self.graph_source
 
     def mapping_parameters(self):

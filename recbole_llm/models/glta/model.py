@@ -43,6 +43,7 @@ from recbole_llm.models.glta.gllm import GLLMLayer, gllm_loss
 from recbole_llm.models.glta.prompts import GLTAPrompts
 from recbole_llm.models.glta.scoring import autoregressive_scores, first_k_scores, first_logit_scores
 from recbole_llm.models.glta.settings import GLTA_SETTINGS
+from recbole_llm.training.pretrain import load_frozen_tables
 
 logger = logging.getLogger(__name__)
 
@@ -140,14 +141,8 @@ class GLTA(GeneralRecommender):
 
     def set_graph_embeddings(self, user_emb, item_emb, source=""):
         """Copy the stage-1 (LightGCN) embeddings into the frozen buffers."""
-        if tuple(user_emb.shape) != tuple(self.user_graph_emb.shape) or tuple(item_emb.shape) != tuple(self.item_graph_emb.shape):
-            raise ConfigError(
-                f"graph embeddings have shapes {tuple(user_emb.shape)}/{tuple(item_emb.shape)}, GLTA expects "
-                f"{tuple(self.user_graph_emb.shape)}/{tuple(self.item_graph_emb.shape)} (glta_graph_embedding_size)."
-            )
-        with torch.no_grad():
-            self.user_graph_emb.copy_(user_emb.to(self.user_graph_emb))
-            self.item_graph_emb.copy_(item_emb.to(self.item_graph_emb))
+        load_frozen_tables(self, {"user_graph_emb": user_emb, "item_graph_emb": item_emb}, "LightGCN",
+                           "glta_graph_embedding_size must equal the pretrained LightGCN's embedding_size.")
         self.graph_source = source
         if self.settings.projector_norm_match:
             self.match_projector_norms()

@@ -48,7 +48,7 @@ from recbole.utils import InputType
 from recbole_llm.errors import ConfigError
 from recbole_llm.llm.backbone import backbone_from_config, forward_with_prefix, inject_lora, prefix_key_values
 from recbole_llm.models.hellm.settings import HELLM_SETTINGS, HELLMPRE_SETTINGS
-from recbole_llm.training.pretrain import load_frozen_table
+from recbole_llm.training.pretrain import load_frozen_tables
 
 logger = logging.getLogger(__name__)
 
@@ -128,10 +128,8 @@ class HeLLM(SequentialRecommender):
 
     def set_item_embeddings(self, graph=None, seq=None, graph_source="", seq_source=""):
         """Copy stage-1 item tables (``[n_items, d]``) into the frozen buffers."""
-        for name, value in (("item_graph_emb", graph), ("item_seq_emb", seq)):
-            if value is None:
-                continue
-            load_frozen_table(self, name, value, "stage 1", "embedding_size must equal the pretrained models' size.")
+        load_frozen_tables(self, {"item_graph_emb": graph, "item_seq_emb": seq}, "stage 1",
+                           "embedding_size must equal the pretrained models' size.")
         self.graph_source = graph_source or self.graph_source
         self.seq_source = seq_source or self.seq_source
 

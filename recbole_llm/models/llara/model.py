@@ -34,7 +34,7 @@ from recbole_llm.errors import ConfigError
 from recbole_llm.llm.prompts import PromptTemplate
 from recbole_llm.llm.recommender import CANDIDATES, PromptRecommender, projector
 from recbole_llm.models.llara.settings import LLARA_SETTINGS
-from recbole_llm.training.pretrain import load_frozen_table
+from recbole_llm.training.pretrain import load_frozen_tables
 
 
 class LLaRA(PromptRecommender):
@@ -57,7 +57,8 @@ class LLaRA(PromptRecommender):
 
     def set_item_embeddings(self, table, source=""):
         """Copy SASRec's ``[n_items, d]`` item table into the frozen buffer."""
-        load_frozen_table(self, "item_seq_emb", table, "SASRec", "llara_sasrec_hidden_size must equal SASRec's hidden_size.")
+        load_frozen_tables(self, {"item_seq_emb": table}, "SASRec",
+                           "llara_sasrec_hidden_size must equal SASRec's hidden_size.")
         self.seq_source = source or self.seq_source
 
     def mapping_parameters(self):

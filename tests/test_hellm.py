@@ -326,6 +326,35 @@ def test_only_the_intended_parameters_get_gradients(env):
     assert {"item_graph_emb", "item_seq_emb"} <= set(model.state_dict())
 
 
+def test_stage1_head_is_p_over_the_frozen_item_tables(env):
+    _, model, train, _, _ = build(env, "HeLLM", hellm_head="stage1", hellm_seq_id=False)
+    d = 16
+    assert model.head.weight.shape == (d, model.backbone.hidden_size)  # P only: no [n_items, hidden] matrix
+    batch = train.dataset.inter_feat[torch.arange(8)]
+    with torch.no_grad():
+        model.item_graph_emb.normal_()
+        model.item_seq_emb.normal_()
+    model.train()
+    loss = model.calculate_loss(batch)
+    assert torch.isclose(loss, torch.log(torch.tensor(model.n_items - 1.0)))  # P starts at zero
+    loss.backward()
+    assert model.head.weight.grad.abs().sum() > 0  # zero P still learns: the item tables are not zero
+    assert model.item_graph_emb.grad is None and not model.item_graph_emb.requires_grad
+    with torch.no_grad():
+        model.head.weight.normal_()
+        h = torch.randn(3, model.backbone.hidden_size)
+        scores = model.item_logits(h)
+        assert torch.allclose(scores, (h @ model.head.weight.T) @ model.item_graph_emb.T, atol=1e-5)
+        # moving one item's graph row moves that item's column only
+        model.item_graph_emb[7] += 1.0
+        moved = model.item_logits(h)
+        changed = (~torch.isclose(moved, scores)).any(0).nonzero().flatten().tolist()
+        assert changed == [7]
+        # SASRec's table is not in this head (w/o Seq_ID): it changes nothing
+        model.item_seq_emb.normal_()
+        assert torch.allclose(model.item_logits(h), moved)
+
+
 def test_hellm_ablations_change_what_they_name(env, monkeypatch):
     import recbole_llm.models.hellm.model as model_module
 

@@ -24,7 +24,11 @@ item embeddings), both trained on this run's training split only. Equations (met
   dropout 0.05 by default; the rest of the LLM is frozen.
 * Eq. 14: :math:`z = W_o h_{last}` over all items with a **trainable** :math:`W_o` (the authors'
   head stays at its random initialisation), cross-entropy against the next item; item 0
-  (padding) never scores.
+  (padding) never scores. ``hellm_head: linear`` trains a free ``[n_items, hidden]`` W_o;
+  ``stage1`` factorises it as :math:`W_o = [G; S]\,P` over the frozen stage-1 item tables the
+  item tokens use, so only ``P`` trains: with a CPU budget of a few thousand samples a free W_o
+  learns little more than popularity, while the factorised one starts from item geometry that
+  HeLLMPre and SASRec learned from every training interaction (the paper leaves W_o's form open).
 
 The LLM is not a submodule (it stays out of ``state_dict``), but its LoRA weights are registered
 in ``self.lora`` (a ParameterDict sharing the very tensors peft injected), so checkpoints hold
@@ -105,7 +109,10 @@ class HeLLM(SequentialRecommender):
         d_in = d * (int(self.use_graph_id) + int(self.use_seq_id))
         mid = s.item_mlp_hidden or hidden
         self.item_mlp = nn.Sequential(nn.Linear(d_in, mid), nn.GELU(), nn.Linear(mid, hidden))
-        self.head = nn.Linear(hidden, self.n_items, bias=False)
+        # Eq. 14's W_o: a free [n_items, hidden] matrix (``linear``), or W_o = [G ; S] P over the frozen
+        # stage-1 item tables the item tokens use (``stage1``: only P [2d, hidden] trains)
+        self.head_kind = s.head
+        self.head = nn.Linear(hidden, self.n_items if s.head == "linear" else d_in, bias=False)
         # zero init: every item starts at the same logit (loss log|I|); a random init on the large-norm
         # hidden states of a pretrained LLM starts far above that and costs the first steps
         nn.init.zeros_(self.head.weight)
@@ -155,13 +162,23 @@ class HeLLM(SequentialRecommender):
         values = self.norm_post_v(v + self.prefix_bias_v[None])
         return keys, values
 
-    def item_tokens(self, item_seq):
+    def item_features(self, items=None):
+        """``[g_i ; s_i]`` of ``items`` (all items when None): the stage-1 tables the switches keep."""
         parts = []
         if self.use_graph_id:
-            parts.append(self.item_graph_emb[item_seq])
+            parts.append(self.item_graph_emb if items is None else self.item_graph_emb[items])
         if self.use_seq_id:
-            parts.append(self.item_seq_emb[item_seq])
-        return self.item_mlp(torch.cat(parts, dim=-1))
+            parts.append(self.item_seq_emb if items is None else self.item_seq_emb[items])
+        return torch.cat(parts, dim=-1)
+
+    def item_tokens(self, item_seq):
+        return self.item_mlp(self.item_features(item_seq))
+
+    def item_logits(self, last):
+        """Eq. 14: ``W_o h_last`` over all items (``hellm_head``)."""
+        if self.head_kind == "linear":
+            return self.head(last)
+        return self.head(last) @ self.item_features().to(last.dtype).T
 
     # -- the LLM -----------------------------------------------------------------------------------
     def forward(self, item_seq, item_seq_len):
@@ -191,7 +208,7 @@ class HeLLM(SequentialRecommender):
             positions = (attn.cumsum(1) - 1).clamp(min=0)
             out = self.backbone.forward_embeds(embeds, attention_mask=attn, position_ids=positions)
         last = out.last_hidden_state[:, -1].float()
-        logits = self.head(last)
+        logits = self.item_logits(last)
         logits[:, 0] = float("-inf")
         return logits
 

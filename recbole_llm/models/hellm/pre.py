@@ -95,6 +95,14 @@ class HeLLMPre(EmbeddingScores, GeneralRecommender):
             self.register_buffer("u2u_adj", to_torch_sparse(u2u), persistent=False)
             self.user_hyper = nn.Embedding(self.n_users, d)
             self.graph_info["u2u_nnz"] = int(u2u.nnz)
+            density = u2u.nnz / max(1, (self.n_users - 1) ** 2)
+            if density > 0.5:
+                # e.g. ml-100k (96%): propagation averages almost every user into every user, so the
+                # normalised U2U views collapse towards one vector (benchmarks/results/hellmpre_u2u_ml100k.md)
+                logger.warning("HeLLMPre: the U2U hypergraph links %.0f%% of user pairs; after %d propagation steps "
+                               "the user views are nearly identical. On data this dense, compare with "
+                               "hellmpre_u2u=False (w/o U2U) or fewer hellmpre_user_layers.",
+                               100 * density, s.user_layers)
         if self.use_i2i:
             feats = item_modalities(config, dataset, s.modalities, model="HeLLMPre's I2I hypergraph",
                                     switch="hellmpre_i2i=False (the w/o I2I ablation)")

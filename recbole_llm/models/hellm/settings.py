@@ -59,6 +59,7 @@ HELLM_SETTINGS = Settings("HeLLM", prefix="hellm_", keys={
     # item tokens and prompt
     "hellm_max_history": Int(min=1),
     "hellm_item_mlp_hidden": Int(min=0),
+    "hellm_head": Choice("linear", "stage1"),
     "hellm_instruction": Str(non_empty=True),
     "hellm_prompt_head": Str(non_empty=True),
     "hellm_prompt_tail": Str(non_empty=True),

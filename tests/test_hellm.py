@@ -302,8 +302,9 @@ def test_prefixes_reach_every_layer_and_change_the_output(env):
         assert torch.allclose(model.graph_features(seq, mask), model.graph_features(junk, mask))
 
 
-def test_only_the_intended_parameters_get_gradients(env):
-    _, model, train, _, _ = build(env, "HeLLM")
+@pytest.mark.parametrize("head", ["linear", "stage1"])
+def test_only_the_intended_parameters_get_gradients(env, head):
+    _, model, train, _, _ = build(env, "HeLLM", hellm_head=head)
     assert torch.count_nonzero(model.head.weight) == 0  # zero-initialised head: loss log|I| at the start
     with torch.no_grad():
         model.item_graph_emb.normal_()

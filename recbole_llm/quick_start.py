@@ -137,7 +137,7 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
         "stage_times": stage_times,
         "stage_stats": plain(getattr(trainer, "stage_stats", None) or {}),
         "trainable_params": sum(p.numel() for p in params if p.requires_grad),
-        "total_params": int(getattr(model, "total_parameter_count", lambda: sum(p.numel() for p in params))()),
+        "total_params": total_parameters(model),
         "peak_rss_mb": peak_rss_mb(),
         "saved_model_file": getattr(trainer, "saved_model_file", None) if saved else None,
         "config": plain(dict(config.final_config_dict)),
@@ -148,6 +148,16 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
     if config["local_rank"] == 0 and queue is not None:
         queue.put({k: v for k, v in result.items() if k != "stats"})
     return result
+
+
+def total_parameters(model) -> int:
+    """Parameters of ``model`` plus those of an LLM it keeps outside its modules (``model.backbone``,
+    out of the state dict on purpose), each tensor counted once (LoRA tensors live in both)."""
+    tensors = {id(p): p for p in model.parameters()}
+    llm = getattr(getattr(model, "backbone", None), "model", None)
+    if isinstance(llm, torch.nn.Module):
+        tensors.update({id(p): p for p in llm.parameters()})
+    return int(sum(p.numel() for p in tensors.values()))
 
 
 def run_recbole_llm(

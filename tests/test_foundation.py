@@ -399,3 +399,21 @@ def test_ce_sequential_with_negative_sampling_names_the_setting(tiny_data):
                       eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"})
     with pytest.raises(ConfigError, match="train_neg_sample_args: ~"):
         Config(model="SASRec", dataset="tiny", config_dict=cfg)
+
+
+def test_total_parameters_counts_an_llm_kept_outside_the_modules_once():
+    import types
+
+    from recbole_llm.quick_start import total_parameters
+
+    llm = torch.nn.Linear(4, 4)  # 20 parameters, kept out of the model's modules like HeLLM's backbone
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(4, 2)  # 10
+            self.lora = torch.nn.ParameterDict({"w": llm.weight})  # also inside the LLM: counted once
+            self.backbone = types.SimpleNamespace(model=llm)
+
+    assert total_parameters(Model()) == 30
+    assert total_parameters(torch.nn.Linear(4, 2)) == 10  # no backbone: the model's own

@@ -224,9 +224,6 @@ class GLTA(GeneralRecommender):
         return PromptBuilder(self.backbone, padding_side="right",
                              prefix_store=self.store(name) if self.settings.prefix_cache else None)
 
-    def total_parameter_count(self):
-        return sum(p.numel() for p in self.parameters()) + self.backbone.parameter_count()
-
     def trainable_parameters(self, stage):
         """Parameters trained in ``stage`` (``item_text`` or ``user_item``), as in the paper."""
         if stage == "item_text":

@@ -423,13 +423,15 @@ class StagedTrainer(Trainer):
     def run_batches(self, stage_name, epoch, chunks, loss_of, optimizer, before_step=None):
         """One pass of an epoch stage over ``chunks``: ``loss_of(chunk)``, backward, clipping, step,
         progress lines; returns the mean loss. ``before_step(step)`` runs before each step (e.g. a
-        learning-rate schedule)."""
+        learning-rate schedule) with the step's position in ``chunks``: under DDP the index of the
+        first batch of the group the ranks step on together, the same on every rank (with each
+        rank's own batch index the ranks would take different learning rates and drift apart)."""
         mine = self.shard(chunks)  # all of them in one process; this rank's share under DDP
         progress = self.progress(stage_name, len(mine), epoch=epoch)
         total = 0.0
-        for index, chunk in mine:
+        for k, (_, chunk) in enumerate(mine):
             if before_step is not None:
-                before_step(index)
+                before_step(min(k * self.world_size, len(chunks) - 1))
             optimizer.zero_grad()
             loss = loss_of(chunk)
             self.clip_and_step(loss, optimizer)

@@ -43,7 +43,7 @@ def main(argv=None):
     from recbole.utils import init_seed
 
     from recbole_llm.config import Config
-    from recbole_llm.graph.hypergraph import to_torch_sparse, user_hypergraph
+    from recbole_llm.graph.hypergraph import linked_pair_share, to_torch_sparse, user_hypergraph
 
     config = Config(model="HeLLMPre", dataset=args.dataset,
                     config_dict={"seed": args.seed, "hellmpre_i2i": False, "state": "ERROR"})
@@ -58,7 +58,7 @@ def main(argv=None):
         cosines.append({"steps": step, "mean_pairwise_cosine": round(mean_pairwise_cosine(h), 4)})
         h = torch.sparse.mm(adj, h)
     report = {"dataset": args.dataset, "users": users, "u2u_nnz": int(u2u.nnz),
-              "density": round(u2u.nnz / users**2, 4), "user_layers_default": config["hellmpre_user_layers"],
+              "density": round(linked_pair_share(u2u), 4), "user_layers_default": config["hellmpre_user_layers"],
               "views": cosines}
     out = REPO / "benchmarks" / "results" / f"hellmpre_u2u_{args.dataset.replace('-', '')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -73,7 +73,7 @@ def test_staged_trainer_shards_chunks_round_robin_with_equal_counts():
         shares.append(t.shard(chunks))
     assert [len(s) for s in shares] == [3, 3, 3]  # padded: every rank takes the same number of steps
     assert sorted({i for s in shares for i, _ in s}) == list(range(7))  # every chunk is trained
-    assert shares[1] == [(1, "b"), (4, "e"), (0, "a")]  # global indices go to schedules
+    assert shares[1] == [(1, "b"), (4, "e"), (0, "a")]  # (global index, chunk); schedules get the step
     single = object.__new__(StagedTrainer)
     single.config = {"single_spec": True}
     assert single.shard(chunks) == list(enumerate(chunks))

@@ -131,6 +131,15 @@ def test_hypergraph_matrices_equal_a_hand_computation():
     assert np.array_equal(item_hypergraph([f], 2).toarray() > 0, (inc @ inc.T) > 0)
 
 
+def test_linked_pair_share_counts_real_user_pairs_only():
+    from recbole_llm.graph.hypergraph import linked_pair_share
+
+    # row 0 = RecBole's padding user (no items) + the 4 users above: 6 of their 16 ordered pairs are linked
+    h = sp.csr_matrix(np.array([[0, 0, 0, 0, 0], [1, 1, 1, 0, 0], [0, 1, 1, 0, 0], [0, 0, 1, 1, 0],
+                                [0, 0, 0, 0, 1]], dtype=np.float32))
+    assert linked_pair_share(user_hypergraph_from_matrix(h)) == pytest.approx(6 / 16)
+
+
 def test_knn_in_chunks_equals_the_dense_computation_and_missing_features_get_the_mean():
     g = torch.Generator().manual_seed(0)
     f = torch.randn(50, 8, generator=g)

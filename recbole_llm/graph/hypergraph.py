@@ -46,6 +46,13 @@ def user_hypergraph_from_matrix(h: sp.spmatrix) -> sp.csr_matrix:
     return (sp.diags(inv) @ adj).tocsr().astype(np.float32)
 
 
+def linked_pair_share(u2u: sp.spmatrix) -> float:
+    """Share of ordered pairs of real users (row/column 0 is RecBole's padding user) that the U2U
+    adjacency links; near 1 the propagated user views collapse towards one vector."""
+    users = u2u.shape[0] - 1
+    return u2u.nnz / max(1, users * users)
+
+
 def user_hypergraph(dataset) -> sp.csr_matrix:
     """The U2U hypergraph adjacency of the training split ``dataset`` (``user_num x user_num``)."""
     return user_hypergraph_from_matrix(interaction_matrix(dataset))

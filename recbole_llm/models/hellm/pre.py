@@ -40,7 +40,8 @@ from recbole.utils import InputType
 from torch.utils.checkpoint import checkpoint
 
 from recbole_llm.data.features import item_modalities
-from recbole_llm.graph.hypergraph import item_hypergraph, propagate, to_torch_sparse, user_hypergraph
+from recbole_llm.graph.hypergraph import (item_hypergraph, linked_pair_share, propagate, to_torch_sparse,
+                                         user_hypergraph)
 from recbole_llm.graph.interactions import normalized_adjacency
 from recbole_llm.models.embedding_scores import EmbeddingScores
 from recbole_llm.models.hellm.settings import HELLMPRE_SETTINGS
@@ -95,7 +96,7 @@ class HeLLMPre(EmbeddingScores, GeneralRecommender):
             self.register_buffer("u2u_adj", to_torch_sparse(u2u), persistent=False)
             self.user_hyper = nn.Embedding(self.n_users, d)
             self.graph_info["u2u_nnz"] = int(u2u.nnz)
-            density = u2u.nnz / max(1, (self.n_users - 1) ** 2)
+            density = linked_pair_share(u2u)
             if density > 0.5:
                 # e.g. ml-100k (96%): propagation averages almost every user into every user, so the
                 # normalised U2U views collapse towards one vector (benchmarks/results/hellmpre_u2u_ml100k.md)

@@ -29,16 +29,17 @@ def parse_overrides(items) -> dict:
     return out
 
 
-def run_model(name, dataset, config_dict) -> tuple[dict, dict]:
+def run_model(name, dataset, config_dict, on_trained=None) -> tuple[dict, dict]:
     """Train and test ``name`` with ``run_experiment``; return ``(entry, result)``: the entry holds the test
     and best-validation metrics, wall seconds, RecBole's stats (best epoch, epochs run, stage times and
-    stage stats, parameters) and the peak RSS of this model alone (reset before it)."""
+    stage stats, parameters) and the peak RSS of this model alone (reset before it). ``on_trained``: see
+    ``run_experiment``."""
     from recbole_llm.memory import peak_rss_mb, reset_peak_rss
     from recbole_llm.quick_start import run_experiment
 
     reset_peak_rss()
     t0 = time.perf_counter()
-    result = run_experiment(name, dataset, config_dict=config_dict)
+    result = run_experiment(name, dataset, config_dict=config_dict, on_trained=on_trained)
     wall = time.perf_counter() - t0
     stats = result["stats"]
     entry = {

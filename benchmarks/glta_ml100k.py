@@ -1,122 +1,210 @@
-"""GLTA vs LightGCN vs BPR on MovieLens-100K: one split, one evaluator, one process.
+"""GLTA, its ablations, LightGCN and BPR on MovieLens-100K over seeds: one evaluator, paired by seed.
 
-    OMP_WAIT_POLICY=PASSIVE python3 benchmarks/glta_ml100k.py              # ~35-45 min on 2 cores
-    python3 benchmarks/glta_ml100k.py --cold       # fresh cache dir: converts the GGUF, generates texts
-    python3 benchmarks/glta_ml100k.py --glta glta_ua_epochs=4 --glta glta_inference=first_logit
+    python3 benchmarks/glta_ml100k.py --seeds 3                    # GLTA, AR, FL, LightGCN, BPR x 3 seeds
+    python3 benchmarks/glta_ml100k.py --seeds 3 --ablations all    # + w/o IA, w/o UA, w/o PF, w/o PD
+    python3 benchmarks/glta_ml100k.py --seeds 1 --cold             # fresh cache: GGUF conversion, generation
+    python3 benchmarks/glta_ml100k.py --glta glta_ua_epochs=4      # GLTA config overrides (every variant)
 
-Protocol: RecBole's ml-100k settings (per-user random 80/10/10 split, full ranking of all items
-with the user's history masked), Recall/NDCG/Precision@5,10 on the test split, model selection on
-valid NDCG@10, seed 2020. BPR (RecBole defaults), LightGCN with GLTA's stage-1 settings
-(``glta_graph_*`` of properties/model/GLTA.yaml), then GLTA with its embedded default
-(properties/model/GLTA.yaml). By default GLTA's stage 1 reuses the LightGCN checkpoint trained
-just before (``glta_graph_checkpoint``), so GLTA is compared with the very LightGCN it builds on;
-``--own-graph`` makes GLTA train its own (what ``run_recbole_llm.py --model=GLTA`` does).
+Protocol: RecBole's ml-100k settings (per-user random 80/10/10 split, full ranking of all items with
+the user's history masked), Recall/NDCG/Precision@5,10 on the test split, model selection on valid
+NDCG@10. Seeds 2020, 2021, ...; the seed fixes the split, so the runs of one seed are paired. Per seed:
+BPR (RecBole defaults), LightGCN trained like GLTA's stage 1 (``glta_graph_*`` of
+properties/model/GLTA.yaml), GLTA with the embedded default whose stage 1 reuses that LightGCN's
+checkpoint (``glta_graph_checkpoint``; ``--own-graph``: GLTA trains its own), and the ablations.
+AR and FL are the paper's item prediction patterns (Figure 4): the trained GLTA's best weights scored
+again with ``glta_inference: autoregressive`` / ``first_logit``; w/o IA/UA/PF/PD are trained anew.
 
-Reported per model: test metrics, fit/test time, peak RSS (VmHWM reset before each model); for
-GLTA per stage: seconds, peak RSS, tokens and tokens/s (training tokens are forward+backward,
-prefix and inference tokens forward only, generation = prefill + new tokens).
-Results: ``benchmarks/results/glta_ml100k.json`` and ``.md``.
+Resumable: every finished run is written to the JSON at once and skipped when the command is run
+again (``--fresh`` starts over). The markdown beside it: mean +- std over seeds, the change against
+LightGCN with the paired t-test over seeds, per-seed rows, GLTA's stage times.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
+import time
+from pathlib import Path
 
-from _common import REPO, environment, metric_rows, parse_overrides, run_model, write_report
+from _common import REPO, environment, parse_overrides, run_model, write_report
+
+ABLATIONS = {
+    "w/o IA": {"glta_item_alignment": False},
+    "w/o UA": {"glta_user_alignment": False},
+    "w/o PF": {"glta_profile_tokens": False},
+    "w/o PD": {"glta_prediction_tokens": False},
+}
+RESCORED = {"AR": "autoregressive", "FL": "first_logit"}
+ROW_ORDER = ["BPR", "LightGCN", "GLTA", "AR", "FL", *ABLATIONS]
+COLUMNS = ["recall@10", "ndcg@5", "ndcg@10", "precision@5", "precision@10"]
+KEY_METRIC = "ndcg@10"
+
+
+def rescore(modes):
+    """``on_trained`` callback: test metrics of the trained GLTA under other inference modes."""
+
+    def on_trained(trainer, valid_data, test_data):
+        out = {}
+        model = trainer.model
+        original = model.inference
+        for label, mode in modes.items():
+            model.set_inference(mode)
+            t0 = time.perf_counter()
+            result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+            out[label] = {"test": {k: float(v) for k, v in result.items()}, "wall_seconds": time.perf_counter() - t0,
+                          "inference": mode}
+            print(f"== {label} ({mode}): {out[label]['wall_seconds']:.0f} s, test {out[label]['test']}", flush=True)
+        model.set_inference(original)
+        return out
+
+    return on_trained
+
+
+def lightgcn_config():
+    import yaml
+
+    d = yaml.safe_load((REPO / "properties" / "model" / "GLTA.yaml").read_text())
+    return {"embedding_size": d["glta_graph_embedding_size"], "n_layers": d["glta_graph_n_layers"],
+            "reg_weight": d["glta_graph_reg_weight"], "learning_rate": d["glta_graph_learning_rate"],
+            "epochs": d["glta_graph_epochs"], "stopping_step": d["glta_graph_stopping_step"]}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--seeds", type=int, default=1, help="number of seeds: 2020, 2021, ...")
+    ap.add_argument("--first-seed", type=int, default=2020)
+    ap.add_argument("--ablations", default="", help="comma-separated labels of " + ", ".join(ABLATIONS) + ", or 'all'")
+    ap.add_argument("--no-rescore", action="store_true", help="skip the AR / FL scorings")
     ap.add_argument("--cold", action="store_true", help="use an empty RECBOLE_LLM_CACHE (first-run timings)")
     ap.add_argument("--own-graph", action="store_true", help="GLTA trains its own LightGCN in stage 1")
-    ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--skip-baselines", action="store_true", help="no BPR row (LightGCN still trains: GLTA's stage 1)")
     ap.add_argument("--glta", action="append", default=[], metavar="KEY=VALUE", help="GLTA config override")
+    ap.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "glta_ml100k"),
+                    help="checkpoints (kept so that a resumed run finds each seed's LightGCN)")
+    ap.add_argument("--fresh", action="store_true", help="ignore runs already in --out")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "glta_ml100k.json"))
     args = ap.parse_args(argv)
+    ablations = list(ABLATIONS) if args.ablations == "all" else [a.strip() for a in args.ablations.split(",") if a.strip()]
+    unknown = [a for a in ablations if a not in ABLATIONS]
+    if unknown:
+        ap.error(f"unknown ablation(s) {unknown}; choose from {list(ABLATIONS)} or 'all'")
 
     if args.cold:
         os.environ["RECBOLE_LLM_CACHE"] = tempfile.mkdtemp(prefix="recbole_llm_cold_")
-    work = tempfile.mkdtemp(prefix="glta_ml100k_")
-    protocol = {
-        "metrics": ["Recall", "NDCG", "Precision"],
-        "topk": [5, 10],
-        "valid_metric": "NDCG@10",
-        "seed": args.seed,
-        "reproducibility": True,
-        "show_progress": False,
-        "state": "INFO",
-        "checkpoint_dir": os.path.join(work, "saved"),
-    }
-    import yaml
+    glta_overrides = parse_overrides(args.glta)
+    seeds = [args.first_seed + i for i in range(args.seeds)]
+    out = Path(args.out)
+    report = json.loads(out.read_text()) if out.is_file() and not args.fresh else {}
+    if "runs" not in report:  # older single-seed files are replaced
+        report = {}
+    report.update({"command": "python3 benchmarks/glta_ml100k.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                   "cache_dir": os.environ.get("RECBOLE_LLM_CACHE", "(default)"), "glta_overrides": glta_overrides,
+                   **environment()})
+    runs = report.setdefault("runs", {})
 
-    glta_defaults = yaml.safe_load((REPO / "properties" / "model" / "GLTA.yaml").read_text())
-    lightgcn_cfg = {
-        "embedding_size": glta_defaults["glta_graph_embedding_size"],
-        "n_layers": glta_defaults["glta_graph_n_layers"],
-        "reg_weight": glta_defaults["glta_graph_reg_weight"],
-        "learning_rate": glta_defaults["glta_graph_learning_rate"],
-        "epochs": glta_defaults["glta_graph_epochs"],
-        "stopping_step": glta_defaults["glta_graph_stopping_step"],
-    }
-    runs = []
-    if not args.skip_baselines:
-        runs.append(("BPR", {"epochs": 300, "stopping_step": 10}))
-        runs.append(("LightGCN", lightgcn_cfg))
-    runs.append(("GLTA", parse_overrides(args.glta)))
+    def save():
+        write_report(report, out, to_markdown)
 
-    report = {"command": "python3 benchmarks/glta_ml100k.py " + " ".join(sys.argv[1:] if argv is None else argv),
-              "protocol": protocol, "cache_dir": os.environ.get("RECBOLE_LLM_CACHE", "(default)"),
-              **environment(), "models": {}}
-    lightgcn_ckpt = None
-    for name, extra in runs:
-        cfg = dict(protocol)
-        cfg.update(extra)
-        if name == "GLTA" and lightgcn_ckpt and not args.own_graph and "glta_graph_checkpoint" not in cfg:
-            cfg["glta_graph_checkpoint"] = lightgcn_ckpt
-        entry, result = run_model(name, "ml-100k", cfg)
-        stats = result["stats"]
-        entry["config"] = extra
-        if name == "LightGCN":
-            lightgcn_ckpt = stats["saved_model_file"]
-            entry["saved_model_file"] = lightgcn_ckpt
-        if name == "GLTA":
-            entry["stages"] = entry.pop("stage_stats")
-            entry["graph_from"] = cfg.get("glta_graph_checkpoint", "own LightGCN (stage 1)")
-        report["models"][name] = entry
-    write_report(report, args.out, to_markdown)
+    for seed in seeds:
+        protocol = {"metrics": ["Recall", "NDCG", "Precision"], "topk": [5, 10], "valid_metric": "NDCG@10",
+                    "seed": seed, "reproducibility": True, "show_progress": False, "state": "INFO",
+                    "checkpoint_dir": os.path.join(args.work_dir, f"seed{seed}")}
+        report["protocol"] = {k: v for k, v in protocol.items() if k not in ("seed", "checkpoint_dir")}
+        plan = ([] if args.skip_baselines else [("BPR", "BPR", {"epochs": 300, "stopping_step": 10})])
+        plan.append(("LightGCN", "LightGCN", lightgcn_config()))
+        plan.append(("GLTA", "GLTA", dict(glta_overrides)))
+        plan += [(label, "GLTA", {**glta_overrides, **ABLATIONS[label]}) for label in ablations]
+        for label, model, extra in plan:
+            key = f"{label}@{seed}"
+            ckpt = runs.get(f"LightGCN@{seed}", {}).get("saved_model_file")
+            if key in runs and not (label == "LightGCN" and not (ckpt and Path(ckpt).is_file())):
+                continue  # done (a LightGCN whose checkpoint is gone trains again: the GLTA runs need it)
+            cfg = {**protocol, **extra}
+            if model == "GLTA" and not args.own_graph and "glta_graph_checkpoint" not in cfg:
+                cfg["glta_graph_checkpoint"] = ckpt
+            callback = rescore(RESCORED) if label == "GLTA" and not args.no_rescore else None
+            entry, result = run_model(model, "ml-100k", cfg, on_trained=callback)
+            entry.update(config=extra, seed=seed, model=model)
+            if model == "LightGCN":
+                entry["saved_model_file"] = result["stats"]["saved_model_file"]
+            if model == "GLTA":
+                entry["stages"] = entry.pop("stage_stats")
+                entry["graph_from"] = cfg.get("glta_graph_checkpoint") or "own LightGCN (stage 1)"
+                for rlabel, r in (result.get("on_trained") or {}).items():
+                    runs[f"{rlabel}@{seed}"] = {**r, "seed": seed, "model": "GLTA", "rescored_from": key}
+            runs[key] = entry
+            save()
+    save()
     return report
 
 
+def _by_row(runs):
+    rows = {}
+    for key, e in runs.items():
+        label, _, seed = key.rpartition("@")
+        rows.setdefault(label, {})[int(seed)] = e
+    order = [r for r in ROW_ORDER if r in rows] + sorted(r for r in rows if r not in ROW_ORDER)
+    return {r: rows[r] for r in order}
+
+
 def to_markdown(report):
-    cols = ["recall@5", "recall@10", "ndcg@5", "ndcg@10", "precision@5", "precision@10"]
-    lines = metric_rows(report["models"], cols, extra=[("wall s", lambda e: f"{e['wall_seconds']:.0f}"),
-                                                       ("peak RSS MB", lambda e: f"{e['peak_rss_mb']:.0f}")])
-    glta = report["models"].get("GLTA")
-    if glta and glta.get("stages"):
-        lines += ["", "| GLTA stage | seconds | peak RSS MB | tokens | tokens/s | notes |", "|---|---|---|---|---|---|"]
-        for stage, s in glta["stages"].items():
-            if stage == "generate":
-                tokens = s.get("prefill_tokens", 0) + s.get("new_tokens", 0)
-                rate = s.get("tokens_per_s", 0.0)
-                note = f"{s.get('generated', 0)} generated, {s.get('cached', 0)} from cache, {s.get('new_tokens', 0)} new tokens"
-            elif stage in ("item_text", "user_item"):
-                tokens = s.get("train_tokens", 0)
-                rate = s.get("train_tokens_per_s", 0.0)
-                note = (f"fwd+bwd; prefix {s.get('prefix_tokens', 0)} tok at {s.get('prefix_tokens_per_s', 0):.0f} tok/s (fwd)")
-                if stage == "user_item":
-                    note += (f"; inference {s.get('infer_tokens', 0)} tok at {s.get('infer_tokens_per_s', 0):.0f} tok/s; "
-                             f"valid {s.get('valid_seconds', 0):.0f} s")
-            else:
-                tokens, rate, note = 0, 0.0, str(s.get("source", ""))
-            lines.append(f"| {stage} | {s.get('seconds', 0):.0f} | {s.get('peak_rss_mb', 0):.0f} | {tokens} | {rate:.0f} | {note} |")
-        st = glta["stage_times"]
-        lines.append("")
-        lines.append("GLTA stage_times (s): " + ", ".join(f"{k}={v:.0f}" for k, v in st.items()))
+    from recbole_llm.benchmark.stats import TEST_NAME, mean_std, paired_ttest, stars
+
+    rows = _by_row(report.get("runs", {}))
+    base = {s: e["test"][KEY_METRIC] for s, e in rows.get("LightGCN", {}).items()}
+    lines = [f"Command: `{report.get('command', '')}`", "",
+             "Test metrics, mean +- sample std over seeds (RS 80/10/10, full ranking). "
+             f"vs LightGCN: change of the mean {KEY_METRIC} and the {TEST_NAME} on the seeds both have "
+             "(* p < 0.05, ** p < 0.01).", "",
+             "| model | seeds | " + " | ".join(COLUMNS) + f" | {KEY_METRIC} vs LightGCN | p | wall s |",
+             "|---" * (len(COLUMNS) + 5) + "|"]
+    for label, by_seed in rows.items():
+        cells = []
+        for c in COLUMNS:
+            values = [e["test"][c] for e in by_seed.values() if c in e["test"]]
+            m, sd = mean_std(values)
+            cells.append(f"{m:.4f}" + (f" +- {sd:.4f}" if len(values) > 1 else "") if values else "-")
+        mine = {s: e["test"][KEY_METRIC] for s, e in by_seed.items()}
+        if label == "LightGCN" or not base:
+            vs, p = "-", "-"
+        else:
+            t = paired_ttest(mine, base)
+            common = t["seeds"]
+            rel = 100 * t["mean_diff"] / (sum(base[s] for s in common) / len(common)) if common else float("nan")
+            vs = f"{rel:+.1f}%{stars(t['p'])}"
+            p = f"{t['p']:.3f}" if t["p"] == t["p"] else (t["note"] or "-")
+        wall = mean_std([e["wall_seconds"] for e in by_seed.values()])[0]
+        lines.append(f"| {label} | {','.join(str(s) for s in sorted(by_seed))} | " + " | ".join(cells)
+                     + f" | {vs} | {p} | {wall:.0f} |")
+    lines += ["", "AR and FL: the trained GLTA of the same seed (its best epoch) scored again with "
+              "`glta_inference: autoregressive` / `first_logit`; their wall time is that scoring only.", "",
+              "Per seed, " + KEY_METRIC + ":", "", "| model | " + " | ".join(str(s) for s in _seeds(rows)) + " |",
+              "|---" * (1 + len(_seeds(rows))) + "|"]
+    for label, by_seed in rows.items():
+        lines.append(f"| {label} | " + " | ".join(f"{by_seed[s]['test'][KEY_METRIC]:.4f}" if s in by_seed else "-"
+                                                   for s in _seeds(rows)) + " |")
+    glta = rows.get("GLTA", {})
+    if glta:
+        stages = sorted({k for e in glta.values() for k in (e.get("stage_times") or {})},
+                        key=lambda k: list(next(iter(glta.values()))["stage_times"]).index(k)
+                        if k in next(iter(glta.values()))["stage_times"] else 99)
+        lines += ["", "GLTA stage times (s) per seed, peak RSS:", "",
+                  "| seed | " + " | ".join(stages) + " | peak RSS MB |", "|---" * (len(stages) + 2) + "|"]
+        for s, e in sorted(glta.items()):
+            st = e.get("stage_times") or {}
+            lines.append(f"| {s} | " + " | ".join(f"{st[k]:.0f}" if k in st else "-" for k in stages)
+                         + f" | {e.get('peak_rss_mb', 0):.0f} |")
+    env = f"threads {report.get('threads')}, OMP_WAIT_POLICY {report.get('omp_wait_policy')}, " \
+          f"load average at start {report.get('loadavg_start')}, at end {report.get('loadavg_end')}"
+    lines += ["", env]
     return "\n".join(lines) + "\n"
+
+
+def _seeds(rows):
+    return sorted({s for by_seed in rows.values() for s in by_seed})
 
 
 if __name__ == "__main__":

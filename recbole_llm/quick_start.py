@@ -78,8 +78,13 @@ class _RunTimer:
 
 
 @_missing_dependency_as_error
-def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
+def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None,
+                   on_trained=None):
     """Train and test one model on one dataset; return RecBole's result dict plus ``"stats"``.
+
+    ``on_trained(trainer, valid_data, test_data)``, if given, is called after the test evaluation (the
+    best model loaded) and its return value is kept as ``result["on_trained"]``: benchmarks use it to
+    evaluate inference-only variants of the trained weights without training again.
 
     ``stats`` holds ``best_epoch``, ``epoch_times`` (seconds), ``stage_times`` (seconds, the
     trainer's own stages if it reports ``stage_times``, plus data/fit/test), ``trainable_params``,
@@ -142,6 +147,8 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
         "saved_model_file": getattr(trainer, "saved_model_file", None) if saved else None,
         "config": plain(dict(config.final_config_dict)),
     }
+    if on_trained is not None:
+        result["on_trained"] = on_trained(trainer, valid_data, test_data)
 
     if not config["single_spec"]:
         dist.destroy_process_group()

@@ -385,10 +385,14 @@ def test_inference_modes(env, monkeypatch):
     users = [1, 2, 3]
     logits = model.slot_logits(users)
     first_k = model.score_users(users)
-    model.inference = "first_logit"
+    cached = model.all_user_scores()[users].clone()
+    model.set_inference("first_logit")  # what benchmarks/glta_ml100k.py does for FL on the trained weights
     fl = model.score_users(users)
     assert torch.allclose(fl, torch.log_softmax(logits[:, 0], -1))
-    model.inference = "autoregressive"
+    assert torch.allclose(model.all_user_scores()[users], fl) and not torch.allclose(cached, fl)  # not the cache
+    with pytest.raises(ConfigError, match="unknown: use one of first_k, autoregressive, first_logit"):
+        model.set_inference("beam")
+    model.set_inference("autoregressive")
     fed = []
     real = model.item_tokens
     monkeypatch.setattr(model, "item_tokens", lambda ids: (fed.append(torch.as_tensor(ids).clone()), real(ids))[1])

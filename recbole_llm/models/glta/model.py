@@ -42,7 +42,7 @@ from recbole_llm.llm.prompts import PrefixKVStore, PromptBuilder
 from recbole_llm.models.glta.gllm import GLLMLayer, gllm_loss
 from recbole_llm.models.glta.prompts import GLTAPrompts
 from recbole_llm.models.glta.scoring import autoregressive_scores, first_k_scores, first_logit_scores
-from recbole_llm.models.glta.settings import GLTA_SETTINGS
+from recbole_llm.models.glta.settings import GLTA_SETTINGS, INFERENCE_MODES
 from recbole_llm.training.pretrain import load_frozen_tables
 
 logger = logging.getLogger(__name__)
@@ -435,6 +435,14 @@ class GLTA(GeneralRecommender):
         if self.inference == "first_logit":
             return first_logit_scores(logits)
         return first_k_scores(logits, self.excluded_items([int(u) for u in users]), self.infer_slots)
+
+    def set_inference(self, mode):
+        """Score with the item prediction pattern ``mode`` from now on (``first_k``, ``autoregressive``
+        or ``first_logit``: the paper's Figure 4 compares them on the same trained GLLM layer)."""
+        if mode not in INFERENCE_MODES:
+            raise ConfigError(f"GLTA inference mode {mode!r} is unknown: use one of {', '.join(INFERENCE_MODES)}.")
+        self.inference = mode
+        self.invalidate()
 
     def set_scoring_users(self, users):
         """Score only ``users`` (this rank's share of an evaluation under DDP; None: every user).

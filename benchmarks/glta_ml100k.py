@@ -100,8 +100,9 @@ def main(argv=None):
     report = json.loads(out.read_text()) if out.is_file() and not args.fresh else {}
     if "runs" not in report:  # older single-seed files are replaced
         report = {}
-    report.update({"command": "python3 benchmarks/glta_ml100k.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                   "cache_dir": os.environ.get("RECBOLE_LLM_CACHE", "(default)"), "glta_overrides": glta_overrides,
+    command = "python3 benchmarks/glta_ml100k.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    report["commands"] = [c for c in report.get("commands", []) if c != command] + [command]
+    report.update({"cache_dir": os.environ.get("RECBOLE_LLM_CACHE", "(default)"), "glta_overrides": glta_overrides,
                    **environment()})
     runs = report.setdefault("runs", {})
 
@@ -155,7 +156,7 @@ def to_markdown(report):
 
     rows = _by_row(report.get("runs", {}))
     base = {s: e["test"][KEY_METRIC] for s, e in rows.get("LightGCN", {}).items()}
-    lines = [f"Command: `{report.get('command', '')}`", "",
+    lines = ["Commands (each resumes the same file): " + ", ".join(f"`{c}`" for c in report.get("commands", [])), "",
              "Test metrics, mean +- sample std over seeds (RS 80/10/10, full ranking). "
              f"vs LightGCN: change of the mean {KEY_METRIC} and the {TEST_NAME} on the seeds both have "
              "(* p < 0.05, ** p < 0.01).", "",

@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import recbole_llm  # noqa: E402,F401  (sets OMP_WAIT_POLICY=PASSIVE before anything loads torch)
+
 
 def parse_overrides(items) -> dict:
     """``["a=1", "b=[2, 3]", "c=text"]`` -> ``{"a": 1, "b": [2, 3], "c": "text"}`` (JSON values, else strings)."""

@@ -300,3 +300,37 @@ def test_probe_initialised_state_is_validated_before_training_and_can_be_the_bes
     ckpt = torch.load(result["stats"]["saved_model_file"], map_location="cpu", weights_only=False)
     if result["best_valid_score"] == pytest.approx(initial, abs=1e-9):
         assert ckpt["epoch"] == -1  # the initialised state was kept as the best model
+
+
+@pytest.mark.parametrize("mode", ["carry", "reset"])
+def test_head_init_reset_drops_the_item_text_head_and_keeps_its_item_projector(env, monkeypatch, mode):
+    """glta_head_init: reset re-initialises the GLLM layer when user-item alignment starts (the
+    item-text stage trained it; carry keeps it); the item projector keeps what item-text trained."""
+    from conftest import glta_tiny_config
+    from recbole_llm.models.glta.trainer import GLTATrainer
+    from recbole_llm.quick_start import run_experiment
+
+    seen = {}
+    real_begin, real_end = GLTATrainer.user_item_begin, GLTATrainer.item_text_end
+
+    def end(self, trainer):  # after item-text training
+        seen["ia"] = {k: v.clone() for k, v in self.model.state_dict().items() if k.startswith(("gllm", "item_proj"))}
+        return real_end(self, trainer)
+
+    def begin(self, trainer):
+        out = real_begin(self, trainer)
+        seen["ua"] = {k: v.clone() for k, v in self.model.state_dict().items() if k.startswith(("gllm", "item_proj"))}
+        return out
+
+    monkeypatch.setattr(GLTATrainer, "item_text_end", end)
+    monkeypatch.setattr(GLTATrainer, "user_item_begin", begin)
+    run_experiment("GLTA", "tiny", config_dict=glta_tiny_config(
+        env, glta_head_init=mode, glta_ia_epochs=1, glta_ua_epochs=1, glta_profile_tokens=False,
+        glta_prediction_tokens=False, checkpoint_dir=str(env / f"saved_{mode}")), saved=False)
+    ia, ua = seen["ia"], seen["ua"]
+    assert bool(ia["gllm.bias"].abs().sum() > 0)  # item-text trained the head
+    assert torch.equal(ua["item_projector.weight"], ia["item_projector.weight"])
+    if mode == "reset":
+        assert bool((ua["gllm.bias"] == 0).all()) and not torch.equal(ua["gllm.proj"], ia["gllm.proj"])
+    else:
+        assert all(torch.equal(ua[k], ia[k]) for k in ia)

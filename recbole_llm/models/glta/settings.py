@@ -61,7 +61,7 @@ GLTA_SETTINGS = Settings("GLTA", prefix="glta_", keys={
     "glta_ua_user_text_format": Str(),
     "glta_ua_empty_history": Str(),
     "glta_gllm_head": Choice("linear", "graph"),
-    "glta_head_init": Choice("random", "probe"),
+    "glta_head_init": Choice("carry", "reset", "probe"),
     "glta_head_init_ridge": Float(gt=0),
     "glta_weight_decay": Float(min=0),
     "glta_head_epochs": Int(min=0),

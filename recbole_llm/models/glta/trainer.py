@@ -271,6 +271,10 @@ class GLTATrainer(StagedTrainer):
                    for u in users]
         self._tokens0, self._infer0 = m.token_stats["ua"], m.token_stats["infer"]
         stats = {"users": len(users), **self._precompute_prefixes("ua", prompts)}
+        if self.s.head_init == "reset" and self._state.get("epoch", 0) == 0:
+            m.gllm.reset_parameters()  # the item-text stage's head is dropped, its item projector kept
+            m.invalidate()
+            stats["head_reset"] = True
         if self.s.head_init == "probe" and self._state.get("epoch", 0) == 0:
             # not when resuming inside the stage: latest.pth holds the head trained since
             stats["head_init_r2"] = m.probe_init_head(users, ridge=self.s.head_init_ridge,

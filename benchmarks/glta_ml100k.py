@@ -4,6 +4,7 @@
     python3 benchmarks/glta_ml100k.py --seeds 3 --ablations all    # + w/o IA, w/o UA, w/o PF, w/o PD
     python3 benchmarks/glta_ml100k.py --seeds 1 --cold             # fresh cache: GGUF conversion, generation
     python3 benchmarks/glta_ml100k.py --glta glta_ua_epochs=4      # GLTA config overrides (every variant)
+    python3 benchmarks/glta_ml100k.py --variant "head reset:glta_head_init=reset"   # an extra GLTA row
 
 Protocol: RecBole's ml-100k settings (per-user random 80/10/10 split, full ranking of all items with
 the user's history masked), Recall/NDCG/Precision@5,10 on the test split, model selection on valid
@@ -77,6 +78,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=1, help="number of seeds: 2020, 2021, ...")
     ap.add_argument("--first-seed", type=int, default=2020)
     ap.add_argument("--ablations", default="", help="comma-separated labels of " + ", ".join(ABLATIONS) + ", or 'all'")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE[;KEY=VALUE]",
+                    help="an extra GLTA row with these config switches, e.g. 'head reset:glta_head_init=reset'")
     ap.add_argument("--no-rescore", action="store_true", help="skip the AR / FL scorings")
     ap.add_argument("--cold", action="store_true", help="use an empty RECBOLE_LLM_CACHE (first-run timings)")
     ap.add_argument("--own-graph", action="store_true", help="GLTA trains its own LightGCN in stage 1")
@@ -92,6 +95,12 @@ def main(argv=None):
     if unknown:
         ap.error(f"unknown ablation(s) {unknown}; choose from {list(ABLATIONS)} or 'all'")
 
+    variants = {}
+    for item in args.variant:
+        label, sep, switches = item.partition(":")
+        if not sep or not label.strip() or label.strip() in ROW_ORDER:
+            ap.error(f"--variant {item!r}: expected LABEL:KEY=VALUE[;KEY=VALUE] with a label other than {ROW_ORDER}")
+        variants[label.strip()] = parse_overrides([kv for kv in switches.split(";") if kv.strip()])
     if args.cold:
         os.environ["RECBOLE_LLM_CACHE"] = tempfile.mkdtemp(prefix="recbole_llm_cold_")
     glta_overrides = parse_overrides(args.glta)
@@ -118,6 +127,7 @@ def main(argv=None):
         plan.append(("LightGCN", "LightGCN", lightgcn_config()))
         plan.append(("GLTA", "GLTA", dict(glta_overrides)))
         plan += [(label, "GLTA", {**glta_overrides, **ABLATIONS[label]}) for label in ablations]
+        plan += [(label, "GLTA", {**glta_overrides, **switches}) for label, switches in variants.items()]
         for label, model, extra in plan:
             key = f"{label}@{seed}"
             ckpt = runs.get(f"LightGCN@{seed}", {}).get("saved_model_file")

@@ -99,5 +99,10 @@ def test_glta_script_resumes_and_rescores_the_trained_weights(scripts, tmp_path,
     calls.clear()
     glta.main(["--seeds", "1", "--ablations", "w/o PF", "--out", str(out), "--work-dir", str(tmp_path)])
     assert calls == []  # everything is in the file
-    with pytest.raises(SystemExit):
-        glta.main(["--ablations", "w/o XY", "--out", str(out)])
+    glta.main(["--seeds", "1", "--variant", "reset:glta_head_init=reset;glta_head_epochs=0", "--out", str(out),
+               "--work-dir", str(tmp_path)])
+    assert [c for _, c, _ in calls][-1]["glta_head_init"] == "reset" and calls[-1][1]["glta_head_epochs"] == 0
+    assert len(calls) == 1 and "reset@2020" in json.loads(out.read_text())["runs"]
+    for bad in (["--ablations", "w/o XY"], ["--variant", "no-colon"], ["--variant", "GLTA:glta_slots=2"]):
+        with pytest.raises(SystemExit):
+            glta.main([*bad, "--out", str(out)])

@@ -165,13 +165,15 @@ def to_markdown(report):
     from recbole_llm.benchmark.stats import TEST_NAME, mean_std, paired_ttest, stars
 
     rows = _by_row(report.get("runs", {}))
-    base = {s: e["test"][KEY_METRIC] for s, e in rows.get("LightGCN", {}).items()}
+    refs = [r for r in ("LightGCN", "GLTA") if r in rows]
+    ref_values = {r: {s: e["test"][KEY_METRIC] for s, e in rows[r].items()} for r in refs}
     lines = ["Commands (each resumes the same file): " + ", ".join(f"`{c}`" for c in report.get("commands", [])), "",
-             "Test metrics, mean +- sample std over seeds (RS 80/10/10, full ranking). "
-             f"vs LightGCN: change of the mean {KEY_METRIC} and the {TEST_NAME} on the seeds both have "
+             "Test metrics, mean +- sample std over seeds (RS 80/10/10, full ranking). vs LightGCN / vs GLTA: "
+             f"change of the mean {KEY_METRIC} on the seeds both have, and the {TEST_NAME} on them "
              "(* p < 0.05, ** p < 0.01).", "",
-             "| model | seeds | " + " | ".join(COLUMNS) + f" | {KEY_METRIC} vs LightGCN | p | wall s |",
-             "|---" * (len(COLUMNS) + 5) + "|"]
+             "| model | seeds | " + " | ".join(COLUMNS)
+             + "".join(f" | {KEY_METRIC} vs {r} | p" for r in refs) + " | wall s |",
+             "|---" * (len(COLUMNS) + 3 + 2 * len(refs)) + "|"]
     for label, by_seed in rows.items():
         cells = []
         for c in COLUMNS:
@@ -179,17 +181,17 @@ def to_markdown(report):
             m, sd = mean_std(values)
             cells.append(f"{m:.4f}" + (f" +- {sd:.4f}" if len(values) > 1 else "") if values else "-")
         mine = {s: e["test"][KEY_METRIC] for s, e in by_seed.items()}
-        if label == "LightGCN" or not base:
-            vs, p = "-", "-"
-        else:
-            t = paired_ttest(mine, base)
+        for ref in refs:
+            if label == ref:
+                cells += ["-", "-"]
+                continue
+            t = paired_ttest(mine, ref_values[ref])
             common = t["seeds"]
-            rel = 100 * t["mean_diff"] / (sum(base[s] for s in common) / len(common)) if common else float("nan")
-            vs = f"{rel:+.1f}%{stars(t['p'])}"
-            p = f"{t['p']:.3f}" if t["p"] == t["p"] else (t["note"] or "-")
+            rel = (100 * t["mean_diff"] / (sum(ref_values[ref][s] for s in common) / len(common))
+                   if common else float("nan"))
+            cells += [f"{rel:+.1f}%{stars(t['p'])}", f"{t['p']:.3f}" if t["p"] == t["p"] else (t["note"] or "-")]
         wall = mean_std([e["wall_seconds"] for e in by_seed.values()])[0]
-        lines.append(f"| {label} | {','.join(str(s) for s in sorted(by_seed))} | " + " | ".join(cells)
-                     + f" | {vs} | {p} | {wall:.0f} |")
+        lines.append(f"| {label} | {','.join(str(s) for s in sorted(by_seed))} | " + " | ".join(cells) + f" | {wall:.0f} |")
     lines += ["", "AR and FL: the trained GLTA of the same seed (its best epoch) scored again with "
               "`glta_inference: autoregressive` / `first_logit`; their wall time is that scoring only.", "",
               "Per seed, " + KEY_METRIC + ":", "", "| model | " + " | ".join(str(s) for s in _seeds(rows)) + " |",

@@ -68,7 +68,11 @@ def test_glta_table_mean_std_and_paired_ttest_against_lightgcn(scripts, tmp_path
     rel = 100 * (sum(ours.values()) - sum(lgcn.values())) / sum(lgcn.values())
     cells = [c.strip() for c in rows["GLTA"].split("|")[1:-1]]
     assert cells[1] == "2020,2021,2022" and cells[4].startswith("0.3267 +- 0.0252")
-    assert cells[-3] == f"{rel:+.1f}%" + ("*" if p < 0.05 else "") and cells[-2] == f"{p:.3f}"
+    assert cells[7] == f"{rel:+.1f}%" + ("*" if p < 0.05 else "") and cells[8] == f"{p:.3f}"  # vs LightGCN
+    assert cells[9:11] == ["-", "-"]  # vs GLTA: itself
+    lgcn_cells = [c.strip() for c in rows["LightGCN"].split("|")[1:-1]]
+    p_rev = stats.ttest_rel(list(lgcn.values()), list(ours.values())).pvalue
+    assert lgcn_cells[7:9] == ["-", "-"] and lgcn_cells[10] == f"{p_rev:.3f}"  # the ablations' reference too
     assert "needs at least 2 seeds" in rows["w/o PF"]  # one seed: no test, said so
 
 

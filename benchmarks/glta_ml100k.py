@@ -210,6 +210,7 @@ def to_markdown(report):
             st = e.get("stage_times") or {}
             lines.append(f"| {s} | " + " | ".join(f"{st[k]:.0f}" if k in st else "-" for k in stages)
                          + f" | {e.get('peak_rss_mb', 0):.0f} |")
+    lines += [""] + [f"Note: {n}" for n in report.get("notes", [])] if report.get("notes") else []
     env = f"threads {report.get('threads')}, OMP_WAIT_POLICY {report.get('omp_wait_policy')}, " \
           f"load average at start {report.get('loadavg_start')}, at end {report.get('loadavg_end')}"
     lines += ["", env]

@@ -65,12 +65,13 @@ def rescore(modes):
 
 
 def lightgcn_config():
+    """GLTA's stage-1 LightGCN settings from its YAML defaults: the baseline is trained like stage 1."""
     import yaml
 
-    d = yaml.safe_load((REPO / "properties" / "model" / "GLTA.yaml").read_text())
-    return {"embedding_size": d["glta_graph_embedding_size"], "n_layers": d["glta_graph_n_layers"],
-            "reg_weight": d["glta_graph_reg_weight"], "learning_rate": d["glta_graph_learning_rate"],
-            "epochs": d["glta_graph_epochs"], "stopping_step": d["glta_graph_stopping_step"]}
+    from recbole_llm.models.glta.settings import GLTA_SETTINGS
+    from recbole_llm.models.glta.trainer import graph_overrides
+
+    return graph_overrides(GLTA_SETTINGS.read(yaml.safe_load((REPO / "properties" / "model" / "GLTA.yaml").read_text())))
 
 
 def main(argv=None):
@@ -131,7 +132,8 @@ def main(argv=None):
         for label, model, extra in plan:
             key = f"{label}@{seed}"
             ckpt = runs.get(f"LightGCN@{seed}", {}).get("saved_model_file")
-            if key in runs and not (label == "LightGCN" and not (ckpt and Path(ckpt).is_file())):
+            ckpt_missing = not (ckpt and Path(ckpt).is_file())
+            if key in runs and not (label == "LightGCN" and ckpt_missing):
                 continue  # done (a LightGCN whose checkpoint is gone trains again: the GLTA runs need it)
             cfg = {**protocol, **extra}
             if model == "GLTA" and not args.own_graph and "glta_graph_checkpoint" not in cfg:
@@ -201,9 +203,7 @@ def to_markdown(report):
                                                    for s in _seeds(rows)) + " |")
     glta = rows.get("GLTA", {})
     if glta:
-        stages = sorted({k for e in glta.values() for k in (e.get("stage_times") or {})},
-                        key=lambda k: list(next(iter(glta.values()))["stage_times"]).index(k)
-                        if k in next(iter(glta.values()))["stage_times"] else 99)
+        stages = list(dict.fromkeys(k for e in glta.values() for k in (e.get("stage_times") or {})))
         lines += ["", "GLTA stage times (s) per seed, peak RSS:", "",
                   "| seed | " + " | ".join(stages) + " | peak RSS MB |", "|---" * (len(stages) + 2) + "|"]
         for s, e in sorted(glta.items()):

@@ -21,20 +21,15 @@ def main():
     from recbole.utils import init_seed
 
     from recbole_llm.config import Config
-    from recbole_llm.models.glta import GLTA, GLTATrainer
 
     config = Config(model="GLTA", dataset="ml-100k", config_dict={"seed": args.seed, "state": "WARNING"})
     init_seed(config["seed"], config["reproducibility"])
     train, valid, test = data_preparation(config, create_dataset(config))
 
-    class _Settings:  # GLTATrainer.graph_overrides needs only the settings
-        pass
-
     from recbole_llm.models.glta.settings import GLTA_SETTINGS
+    from recbole_llm.models.glta.trainer import graph_overrides
 
-    holder = _Settings()
-    holder.s = GLTA_SETTINGS.read(config)
-    overrides = GLTATrainer.graph_overrides(holder)
+    overrides = graph_overrides(GLTA_SETTINGS.read(config))
     from recbole_llm.training.pretrain import derived_config, pretrain_recbole_model
 
     done = pretrain_recbole_model(config, train, valid, model="LightGCN", overrides=overrides, work_dir=Path("/tmp/glta"),

@@ -34,6 +34,22 @@ from recbole_llm.llm.generation import GenerationStats, generate_answers
 from recbole_llm.training.staged import Stage, StagedTrainer
 
 
+def graph_overrides(s) -> dict:
+    """LightGCN's settings for stage 1 from GLTA's settings ``s`` (``glta_graph_*``); benchmarks train
+    the LightGCN baseline with the same dict."""
+    return {
+        "embedding_size": s.graph_embedding_size,
+        "n_layers": s.graph_n_layers,
+        "reg_weight": s.graph_reg_weight,
+        "require_pow": s.graph_require_pow,
+        "epochs": s.graph_epochs,
+        "learning_rate": s.graph_learning_rate,
+        "stopping_step": s.graph_stopping_step,
+        "eval_step": s.graph_eval_step,
+        "weight_decay": 0.0,
+    }
+
+
 class GLTATrainer(StagedTrainer):
     """Runs GLTA's stages (see the module docstring)."""
 
@@ -83,19 +99,7 @@ class GLTATrainer(StagedTrainer):
     # graph
     # ------------------------------------------------------------------------------------------
     def graph_overrides(self):
-        """LightGCN's settings for stage 1 (``glta_graph_*``)."""
-        s = self.s
-        return {
-            "embedding_size": s.graph_embedding_size,
-            "n_layers": s.graph_n_layers,
-            "reg_weight": s.graph_reg_weight,
-            "require_pow": s.graph_require_pow,
-            "epochs": s.graph_epochs,
-            "learning_rate": s.graph_learning_rate,
-            "stopping_step": s.graph_stopping_step,
-            "eval_step": s.graph_eval_step,
-            "weight_decay": 0.0,
-        }
+        return graph_overrides(self.s)
 
     def graph_stage(self, trainer):
         done = pretrain_lightgcn(self.config, self.train_data, self.valid_data, overrides=self.graph_overrides(),
@@ -271,12 +275,12 @@ class GLTATrainer(StagedTrainer):
                    for u in users]
         self._tokens0, self._infer0 = m.token_stats["ua"], m.token_stats["infer"]
         stats = {"users": len(users), **self._precompute_prefixes("ua", prompts)}
-        if self.s.head_init == "reset" and self._state.get("epoch", 0) == 0:
+        fresh = self._state.get("epoch", 0) == 0  # not when resuming inside the stage: latest.pth holds the head
+        if self.s.head_init == "reset" and fresh:
             m.gllm.reset_parameters()  # the item-text stage's head is dropped, its item projector kept
             m.invalidate()
             stats["head_reset"] = True
-        if self.s.head_init == "probe" and self._state.get("epoch", 0) == 0:
-            # not when resuming inside the stage: latest.pth holds the head trained since
+        if self.s.head_init == "probe" and fresh:
             stats["head_init_r2"] = m.probe_init_head(users, ridge=self.s.head_init_ridge,
                                                       batch_size=self.s.eval_batch_size)
             self.logger.info(f"{self.label('user_item')}: GLLM layer initialised from the slot-state probe "

@@ -5,7 +5,7 @@ site-packages.
 a program that imports RecBole itself calls it first). Each fix is narrow: it changes only the
 RecBole code path that breaks, and it checks that the code it rewrites is still the code it
 expects, so a future RecBole release fails loudly here instead of silently misbehaving.
-The measured breakages are listed in ``shared/notes/recbole-1.2.1-on-current-stack.md``:
+What breaks and where is written up in ``docs/recbole-compat.md``:
 
 1. numpy 2 removed ``np.bool8``, ``np.float_``, ``np.complex_``, ``np.unicode_``; ray's tune logger
    and ``Config.compatibility_settings`` read them. We restore the aliases. RecBole's own code

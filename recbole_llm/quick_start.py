@@ -44,7 +44,10 @@ def _missing_dependency_as_error(func):
 
 
 class _RunTimer:
-    """Times a trainer's epochs and validations without changing its behaviour."""
+    """Records each training epoch's seconds and each validation's score by replacing the trainer
+    instance's ``_train_epoch`` / ``_valid_epoch`` with wrappers (monkeypatching) that return what the
+    originals return. Epochs that bypass these methods are not timed: a StagedTrainer sends only its
+    validated stage through them (its stages report through ``stage_times``)."""
 
     def __init__(self, trainer):
         self.epoch_times = []

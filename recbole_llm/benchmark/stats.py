@@ -16,7 +16,7 @@ observations are **paired by seed**. We therefore use the **paired t-test** over
 * The Wilcoxon signed-rank test needs no normality but cannot reach p < 0.05 with fewer
   than 6 pairs (its smallest two-sided exact p-value is ``2 / 2**n``: 0.25 for 3 seeds,
   0.0625 for 5), so with the 3-5 seeds that LLM recommenders can afford it could never mark
-  anything. :func:`wilcoxon` is provided and reported alongside when there are >= 6 pairs.
+  anything. :func:`wilcoxon` is provided for callers with >= 6 pairs; the tables do not report it.
 
 Caveat printed under every table: with 3-5 seeds the t-test has little power (2-4 degrees
 of freedom); "not significant" means "not shown", not "no difference", and several columns

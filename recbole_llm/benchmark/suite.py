@@ -641,7 +641,8 @@ def available_models():
 
 @contextmanager
 def _clean_argv():
-    """RecBole's Config reads ``--key=value`` from sys.argv; hide the benchmark CLI's."""
+    """Show only the program name in sys.argv while a config resolves. RecBole's own Config reads
+    ``--key=value`` flags from sys.argv; recbole-llm's Config ignores sys.argv."""
     saved = sys.argv
     sys.argv = saved[:1]
     try:
@@ -655,7 +656,7 @@ def resolve_config(model, dataset, config_file_list=None, config_dict=None):
     downloading) any data: ``data_path`` is left unresolved (it is not part of the run key)."""
     try:
         from recbole_llm.config import Config
-    except ImportError:  # before recbole_llm.config exists: RecBole's own models only
+    except ImportError:  # recbole_llm.config ships with this package: only if importing it fails
         from recbole.config import Config
 
     class _PlanningConfig(Config):

@@ -20,7 +20,7 @@ One loader for every LLM model of recbole-llm:
 
 * ``llm_dtype`` (``float32`` | ``bfloat16`` | ``float16`` | ``auto``) and ``llm_device`` (``cpu``,
   ``cuda``, ``cuda:1`` ...; empty: the RecBole ``device``). On a CPU without native bf16 (e.g.
-  AMD Zen 3) keep float32: bf16 matmuls there are emulated and far slower than fp32.
+  AMD Zen 3) keep float32: bf16 matmuls there run far slower than fp32 (``docs/benchmarks.md``).
 
 * The backbone is frozen (``requires_grad=False``, eval mode) unless ``freeze=False``. Gradients
   still flow *through* it to ``inputs_embeds``, which is what GLTA trains.

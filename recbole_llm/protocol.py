@@ -113,6 +113,8 @@ def describe(settings, name=None) -> str:
         text = f"split {split}"
     text += ", per user" if ea.get("group_by") == "user" else ", global"
     mode = ea.get("mode", "full")
+    if isinstance(mode, dict) and set(mode.values()) == {"full"}:
+        mode = "full"  # RecBole's Config expands mode into {valid: ..., test: ...}
     if isinstance(mode, dict):
         mode = "/".join(f"{k}: {v}" for k, v in mode.items())
     if mode == "full":

@@ -41,7 +41,7 @@ DEFAULT_HISTORY_MASK = "seen"
 PROTOCOL_FILE_KEYS = frozenset({
     "eval_args", "metrics", "topk", "valid_metric", "valid_metric_bigger", "metric_decimal_place",
     "history_mask", "val_interval", "user_inter_num_interval", "item_inter_num_interval", "rm_dup_inter",
-    "filter_inter_by_user_or_item",
+    "filter_inter_by_user_or_item", "benchmark_filename",
 })
 #: Keys that make a YAML file a protocol (refused in model YAML files).
 EVALUATION_KEYS = ("eval_args", "metrics", "topk", "valid_metric", "valid_metric_bigger", "history_mask")
@@ -104,7 +104,9 @@ def describe(settings, name=None) -> str:
     ea = _get(settings, "eval_args") or {}
     split = ea.get("split") or {}
     order = ea.get("order")
-    if "LS" in split:
+    if _get(settings, "benchmark_filename"):
+        text = "the dataset's own split files (" + "/".join(_get(settings, "benchmark_filename")) + ")"
+    elif "LS" in split:
         text = f"leave-one-out ({split['LS']}) " + ("by time" if order == "TO" else "in random order")
     elif "RS" in split:
         ratios = "/".join(f"{round(float(r) * 100)}" for r in split["RS"])

@@ -39,6 +39,9 @@ A suite is models x datasets x seeds under one evaluation protocol. Format (all 
       - {name: figure3, caption: "...", rows: [...], columns: [...]}
     main_table: true
     allow_protocol_override: false
+    reference: LightGCN              # every row is tested against it (Wilcoxon over users, t-test over
+                                     # seeds, Holm); default: the best baseline per column. A table may
+                                     # give its own ``reference``.
 
 A file may give ``protocols`` (a mapping ``part -> {label: ..., eval_args: ..., metrics: ...}``)
 instead of ``protocol``: it then holds one suite per protocol, named ``<name>-<part>``, that

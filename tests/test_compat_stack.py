@@ -41,6 +41,9 @@ def _child(code, tmp_path, prelude=""):
 
 
 def test_recbole_imports_and_runs_without_ray(tmp_path):
+    from conftest import write_tiny_dataset
+
+    write_tiny_dataset(tmp_path / "data")
     info = _child(
         """
         import json, sys
@@ -58,7 +61,7 @@ def test_recbole_imports_and_runs_without_ray(tmp_path):
             report = None
         except ImportError as exc:
             report = str(exc)
-        res = run_experiment("BPR", "ml-100k", config_dict={
+        res = run_experiment("BPR", "tiny", config_dict={
             "epochs": 1, "state": "WARNING", "show_progress": False, "data_path": "data",
             "checkpoint_dir": "saved", "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO",
             "group_by": "user", "mode": "full"}})

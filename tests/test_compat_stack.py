@@ -40,6 +40,7 @@ def _child(code, tmp_path, prelude=""):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_recbole_imports_and_runs_without_ray(tmp_path):
     from conftest import write_tiny_dataset
 
@@ -108,6 +109,7 @@ def _spec(name):
     return importlib.machinery.PathFinder.find_spec(name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("before", [False, True])
 def test_recbole_imports_leave_anomaly_mode_and_recursion_limit_alone(tmp_path, before):
     info = _child(

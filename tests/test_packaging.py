@@ -157,6 +157,7 @@ def test_omp_wait_policy_defaults_to_passive(tmp_path):
     assert out.returncode == 0 and out.stdout.strip() == "PASSIVE", out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["recbole_llm.plugins", "recbole_llm.utils", "recbole_llm.config"])
 def test_each_module_imports_first(module, tmp_path):
     """Imported first in a fresh process (a cycle shows up as a partially initialised module)."""
@@ -174,6 +175,7 @@ def test_each_module_imports_first(module, tmp_path):
     assert info["applied"] == info["recbole"] == (module != "recbole_llm.plugins")
 
 
+@pytest.mark.slow
 def test_config_alone_applies_compat(tmp_path):
     info = _python(
         """

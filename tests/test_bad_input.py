@@ -352,6 +352,7 @@ def _listing(root):
     return sorted(str(p.relative_to(root)) for p in Path(root).rglob("*"))
 
 
+@pytest.mark.slow
 def test_benchmark_dry_run_writes_nothing(tmp_path, monkeypatch, capsys):
     # The cache root lies outside the compared folder: recbole_llm.paths creates it on lookup.
     monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
@@ -427,6 +428,7 @@ def test_user_file_errors_are_mapped_bugs_keep_their_traceback(tiny_data, monkey
 
 
 # --- the real command line ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_subprocess_bad_header_and_bad_setting_exit_2(tmp_path):
     write_tiny_dataset(tmp_path / "data")
     _set_line(_inter(tmp_path), 1, "user_id\titem_id\trating\ttimestamp")

@@ -278,6 +278,7 @@ def planted(tmp_path_factory):
         yield root, pop, mp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["CoLLM", "LLaRA"])
 def test_beats_pop_on_planted_structure(planted, name):
     root, pop, _ = planted
@@ -311,6 +312,7 @@ def test_collm_yes_no_scores_are_the_lm_heads_yes_minus_no(env):
         model.full_sort_predict(inter)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,option", [("CoLLM", {"collm_output": "yes_no"}), ("LLaRA", {"llara_output": "candidates"})])
 def test_original_output_forms_run_under_uni100(env, name, option):
     # a short run (no validation pass) through RecBole's sampled evaluator

@@ -159,6 +159,7 @@ def _prepare_root(root):
     return root
 
 
+@pytest.mark.slow
 def test_same_seed_identical_metrics_and_resume_after_a_kill_mid_epoch(tmp_path):
     """Two fresh processes give identical metrics; a process SIGKILLed inside a user-item epoch is
     resumed by rerunning the same command, continues at that epoch, and ends with the same metrics."""

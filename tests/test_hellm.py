@@ -444,6 +444,7 @@ def test_hellm_beats_pop_on_planted_structure_and_checkpoint_reload_gives_identi
     assert ckpt["other_parameter"]["graph_source"] and ckpt["other_parameter"]["seq_source"]
 
 
+@pytest.mark.slow
 def test_ddp_evaluation_equals_single_process(tmp_path, monkeypatch):
     """No fine-tuning: both runs rank the same seed-initialised model (DDP broadcasts rank 0's
     parameters), so sharded evaluation + all-gather must reproduce the single-process metrics.

@@ -83,7 +83,8 @@ def normalized_adjacency(dataset, norm: str = "sym", self_loops: bool = False) -
         inv[nz] = 1.0 / degree[nz]
         values = inv[adj.row] * adj.data
     index = torch.from_numpy(np.vstack([adj.row, adj.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(index, torch.from_numpy(values.astype(np.float32)), (n, n)).coalesce()
+    return torch.sparse_coo_tensor(index, torch.from_numpy(values.astype(np.float32)), (n, n),
+                                   check_invariants=False).coalesce()
 
 
 def training_edges(dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +108,8 @@ def bipartite_adjacency(users: torch.Tensor, items: torch.Tensor, values: torch.
     rows = torch.cat([users, items + n_users])
     cols = torch.cat([items + n_users, users])
     n = n_users + n_items
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.cat([values, values]), (n, n)).coalesce()
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.cat([values, values]), (n, n),
+                                   check_invariants=False).coalesce()
 
 
 def degree_sensitive_pruning(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int,

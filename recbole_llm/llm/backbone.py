@@ -400,10 +400,10 @@ class Backbone:
             inputs_embeds=inputs_embeds,
             attention_mask=mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=past_key_values,
             use_cache=use_cache,
         )
-        return BackboneOutput(out.last_hidden_state, getattr(out, "past_key_values", None) if use_cache else None)
+        return BackboneOutput(out.last_hidden_state, out.cache if use_cache else None)
 
     # -- training through the frozen LLM ------------------------------------------------------
     def check_input_gradients(self, what="this LLM"):

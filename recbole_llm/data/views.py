@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from recbole_llm.data.interactions import interaction_fingerprint
 from recbole_llm.errors import TrainingDataMismatchError
-from recbole_llm.graph.interactions import interaction_fingerprint
 
 #: Settings of the run model that must not be handed to the pretrained model (its own training).
 RUN_ONLY = ("model", "MAX_ITEM_LIST_LENGTH", "train_neg_sample_args", "epochs", "learning_rate", "train_batch_size",

@@ -10,9 +10,6 @@
 * :mod:`~recbole_llm.llm.generation`: batched ``generate()`` with an on-disk answer cache.
 * :mod:`~recbole_llm.llm.profiles`: LLM-written user/item profiles from item texts and training
   interactions (RLMRec's profiling), through the generation cache.
-* :mod:`~recbole_llm.llm.recommender`: ``PromptRecommender``, the body of recommenders that put
-  projected ID embeddings into a text prompt (CoLLM, LLaRA): LoRA, item head, Yes/No and
-  title-likelihood outputs.
 * :mod:`~recbole_llm.llm.testing`: tiny random backbones for tests.
 """
 

@@ -3,7 +3,7 @@ profiling paradigm, usable by any model that wants text profiles).
 
 An item's profile is generated from its own text; a user's from the texts of the items the user
 interacted with in the **training split** (``histories`` from
-:func:`recbole_llm.graph.interactions.user_histories` of ``train_data.dataset``), so no validation
+:func:`recbole_llm.data.interactions.user_histories` of ``train_data.dataset``), so no validation
 or test interaction can reach a prompt. Generation goes through
 :func:`recbole_llm.llm.generation.generate_answers` (greedy, batched, with its on-disk answer
 cache keyed by the model, the decoding settings and the prompt): a rerun on the same training

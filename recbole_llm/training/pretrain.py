@@ -1,7 +1,7 @@
 """Pretraining a RecBole model on the training split as one stage of another model, cached by a
 fingerprint of the training interactions.
 
-GLTA's stage 1 (LightGCN) uses it through :func:`recbole_llm.graph.lightgcn.pretrain_lightgcn`;
+GLTA's stage 1 (LightGCN) uses it through :func:`recbole_llm.training.lightgcn.pretrain_lightgcn`;
 HeLLM's SASRec item tokens and the LLM baselines' graph encoders use it the same way. The model is
 trained by RecBole's own ``Trainer`` (early stopping on the validation split, best epoch reloaded)
 with one progress line per epoch. A cache file or a reused checkpoint is accepted only if it was
@@ -25,7 +25,7 @@ import torch
 from recbole.trainer import Trainer
 
 from recbole_llm.errors import ConfigError, TrainingDataMismatchError
-from recbole_llm.graph.interactions import interaction_fingerprint
+from recbole_llm.data.interactions import interaction_fingerprint
 from recbole_llm.paths import cache_dir
 from recbole_llm.training import distributed
 from recbole_llm.training.checkpoint import load_checked, save_atomic

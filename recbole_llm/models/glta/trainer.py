@@ -1,7 +1,7 @@
 """GLTA's stages on the shared :class:`~recbole_llm.training.staged.StagedTrainer`.
 
 ``graph``
-    RecBole's LightGCN on the training split (``recbole_llm.graph.lightgcn``; cached by the
+    RecBole's LightGCN on the training split (``recbole_llm.training.lightgcn``; cached by the
     training-split fingerprint, or taken from ``glta_graph_checkpoint``, which must have been
     trained on the same split); its final embeddings become the frozen ``E_u``, ``E_i``.
 ``item_text``
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recbole_llm.graph.lightgcn import pretrain_lightgcn
+from recbole_llm.training.lightgcn import pretrain_lightgcn
 from recbole_llm.llm.generation import GenerationStats, generate_answers
 from recbole_llm.training.staged import Stage, StagedTrainer
 

@@ -43,7 +43,8 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
 from recbole_llm.errors import ConfigError
-from recbole_llm.graph.hops import bias_lut, cached_hop_table, graph_bias
+from recbole_llm.graph.hops import bias_lut, graph_bias
+from recbole_llm.models.graph_attentive_gpt2.hop_cache import cached_hop_table
 from recbole_llm.llm.backbone import (
     ADDITIVE_MASK_ATTENTION,
     LLM_SETTINGS,

@@ -33,7 +33,7 @@ from recbole.model.general_recommender.lightgcn import LightGCN
 from recbole.utils import InputType
 
 from recbole_llm.errors import RecBoleLLMError
-from recbole_llm.graph.interactions import user_histories
+from recbole_llm.data.interactions import user_histories
 from recbole_llm.models.rlmrec.settings import RLMREC_CON_SETTINGS, RLMREC_GEN_SETTINGS
 from recbole_llm.training.losses import bpr_loss, info_nce, l2_reg
 

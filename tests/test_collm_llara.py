@@ -18,7 +18,7 @@ from recbole.utils import init_seed
 from conftest import fast_config, tiny_llm_env, write_ring_dataset
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigError
-from recbole_llm.llm.backbone import backbone_from_config
+from recbole_llm.llm.loading import backbone_from_config
 from recbole_llm.llm.testing import save_tiny_llama
 from recbole_llm.models.collm.model import CoLLM
 from recbole_llm.models.collm.settings import COLLM_SETTINGS

@@ -24,7 +24,7 @@ from recbole_llm.graph.hypergraph import (item_hypergraph, item_hypergraph_from_
                                           user_hypergraph, user_hypergraph_from_matrix)
 from recbole_llm.data.interactions import interaction_fingerprint
 from recbole_llm.graph.interactions import interaction_matrix
-from recbole_llm.llm.backbone import forward_with_prefix, prefix_key_values
+from recbole_llm.models.hellm.prefix import forward_with_prefix, prefix_key_values
 from recbole_llm.llm.testing import save_tiny_llama
 from recbole_llm.models.hellm.model import HeLLM
 from recbole_llm.models.hellm.pre import HeLLMPre, contrastive_loss

@@ -37,7 +37,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
 from recbole_llm.errors import ConfigError
-from recbole_llm.llm.backbone import backbone_from_config
+from recbole_llm.llm.loading import backbone_from_config
 from recbole_llm.llm.prompts import PrefixKVStore, PromptBuilder
 from recbole_llm.models.glta.gllm import GLLMLayer, gllm_loss
 from recbole_llm.models.glta.prompts import GLTAPrompts

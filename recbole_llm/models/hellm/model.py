@@ -16,7 +16,7 @@ item embeddings), both trained on this run's training split only. Equations (met
   P_K[l,p])` with learnable biases :math:`P_K, P_V \sim N(0,1)`.
 * Eq. 11: in layer ``l`` the prefix vectors pass through that layer's frozen ``k_proj``/``v_proj``
   and are prepended to the keys and values, without rotary positions; text and item tokens get
-  positions from ``P`` (:func:`recbole_llm.llm.backbone.forward_with_prefix`).
+  positions from ``P`` (:func:`recbole_llm.models.hellm.prefix.forward_with_prefix`).
 * Item tokens: each history item is one input embedding :math:`\mathrm{MLP_{in}}([g_i; s_i])`
   (Linear, GELU, Linear) between the tokenised prompt head ("... ### Input:\n") and tail
   ("\n### Response:\n"), each with the tokenizer's BOS as in the authors' prompt.
@@ -50,7 +50,9 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_llm.errors import ConfigError
-from recbole_llm.llm.backbone import backbone_from_config, forward_with_prefix, inject_lora, prefix_key_values
+from recbole_llm.llm.adapters import inject_lora
+from recbole_llm.llm.loading import backbone_from_config
+from recbole_llm.models.hellm.prefix import forward_with_prefix, prefix_key_values
 from recbole_llm.models.hellm.settings import HELLM_SETTINGS, HELLMPRE_SETTINGS
 from recbole_llm.training.pretrain import load_frozen_tables
 

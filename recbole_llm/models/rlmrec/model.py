@@ -95,7 +95,7 @@ class RLMRecBase(LightGCN):
         s = self.settings
         generate_items = s.profile_source == "generated"
         if s.profile_source in ("generated", "generated_users"):
-            from recbole_llm.llm.backbone import backbone_from_config
+            from recbole_llm.llm.loading import backbone_from_config
             from recbole_llm.llm.profiles import generate_profiles
 
             backbone = backbone if backbone is not None else backbone_from_config(self.config)

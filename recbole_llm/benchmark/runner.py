@@ -152,10 +152,6 @@ def child_main(job_path, result_path):
 
 
 # -- the parent ------------------------------------------------------------------------
-class RunInterrupted(Exception):
-    pass
-
-
 def _tail(path, n=25):
     try:
         lines = Path(path).read_text(errors="replace").splitlines()

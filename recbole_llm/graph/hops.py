@@ -58,12 +58,6 @@ class HopTable:
     fingerprint: str = ""
     seconds: float = 0.0
 
-    def item_node(self, items):
-        return torch.as_tensor(items, dtype=torch.long) + self.n_users
-
-    def distance(self, a, b) -> int:
-        return int(self.codes[a, b])
-
 
 def _pack(matrix: sp.csr_matrix) -> np.ndarray:
     """Rows of a 0/1 sparse matrix as bitsets: ``uint64 [rows, ceil(cols/64)]`` (bit j of the row = column j)."""

@@ -409,6 +409,24 @@ def test_hellm_ablations_change_what_they_name(env, monkeypatch):
         build(env, "HeLLM", hellm_graph_id=False, hellm_seq_id=False)
 
 
+def test_prefix_norms_are_the_rms_norm_formula_to_the_bit():
+    """HeLLM's prefix norms are torch's nn.RMSNorm (it replaced a hand-written one): outputs and
+    gradients equal ``x * rsqrt(mean(x^2) + eps) * w`` exactly."""
+    torch.manual_seed(0)
+    norm = torch.nn.RMSNorm(32, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(32))
+    x = (torch.randn(4, 3, 32) * 3).requires_grad_(True)
+    y = x.detach().clone().requires_grad_(True)
+    out = norm(x)
+    ref = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight.detach()
+    assert torch.equal(out, ref)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad)
+    assert torch.equal(x.grad, y.grad)
+
+
 def test_warmup_cosine_schedule():
     lrs = [warmup_cosine(s, 100, 10, 1.0, 0.1) for s in range(101)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[100] == pytest.approx(0.1)

@@ -59,16 +59,6 @@ from recbole_llm.training.pretrain import load_frozen_tables
 logger = logging.getLogger(__name__)
 
 
-class RMSNorm(nn.Module):
-    def __init__(self, dim, eps=1e-5):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
-
-
 def _mlp(d_in, d_hidden, d_out, dropout):
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Dropout(dropout),
                          nn.Linear(d_hidden, d_out), nn.GELU(), nn.Dropout(dropout))
@@ -105,8 +95,9 @@ class HeLLM(SequentialRecommender):
             self.prefix_v = _mlp(d * d, s.prefix_hidden, hidden, s.prefix_dropout)
             self.prefix_bias_k = nn.Parameter(torch.randn(n_layers, s.prefix_len, hidden))
             self.prefix_bias_v = nn.Parameter(torch.randn(n_layers, s.prefix_len, hidden))
-            self.norm_pre_k, self.norm_post_k = RMSNorm(hidden), RMSNorm(hidden)
-            self.norm_pre_v, self.norm_post_v = RMSNorm(hidden), RMSNorm(hidden)
+            # torch's RMSNorm: same outputs and gradients, to the bit, as the formula written by hand (checked on CPU)
+            self.norm_pre_k, self.norm_post_k = nn.RMSNorm(hidden, eps=1e-5), nn.RMSNorm(hidden, eps=1e-5)
+            self.norm_pre_v, self.norm_post_v = nn.RMSNorm(hidden, eps=1e-5), nn.RMSNorm(hidden, eps=1e-5)
         # -- item tokens and the item head ------------------------------------------------------------
         d_in = d * (int(self.use_graph_id) + int(self.use_seq_id))
         mid = s.item_mlp_hidden or hidden

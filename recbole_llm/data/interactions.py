@@ -20,12 +20,18 @@ def training_pairs(dataset) -> tuple[np.ndarray, np.ndarray]:
     return users, items
 
 
-def user_histories(dataset) -> list[np.ndarray]:
-    """Each user's training items (internal ids), in split order (time order under ``order: TO``):
-    ``histories[u]`` for ``u`` in ``0..user_num-1`` (padding user 0 and users without training
-    interactions get an empty array). Used to build profiles and prompts from the training split."""
+def user_histories(dataset, by_time: bool = False) -> list[np.ndarray]:
+    """Each user's training items (internal ids), in split order (time order under ``order: TO``),
+    or sorted by the time field when ``by_time`` (split order among equal times, and when the
+    dataset has no time field): ``histories[u]`` for ``u`` in ``0..user_num-1`` (padding user 0 and
+    users without training interactions get an empty array). Used to build profiles and prompts
+    from the training split."""
     users, items = training_pairs(dataset)
-    order = np.argsort(users, kind="stable")
+    inter, time_field = dataset.inter_feat, dataset.time_field
+    if by_time and time_field and time_field in inter.columns:
+        order = np.lexsort((np.arange(len(users)), inter[time_field].numpy(), users))
+    else:
+        order = np.argsort(users, kind="stable")
     bounds = np.searchsorted(users[order], np.arange(dataset.user_num + 1))
     return [items[order[bounds[u] : bounds[u + 1]]] for u in range(dataset.user_num)]
 

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
+from recbole_llm.data.interactions import user_histories
 from recbole_llm.errors import ConfigError
 from recbole_llm.graph.hops import bias_lut, graph_bias
 from recbole_llm.models.graph_attentive_gpt2.hop_cache import cached_hop_table
@@ -106,14 +107,7 @@ class GraphAttentiveGPT2(GeneralRecommender):
         self.dataset_name = str(config["dataset"])
         check_item_fields(s, dataset, config)  # fail before loading the LLM
         # -- training split: each user's items in time order (training interactions only) ------------
-        inter = dataset.inter_feat
-        uids = inter[dataset.uid_field].numpy()
-        iids = inter[dataset.iid_field].numpy()
-        time_field = dataset.time_field
-        times = inter[time_field].numpy() if time_field and time_field in inter.columns else np.zeros(len(uids))
-        order = np.lexsort((np.arange(len(uids)), times, uids))
-        bounds = np.searchsorted(uids[order], np.arange(self.n_users + 1))
-        self.user_items = [iids[order[bounds[u] : bounds[u + 1]]].astype(np.int64) for u in range(self.n_users)]
+        self.user_items = user_histories(dataset, by_time=True)
         # -- backbone ------------------------------------------------------------------------------
         if backbone is None:
             own = s.trainable != "frozen" or s.llm_layers > 0

@@ -4,10 +4,5 @@ from recbole_llm.models.builtin import builtin_hooks
 
 register_models, register_trainers, register_property_files = builtin_hooks(
     models=["recbole_llm.models.collm.model:CoLLM"],
-    trainers={
-        "CoLLM": "recbole_llm.models.collm.trainer:CoLLMTrainer",
-    },
-    property_files={
-        "CoLLM": ["llm.yaml", "CoLLM.yaml"],
-    },
-)
+    trainers={"CoLLM": "recbole_llm.models.collm.trainer:CoLLMTrainer"},
+    property_files={"CoLLM": ["llm.yaml", "CoLLM.yaml"]})

@@ -5,9 +5,5 @@ from recbole_llm.models.builtin import builtin_hooks
 register_models, register_trainers, register_property_files = builtin_hooks(
     models=["recbole_llm.models.graph_attentive_gpt2.model:GraphAttentiveGPT2"],
     trainers={
-        "GraphAttentiveGPT2": "recbole_llm.models.graph_attentive_gpt2.trainer:GraphAttentiveGPT2Trainer",
-    },
-    property_files={
-        "GraphAttentiveGPT2": ["llm.yaml", "GraphAttentiveGPT2.yaml"],
-    },
-)
+        "GraphAttentiveGPT2": "recbole_llm.models.graph_attentive_gpt2.trainer:GraphAttentiveGPT2Trainer"},
+    property_files={"GraphAttentiveGPT2": ["llm.yaml", "GraphAttentiveGPT2.yaml"]})

@@ -6,11 +6,5 @@ from recbole_llm.models.builtin import builtin_hooks
 
 register_models, register_trainers, register_property_files = builtin_hooks(
     models=["recbole_llm.models.hellm.pre:HeLLMPre", "recbole_llm.models.hellm.model:HeLLM"],
-    trainers={
-        "HeLLM": "recbole_llm.models.hellm.trainer:HeLLMTrainer",
-    },
-    property_files={
-        "HeLLMPre": ["HeLLMPre.yaml"],
-        "HeLLM": ["llm.yaml", "HeLLMPre.yaml", "HeLLM.yaml"],
-    },
-)
+    trainers={"HeLLM": "recbole_llm.models.hellm.trainer:HeLLMTrainer"},
+    property_files={"HeLLMPre": ["HeLLMPre.yaml"], "HeLLM": ["llm.yaml", "HeLLMPre.yaml", "HeLLM.yaml"]})

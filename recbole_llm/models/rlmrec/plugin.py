@@ -2,14 +2,9 @@
 
 from recbole_llm.models.builtin import builtin_hooks
 
+MODULE = "recbole_llm.models.rlmrec"
+
 register_models, register_trainers, register_property_files = builtin_hooks(
-    models=["recbole_llm.models.rlmrec.model:RLMRecCon", "recbole_llm.models.rlmrec.model:RLMRecGen"],
-    trainers={
-        "RLMRecCon": "recbole_llm.models.rlmrec.trainer:RLMRecTrainer",
-        "RLMRecGen": "recbole_llm.models.rlmrec.trainer:RLMRecTrainer",
-    },
-    property_files={
-        "RLMRecCon": ["llm.yaml", "RLMRec.yaml", "RLMRecCon.yaml"],
-        "RLMRecGen": ["llm.yaml", "RLMRec.yaml", "RLMRecGen.yaml"],
-    },
-)
+    models=[f"{MODULE}.model:RLMRecCon", f"{MODULE}.model:RLMRecGen"],
+    trainers={name: f"{MODULE}.trainer:RLMRecTrainer" for name in ("RLMRecCon", "RLMRecGen")},
+    property_files={name: ["llm.yaml", "RLMRec.yaml", f"{name}.yaml"] for name in ("RLMRecCon", "RLMRecGen")})

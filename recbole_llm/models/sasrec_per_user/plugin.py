@@ -6,10 +6,5 @@ from recbole_llm.models.builtin import builtin_hooks
 
 register_models, register_trainers, register_property_files = builtin_hooks(
     models=["recbole_llm.models.sasrec_per_user.model:SASRecPerUser"],
-    trainers={
-        "SASRecPerUser": "recbole_llm.models.sasrec_per_user.model:SASRecPerUserTrainer",
-    },
-    property_files={
-        "SASRecPerUser": ["recbole:SASRec.yaml", "SASRecPerUser.yaml"],
-    },
-)
+    trainers={"SASRecPerUser": "recbole_llm.models.sasrec_per_user.model:SASRecPerUserTrainer"},
+    property_files={"SASRecPerUser": ["recbole:SASRec.yaml", "SASRecPerUser.yaml"]})

@@ -4,10 +4,5 @@ from recbole_llm.models.builtin import builtin_hooks
 
 register_models, register_trainers, register_property_files = builtin_hooks(
     models=["recbole_llm.models.unisrec.model:UniSRec"],
-    trainers={
-        "UniSRec": "recbole_llm.models.unisrec.trainer:UniSRecTrainer",
-    },
-    property_files={
-        "UniSRec": ["UniSRec.yaml"],
-    },
-)
+    trainers={"UniSRec": "recbole_llm.models.unisrec.trainer:UniSRecTrainer"},
+    property_files={"UniSRec": ["UniSRec.yaml"]})

@@ -22,8 +22,9 @@ from recbole_llm.config import Config
 from recbole_llm.errors import ConfigError
 from recbole_llm.graph.hypergraph import (item_hypergraph, item_hypergraph_from_incidences, knn_incidence,
                                           user_hypergraph, user_hypergraph_from_matrix)
-from recbole_llm.graph.interactions import interaction_fingerprint, interaction_matrix
-from recbole_llm.llm.backbone import forward_with_prefix, prefix_key_values
+from recbole_llm.data.interactions import interaction_fingerprint
+from recbole_llm.graph.interactions import interaction_matrix
+from recbole_llm.models.hellm.prefix import forward_with_prefix, prefix_key_values
 from recbole_llm.llm.testing import save_tiny_llama
 from recbole_llm.models.hellm.model import HeLLM
 from recbole_llm.models.hellm.pre import HeLLMPre, contrastive_loss
@@ -406,6 +407,24 @@ def test_hellm_ablations_change_what_they_name(env, monkeypatch):
     assert [s.name for s in trainer.stages()] == ["graph", "finetune"] and m.bilinear is None
     with pytest.raises(ConfigError, match="hellm_graph_id and hellm_seq_id"):
         build(env, "HeLLM", hellm_graph_id=False, hellm_seq_id=False)
+
+
+def test_prefix_norms_are_the_rms_norm_formula_to_the_bit():
+    """HeLLM's prefix norms are torch's nn.RMSNorm (it replaced a hand-written one): outputs and
+    gradients equal ``x * rsqrt(mean(x^2) + eps) * w`` exactly."""
+    torch.manual_seed(0)
+    norm = torch.nn.RMSNorm(32, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(32))
+    x = (torch.randn(4, 3, 32) * 3).requires_grad_(True)
+    y = x.detach().clone().requires_grad_(True)
+    out = norm(x)
+    ref = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight.detach()
+    assert torch.equal(out, ref)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad)
+    assert torch.equal(x.grad, y.grad)
 
 
 def test_warmup_cosine_schedule():

@@ -3,7 +3,7 @@
 * A wheel (``pip install .``) carries ``properties/`` and works from outside the checkout.
 * ``import recbole_llm`` / ``recbole_llm.hookspecs`` load neither torch, RecBole nor ray.
 * Every module that imports RecBole passes the compat gate (``recbole_llm._recbole``) first.
-* The package's module-level imports have no cycles.
+* The package's module-level imports have no cycles, and its layers import only downwards.
 
 Each import check runs in a fresh interpreter: this test process has RecBole loaded already.
 """
@@ -278,6 +278,56 @@ def test_module_level_imports_are_acyclic():
     graph = _graph(lazy=False)
     assert "recbole_llm.plugins" in graph and "recbole_llm.utils" in graph
     assert _find_cycle(graph) is None, " -> ".join(_find_cycle(graph))
+
+
+#: The package's layers, lowest first: a module may import its own layer and the ones below it, never
+#: one above (function-level imports included). A module belongs to the layer of its longest prefix.
+LAYERS = [
+    ("core", ("recbole_llm._recbole", "recbole_llm.compat", "recbole_llm.errors", "recbole_llm.paths",
+              "recbole_llm.settings", "recbole_llm.hookspecs", "recbole_llm.memory", "recbole_llm.plugins",
+              "recbole_llm.utils", "recbole_llm.random_state", "recbole_llm.files")),
+    ("data", ("recbole_llm.data", "recbole_llm.config", "recbole_llm.config_checks")),
+    ("graph", ("recbole_llm.graph",)),
+    ("llm", ("recbole_llm.llm",)),
+    ("training", ("recbole_llm.training",)),
+    ("models", ("recbole_llm.models",)),
+    ("benchmark/cli", ("recbole_llm.benchmark", "recbole_llm.cli", "recbole_llm.quick_start", "recbole_llm")),
+]
+
+
+def _layer(module):
+    """Index in :data:`LAYERS` of ``module`` (or of the module an imported name belongs to)."""
+    best = max(((len(prefix), i) for i, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+                if module == prefix or module.startswith(prefix + ".")), default=None)
+    return None if best is None else best[1]
+
+
+def test_layers_import_only_downwards():
+    """data <- graph <- llm <- training <- models <- benchmark/cli, with the small core under all of them.
+    ``from recbole_llm import x`` names a submodule (the package root imports nothing heavy)."""
+    modules = _modules()
+    unplaced = sorted(name for name in modules if _layer(name) is None)
+    assert not unplaced, f"modules in no layer (add them to LAYERS): {unplaced}"
+    upward = []
+    for name, path in modules.items():
+        own = _layer(name)
+        for line, imported in _imports(path, name, lazy=True):
+            if imported == "recbole_llm" or not imported.startswith("recbole_llm"):
+                continue
+            target = _layer(imported)
+            if target > own:
+                upward.append(f"{path.relative_to(REPO)}:{line} ({LAYERS[own][0]}) imports {imported} "
+                              f"({LAYERS[target][0]})")
+    assert not upward, "imports pointing up a layer:\n" + "\n".join(sorted(set(upward)))
+
+
+def test_layer_check_sees_an_upward_import():
+    """The layer check itself: a graph module importing training is caught, a training one importing
+    graph is not."""
+    assert _layer("recbole_llm.graph.hops") < _layer("recbole_llm.training.checkpoint.save_atomic")
+    assert _layer("recbole_llm.training.lightgcn") > _layer("recbole_llm.graph.interactions")
+    assert _layer("recbole_llm.data.interactions") < _layer("recbole_llm.graph.interactions")
+    assert _layer("recbole_llm.models.prompt_recommender") > _layer("recbole_llm.llm.backbone")
 
 
 def test_plugin_host_does_not_import_model_resolution():

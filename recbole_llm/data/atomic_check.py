@@ -273,13 +273,36 @@ def _line_numbers(rows, blank_lines):
     return lines
 
 
-def _read_columns(path, sep, encoding, wanted):
-    """The columns ``wanted`` (header names ``name:type``) of ``path`` as strings, with pandas' C
-    reader (rows were checked above: field counts, quotes and encoding agree with RecBole's reader)."""
+def _read_columns(path, sep, encoding, fields, ids):
+    """The id columns ``ids`` (as categories) and the float columns of ``fields`` of ``path``, read
+    once with pandas' C reader (the rows were checked above, so field counts, quotes and encoding
+    agree with RecBole's reader). Float columns come as numbers when every value parses, else as
+    text for :func:`check_values` to locate the bad ones; missing or infinite numbers are also
+    handed over as text, so that the message can quote them."""
+    import numpy as np
     import pandas as pd
 
-    return pd.read_csv(path, sep=sep, usecols=list(wanted), dtype=str, na_filter=False, keep_default_na=False,
-                       encoding=encoding, engine="c", quotechar='"', skip_blank_lines=True)
+    floats = [f"{n}:{t}" for n, t in fields if t == "float"]
+    seqs = [f"{n}:{t}" for n, t in fields if t == "float_seq"]
+    id_cols = [f"{n}:{t}" for n, t in fields if n in ids and t in ("token", "float")]
+    wanted = id_cols + [c for c in floats + seqs if c not in id_cols]
+    if not wanted:
+        return None, True
+    dtype = {c: "category" for c in id_cols}
+    dtype.update({c: np.float64 for c in floats if c not in id_cols})
+    dtype.update({c: str for c in seqs})
+    options = dict(sep=sep, usecols=wanted, encoding=encoding, engine="c", quotechar='"', skip_blank_lines=True)
+    try:
+        frame = pd.read_csv(path, dtype=dtype, **options)
+        clean = all(np.isfinite(frame[c].to_numpy()).all() for c in floats if c not in id_cols) and not seqs
+    except ValueError:  # text in a float column
+        clean = False
+    if clean:
+        return frame, True
+    as_text = pd.read_csv(path, dtype=str, na_filter=False, keep_default_na=False, **options)
+    for c in id_cols:
+        as_text[c] = as_text[c].astype("category")
+    return as_text, False
 
 
 def check_values(path, frame, fields, blank_lines, source, seq_separator=" "):
@@ -369,20 +392,37 @@ def _check_id_columns(config, path, source, fields, loaded):
             )
 
 
+def _pair_keys(config, frame, fields):
+    """One int64 per row for its (user, item) pair, and the user codes; rows whose user or item id
+    is missing (RecBole drops them) are left out."""
+    import numpy as np
+
+    types = dict(fields)
+    uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+    users = frame[f"{uid}:{types[uid]}"].cat.codes.to_numpy().astype(np.int64)
+    items = frame[f"{iid}:{types[iid]}"].cat.codes.to_numpy().astype(np.int64)
+    valid = (users >= 0) & (items >= 0)
+    keys = np.where(valid, users * (int(items.max(initial=0)) + 1) + items, -1)
+    return keys, users, valid
+
+
 def _duplicates(config, path, frame, fields, blank_lines, user_keys, notes):
     """Apply or state the rule for rows repeating a user-item pair (RecBole's ``rm_dup_inter``)."""
     import numpy as np
+    import pandas as pd
 
-    uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
-    types = dict(fields)
-    dup = frame.duplicated(subset=[f"{uid}:{types[uid]}", f"{iid}:{types[iid]}"], keep="first").to_numpy()
+    keys, _, valid = _pair_keys(config, frame, fields)
+    dup = pd.Series(keys).duplicated(keep="first").to_numpy() & valid
     n_dup = int(dup.sum())
     if not n_dup:
         return
     first = int(_line_numbers([int(np.flatnonzero(dup)[0])], blank_lines)[0])
     keep = config["rm_dup_inter"] if "rm_dup_inter" in config else None
     time_field = config["TIME_FIELD"] if "TIME_FIELD" in config else None
-    order = f"by {time_field}" if time_field and f"{time_field}:{types.get(time_field)}" in frame else "in file order"
+    types = dict(fields)
+    load, unload = _load_and_unload(config, "inter")
+    loaded_time = time_field in types and (load is None or time_field in load) and not (unload and time_field in unload)
+    order = f"by {time_field}" if loaded_time else "in file order"
     if keep is None and "rm_dup_inter" in user_keys:
         notes.append(
             f"{path}: {n_dup:,} row(s) repeat an earlier user-item pair (first at line {first}); kept, as "
@@ -403,21 +443,31 @@ def _duplicates(config, path, frame, fields, blank_lines, user_keys, notes):
 
 def _check_split_possible(config, path, frame, fields):
     """Splitting each user's interactions (group_by user) needs a user with two or more of them."""
+    import numpy as np
+
     eval_args = config["eval_args"] if "eval_args" in config else None
     if not isinstance(eval_args, dict) or eval_args.get("group_by", "user") not in ("user", None):
         return
-    uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
-    types = dict(fields)
-    columns = [f"{uid}:{types[uid]}", f"{iid}:{types[iid]}"]
-    pairs = frame[columns].drop_duplicates() if config["rm_dup_inter"] is not None else frame[columns]
-    counts = pairs[columns[0]].value_counts()
-    if len(counts) and int(counts.max()) <= 1:
+    keys, users, valid = _pair_keys(config, frame, fields)
+    if config["rm_dup_inter"] is not None:  # one row per pair remains
+        _, first = np.unique(keys[valid], return_index=True)
+        users = users[valid][first]
+    else:
+        users = users[valid]
+    if users.size and int(np.bincount(users).max()) <= 1:
         split = eval_args.get("split")
         raise DataFormatError(
             f"{path}: every user has a single interaction, so splitting each user's interactions "
             f"(eval_args.group_by 'user', split {split}) leaves validation and test empty. Use data with several "
             "interactions per user, or split over all interactions: eval_args: {group_by: none, split: {RS: [0.8, 0.1, 0.1]}}."
         )
+
+
+def _has_rows(path) -> bool:
+    """Whether ``path`` has a non-blank line after its header."""
+    with open(path, "rb") as fh:
+        fh.readline()
+        return any(line.strip(b"\r\n") for line in fh)
 
 
 def check_atomic_files(config, data_path, user_keys=()) -> list[str]:
@@ -461,11 +511,12 @@ def check_atomic_files(config, data_path, user_keys=()) -> list[str]:
         blank_lines = check_rows(path, len(fields), sep.encode("utf-8" if encoding == "utf-8-sig" else encoding), encoding)
         loaded = [(n, t) for n, t in fields if (load is None or n in load) and not (unload and n in unload)]
         _check_id_columns(config, path, source, fields, {n for n, _ in loaded})
-        wanted = [f"{n}:{t}" for n, t in loaded]
-        frame = _read_columns(path, sep, encoding, wanted) if wanted else None
-        if frame is None or not len(frame):
+        if not _has_rows(path):
             raise DataFormatError(f"{path} has a header but no rows. Add the {source} rows, or remove the file.")
-        notes += check_values(path, frame, fields, blank_lines, source, seq_sep)
+        ids = {field for _, field in _id_fields(config, source) if field}
+        frame, clean = _read_columns(path, sep, encoding, loaded, ids)
+        if not clean:
+            notes += check_values(path, frame, fields, blank_lines, source, seq_sep)
         if source == "inter":
             inter_frames.append((path, frame, fields, blank_lines))
     benchmark = config["benchmark_filename"] if "benchmark_filename" in config else None

@@ -22,6 +22,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 
 from recbole_llm.config import Config
 from recbole_llm.memory import peak_rss_mb
+from recbole_llm.paths import check_output_folders
 from recbole_llm.protocol import PerUserRecorder
 from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error, plain
 
@@ -97,11 +98,14 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
     """
     t0 = time.perf_counter()
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    check_output_folders(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
+    for note in getattr(config, "data_notes", ()):
+        logger.warning(note)
 
     dataset = create_dataset(config)
     logger.info(dataset)
@@ -209,6 +213,10 @@ def run_recbole_llm(
 
         config_dict["run_id"] = new_run_id()
     config_dict.update({"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset})
+    # Settings and data files are checked here, once, before any process starts: a bad file is one
+    # error in this process instead of a traceback from every rank.
+    check_output_folders(Config(model=model, dataset=dataset, config_file_list=config_file_list,
+                                config_dict=dict(config_dict)))
     kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
     try:
         mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)

@@ -7,7 +7,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -102,16 +101,15 @@ def test_files_not_loaded_are_not_checked_and_comma_separator_works(tiny_data):
         Config(model="BPR", dataset="tiny", config_dict=cfg)
 
 
-def test_row_check_of_a_million_lines_is_fast(tmp_path):
+def test_row_check_of_a_million_lines_finds_the_last_line(tmp_path):
+    """Chunked reading keeps line numbers across chunks (time: benchmarks/atomic_check_speed.py)."""
     from recbole_llm.data.atomic_check import check_rows
 
     path = tmp_path / "big.inter"
     row = b"12\t345\t4\t880000000\n"
     path.write_bytes(b"user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + row * 1_000_000 + b"1\t2\n")
-    start = time.perf_counter()
     with pytest.raises(DataFormatError, match=r"big\.inter, line 1000002: 2 fields"):
         check_rows(path, 4, b"\t")
-    assert time.perf_counter() - start < 3.0  # ~0.2 s alone; generous for a shared CPU
     path.write_bytes(b"h:token\n" + b"1\t2\n" * 3 + b"\n" + b"1\t2")  # blank line, no final newline
     check_rows(path, 2, b"\t")
 

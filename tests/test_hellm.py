@@ -473,3 +473,14 @@ def test_paper_i2i_without_image_features_is_refused_in_one_line_unless_text_onl
     assert "\n" not in message and "image_feat.npy" in message and "hellmpre_modalities: text" in message
     _, model, *_ = build(env, hellmpre_modalities="text")
     assert model.graph_info["modalities"] == ["text"]
+
+
+def test_trainable_weights_are_fp32_under_a_bf16_llm(env):
+    """HeLLM-paper runs LLaMA in bf16: LoRA adapters, prefix/item projectors and the head still train
+    in fp32 (peft would leave the adapters in bf16), while the frozen LLM stays bf16."""
+    _, model, train, *_ = build(env, model="HeLLM", llm_dtype="bfloat16")
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert any("lora" in n for n in trainable)
+    assert all(p.dtype == torch.float32 for p in trainable.values()), \
+        {n: p.dtype for n, p in trainable.items() if p.dtype != torch.float32}
+    assert model.backbone.dtype == torch.bfloat16

@@ -15,7 +15,8 @@
 ``user_item``
     User-item alignment: ``glta_ua_epochs`` epochs over the users (targets reshuffled every epoch);
     the user projector and the GLLM layer (plus the item projector without IA); RecBole's validation,
-    early stopping and best-model checkpoint.
+    early stopping and best-model checkpoint among the trained epochs (the state before the first epoch
+    is a candidate only under ``glta_keep_initial``, the variant "GLTA probe only").
 
 ``glta_head_epochs`` adds GLLM-only passes after each alignment epoch over the slot states the epoch
 computed: a linear layer on a few thousand rows instead of forward+backward through the LLM, letting

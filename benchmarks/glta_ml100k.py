@@ -5,6 +5,7 @@
     python3 benchmarks/glta_ml100k.py --seeds 1 --cold             # fresh cache: GGUF conversion, generation
     python3 benchmarks/glta_ml100k.py --glta glta_ua_epochs=4      # GLTA config overrides (every variant)
     python3 benchmarks/glta_ml100k.py --variant "head reset:glta_head_init=reset"   # an extra GLTA row
+    python3 benchmarks/glta_ml100k.py --variant "GLTA probe only:glta_head_init=probe;glta_keep_initial=True"
 
 Protocol: RecBole's ml-100k settings (per-user random 80/10/10 split, full ranking of all items with
 the user's history masked), Recall/NDCG/Precision@5,10 on the test split, model selection on valid
@@ -102,6 +103,9 @@ def main(argv=None):
         if not sep or not label.strip() or label.strip() in ROW_ORDER:
             ap.error(f"--variant {item!r}: expected LABEL:KEY=VALUE[;KEY=VALUE] with a label other than {ROW_ORDER}")
         variants[label.strip()] = parse_overrides([kv for kv in switches.split(";") if kv.strip()])
+        if str(variants[label.strip()].get("glta_keep_initial")).lower() in ("true", "1") and "probe only" not in label:
+            ap.error(f"--variant {item!r}: glta_keep_initial=True may keep an untrained state, which is not GLTA; "
+                     "label the row 'GLTA probe only' (or another label containing 'probe only')")
     if args.cold:
         os.environ["RECBOLE_LLM_CACHE"] = tempfile.mkdtemp(prefix="recbole_llm_cold_")
     glta_overrides = parse_overrides(args.glta)

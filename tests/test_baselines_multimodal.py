@@ -316,6 +316,73 @@ def test_loss_falls_and_beats_pop(env, pop, name, modalities):
     batches = [b for _, b in zip(range(3), train)]
     # SLMRec's in-batch InfoNCE has a high floor on 80 users (repeated users/items in a batch)
     assert_loss_falls(loss_trace(model, batches, steps=20, lr=0.01), factor=0.95 if name == "SLMRec" else 0.9)
+    # BM3 draws one target-dropout mask per batch for all repeats of a user/item (MMRec); batches of 256
+    # on 40 items repeat each item ~6 times (rare on real data), so BM3 gets smaller batches here
+    batch = {"train_batch_size": 64} if name == "BM3" else {}
     result = run_experiment(name, "tiny", config_dict=tiny_config(env, mm_modalities=modalities, epochs=10,
-                                                                  eval_step=10, stopping_step=10))
+                                                                  eval_step=10, stopping_step=10, **batch))
     assert_beats_pop(result, pop, metric="ndcg@20", margin=1.3)
+
+
+# ------------------------------------------------------------------------------ reference computations
+def test_freedom_item_graph_is_the_binary_knn_graph_of_mmrec(env):
+    """FREEDOM's frozen item graph on fixed features, against a hand computation of MMRec's
+    ``get_knn_adj_mat``: binary top-k edges (self included), D^-1/2 A D^-1/2 with D the row sums
+    (= k), so every edge weighs 1/k whatever the cosine."""
+    _, model, _, _, _ = build(env, "FREEDOM", knn_k=2)
+    n = model.n_items
+    theta = 0.003 * torch.arange(n, dtype=torch.float32) ** 1.5  # gaps grow: item t's nearest other is t-1
+    feats = torch.stack([theta.cos(), theta.sin()], 1)
+    graph = model.frozen_item_graph({"text": feats}).to_dense()
+    expected = torch.zeros(n, n)
+    for t in range(1, n):
+        expected[t, t] = expected[t, t - 1 if t > 1 else 2] = 0.5
+    assert torch.allclose(graph, expected)
+    both = model.frozen_item_graph({"text": feats, "image": feats.flip(0)}).to_dense()
+    w = model.settings.mm_image_weight
+    image = model.frozen_item_graph({"image": feats.flip(0)}).to_dense()
+    assert torch.allclose(both, w * image + (1 - w) * expected)
+
+
+def test_bm3_loss_equals_mmrec_formula_with_targets_dropped_on_the_full_tables(env):
+    """BM3's loss on a fixed batch (a user and an item twice) against a hand computation of MMRec's
+    ``calculate_loss``: dense LightGCN of the training matrix, dropout drawn once on the full user,
+    item, text and image tables (in that order) and then indexed, cosine losses, EmbLoss / |I|."""
+    from recbole.data.interaction import Interaction
+    import torch.nn.functional as F
+
+    _, model, train, _, _ = build(env, "BM3", mm_modalities="text+image", dropout=0.5, n_layers=2,
+                                  reg_weight=0.1, cl_weight=0.3)
+    s = model.settings
+    nu, ni = model.n_users, model.n_items
+    r = torch.tensor(train._dataset.inter_matrix(form="coo").toarray(), dtype=torch.float32)
+    a = torch.zeros(nu + ni, nu + ni)
+    a[:nu, nu:], a[nu:, :nu] = r, r.T
+    d = a.sum(1).pow(-0.5)
+    d[torch.isinf(d)] = 0
+    norm = d[:, None] * a * d[None, :]
+    ego = torch.cat([model.user_embedding.weight, model.item_id_embedding.weight]).detach()
+    layers = [ego]
+    for _ in range(s.n_layers):
+        layers.append(norm @ layers[-1])
+    mean = torch.stack(layers).mean(0)
+    users, items = mean[:nu], mean[nu:] + model.item_id_embedding.weight.detach()
+    u = torch.tensor([3, 3, 7, 12])
+    i = torch.tensor([5, 9, 5, 20])
+    f = model.predictor
+    text, image = (model.encoder.project(name).detach() for name in ("text", "image"))
+    torch.manual_seed(11)
+    u_t, i_t = F.dropout(users, s.dropout)[u], F.dropout(items, s.dropout)[i]
+    t_t, v_t = F.dropout(text, s.dropout)[i], F.dropout(image, s.dropout)[i]
+
+    def cos(x, y):
+        return 1 - F.cosine_similarity(x, y, dim=-1).mean()
+
+    with torch.no_grad():
+        expected = cos(f(users[u]), i_t) + cos(f(items[i]), u_t)
+        expected += s.cl_weight * (cos(f(text[i]), i_t) + cos(f(text[i]), t_t)
+                                   + cos(f(image[i]), i_t) + cos(f(image[i]), v_t))
+        expected += s.reg_weight * (users.norm() + items.norm()) / ni
+    torch.manual_seed(11)
+    got = model.calculate_loss(Interaction({model.USER_ID: u, model.ITEM_ID: i}))
+    assert torch.allclose(got, expected, atol=1e-5), (got, expected)

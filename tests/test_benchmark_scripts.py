@@ -107,6 +107,7 @@ def test_glta_script_resumes_and_rescores_the_trained_weights(scripts, tmp_path,
                "--work-dir", str(tmp_path)])
     assert [c for _, c, _ in calls][-1]["glta_head_init"] == "reset" and calls[-1][1]["glta_head_epochs"] == 0
     assert len(calls) == 1 and "reset@2020" in json.loads(out.read_text())["runs"]
-    for bad in (["--ablations", "w/o XY"], ["--variant", "no-colon"], ["--variant", "GLTA:glta_slots=2"]):
+    for bad in (["--ablations", "w/o XY"], ["--variant", "no-colon"], ["--variant", "GLTA:glta_slots=2"],
+                ["--variant", "GLTA keep:glta_keep_initial=true"]):  # an untrained state is 'probe only', not GLTA
         with pytest.raises(SystemExit):
             glta.main([*bad, "--out", str(out)])

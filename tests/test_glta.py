@@ -229,10 +229,11 @@ def test_graph_checkpoint_trained_on_another_split_is_refused(env):
     # interactions that are validation/test interactions of this run
     other = run_experiment("LightGCN", "tiny", config_dict=fast_config(env, seed=5, epochs=1))
     with pytest.raises(TrainingDataMismatchError, match="other interactions than this run's training split"):
-        build_and_fit(env, glta_graph_checkpoint=other["stats"]["saved_model_file"], glta_ua_epochs=0)
+        build_and_fit(env, glta_graph_checkpoint=other["stats"]["saved_model_file"], glta_ua_epochs=0,
+                      glta_keep_initial=True)
     same = run_experiment("LightGCN", "tiny", config_dict=fast_config(env, epochs=1, embedding_size=64))
     config, model, train, valid, _ = build(env, glta_graph_checkpoint=same["stats"]["saved_model_file"],
-                                           glta_ua_epochs=0, glta_ia_epochs=0)
+                                           glta_ua_epochs=0, glta_ia_epochs=0, glta_keep_initial=True)
     trainer = GLTATrainer(config, model)
     trainer.fit(train, valid)
     assert trainer.stage_stats["graph"]["source"].startswith("checkpoint ")

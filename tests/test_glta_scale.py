@@ -278,28 +278,73 @@ def test_probe_head_initialisation_is_the_same_map_for_both_heads(env):
     assert torch.allclose(logits["graph"][finite], logits["linear"][finite], atol=1e-3, rtol=1e-3)
 
 
-def test_probe_initialised_state_is_validated_before_training_and_can_be_the_best(env, caplog):
-    """With glta_head_init: probe the user-item stage validates the initialised state first; when
-    training never beats it (learning rate so high that it diverges) the test evaluation uses it."""
+def _ua_run(env, monkeypatch, name, **overrides):
+    """A GLTA run whose user-item stage starts from the probe head and diverges (learning rate 50), so
+    that its untrained initial state scores best on validation; returns the result, the state at the
+    start of user-item training and the kept (best-model) checkpoint."""
+    from conftest import glta_tiny_config
+    from recbole_llm.models.glta.trainer import GLTATrainer
+    from recbole_llm.quick_start import run_experiment
+
+    seen = {}
+    real_begin = GLTATrainer.user_item_begin
+
+    def begin(self, trainer):
+        out = real_begin(self, trainer)
+        seen["initial"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return out
+
+    monkeypatch.setattr(GLTATrainer, "user_item_begin", begin)
+    result = run_experiment("GLTA", "tiny", config_dict=glta_tiny_config(
+        env, state="INFO", glta_head_init="probe", glta_ua_learning_rate=50.0, glta_ua_epochs=2,
+        glta_head_epochs=0, stopping_step=5, glta_profile_tokens=False, glta_prediction_tokens=False,
+        valid_metric="NDCG@10", checkpoint_dir=str(env / f"saved_{name}"), **overrides))
+    ckpt = torch.load(result["stats"]["saved_model_file"], map_location="cpu", weights_only=False)
+    return result, seen["initial"], ckpt
+
+
+def test_kept_glta_model_had_eq3_training_and_differs_from_its_initial_state(env, monkeypatch, caplog):
+    """GLTA keeps the best of its trained user-item epochs, even when the untrained initial state
+    (here the probe head) would score higher on validation: the kept model had >= 1 Eq. 3 epoch."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        result, initial, ckpt = _ua_run(env, monkeypatch, "glta")
+    assert "before epoch 1: valid" not in caplog.text  # the initial state is not a candidate
+    assert ckpt["epoch"] >= 0
+    assert result["stats"]["stage_stats"]["user_item"]["kept_ua_epochs"] == ckpt["epoch"] + 1 >= 1
+    kept = ckpt["state_dict"]
+    for key in ("user_projector.weight", "gllm.bias"):
+        assert not torch.equal(kept[key], initial[key]), key  # Eq. 3 moved the projector and the GLLM layer
+
+
+def test_probe_only_variant_validates_and_may_keep_the_untrained_state(env, monkeypatch, caplog):
+    """glta_keep_initial: True (the 'GLTA probe only' row, not GLTA) validates the state before the
+    first user-item epoch and keeps it when training never beats it, saying so in the log."""
     import logging
     import re
 
-    from conftest import glta_tiny_config
-    from recbole_llm.quick_start import run_experiment
-
     with caplog.at_level(logging.INFO):
-        result = run_experiment("GLTA", "tiny", config_dict=glta_tiny_config(
-            env, state="INFO", glta_head_init="probe", glta_ua_learning_rate=50.0, glta_ua_epochs=2,
-            glta_head_epochs=0, stopping_step=5, glta_profile_tokens=False, glta_prediction_tokens=False,
-            valid_metric="NDCG@10"))
+        result, initial, ckpt = _ua_run(env, monkeypatch, "probe_only", glta_keep_initial=True)
     lines = [l for l in caplog.text.splitlines() if "user_item before epoch 1: valid" in l]
     assert len(lines) == 1
-    initial = float(re.search(r"valid ndcg@10 ([0-9.]+)", lines[0], re.I).group(1))
+    first = float(re.search(r"valid ndcg@10 ([0-9.]+)", lines[0], re.I).group(1))
     assert result["stats"]["stage_stats"]["user_item"]["head_init_r2"] <= 1.0
-    assert result["best_valid_score"] >= initial - 1e-9
-    ckpt = torch.load(result["stats"]["saved_model_file"], map_location="cpu", weights_only=False)
-    if result["best_valid_score"] == pytest.approx(initial, abs=1e-9):
-        assert ckpt["epoch"] == -1  # the initialised state was kept as the best model
+    assert result["best_valid_score"] >= first - 1e-9
+    if ckpt["epoch"] == -1:  # the initialised state was kept, and the log names the variant
+        assert result["best_valid_score"] == pytest.approx(first, abs=1e-9)
+        assert torch.equal(ckpt["state_dict"]["user_projector.weight"], initial["user_projector.weight"])
+        assert "not GLTA" in caplog.text
+        assert result["stats"]["stage_stats"]["user_item"]["kept_ua_epochs"] == 0
+
+
+def test_no_user_item_epoch_is_refused_unless_the_untrained_variant(env):
+    from conftest import glta_tiny_config
+    from recbole_llm.errors import ConfigError
+    from recbole_llm.quick_start import run_experiment
+
+    with pytest.raises(ConfigError, match="glta_ua_epochs=0 .* not GLTA"):
+        run_experiment("GLTA", "tiny", config_dict=glta_tiny_config(env, glta_ua_epochs=0), saved=False)
 
 
 @pytest.mark.parametrize("mode", ["carry", "reset"])

@@ -262,11 +262,25 @@ def test_each_ablation_changes_what_it_names(env):
     assert stages()[1] == [("content", False), ("collab", False), ("finetune", True)]
     assert stages(gat_pretrain=False)[1] == [("finetune", True)]  # NoPretrain
     assert stages(gat_finetune=False)[1] == [("content", False), ("collab", True)]  # NoFineTune
-    trainer, names = stages(gat_corpus=["review", "content"], gat_collab_pretrain=False)  # NoGHIP
-    assert names == [("content", False), ("finetune", True)]  # no collaborative stage
-    rng = np.random.default_rng(0)
-    prompts = [p for p, _ in trainer.corpus.stage1(rng)]
-    assert prompts and not any("has interacted" in p or "These items" in p for p in prompts)
+    # NoGHIP: users' reviews only (paper Sec. 4.2.2), no collaborative stage; refused without a review file
+    trainer, names = stages(gat_corpus=["review"], gat_collab_pretrain=False)
+    assert names == [("content", False), ("finetune", True)]
+    with pytest.raises(ConfigError, match=r"gat_corpus=\['review'\] gives no pretraining prompt .*tiny.review"):
+        trainer.content_begin()
+    folder = env / "data" / "tinyrev"
+    folder.mkdir(exist_ok=True)
+    for suffix in ("inter", "item"):
+        (folder / f"tinyrev.{suffix}").write_text((env / "data" / "tiny" / f"tiny.{suffix}").read_text())
+    inter = [line.split("\t")[:2] for line in (folder / "tinyrev.inter").read_text().splitlines()[1:]]
+    (folder / "tinyrev.review").write_text("user_id:token\titem_id:token\treview_text:token_seq\n"
+                                           + "".join(f"{u}\t{i}\tgood one\n" for u, i in inter))
+    trainer, _ = stages(gat_corpus=["review"], gat_collab_pretrain=False, dataset="tinyrev")
+    prompts = [p for p, _ in trainer.corpus.stage1(np.random.default_rng(0))]
+    assert prompts and all("wrote the following review" in p for p in prompts)
+    assert trainer.content_begin()["reviews"] == len(prompts)
+    both = [p for p, _ in stages(gat_corpus=["review", "events"], dataset="tinyrev")[0].corpus.stage1(np.random.default_rng(0))]
+    assert any("has interacted" in p for p in both) and not any("These items" in p or "The title of" in p
+                                                                for p in both)  # w/o both (Fig. 4)
     full = [p for p, _ in stages()[0].corpus.stage1(np.random.default_rng(0))]
     assert any("These items" in p for p in full) and any("has interacted" in p for p in full)
     no2 = [p for p, _ in stages(gat_corpus=["content", "events"])[0].corpus.stage1(np.random.default_rng(0))]

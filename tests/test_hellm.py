@@ -480,3 +480,27 @@ def test_ddp_evaluation_equals_single_process(tmp_path, monkeypatch):
     assert multi is not None
     for key, value in single["test_result"].items():
         assert multi["test_result"][key] == pytest.approx(float(value), abs=1e-4), key
+
+
+def test_paper_i2i_without_image_features_is_refused_in_one_line_unless_text_only(env):
+    """HeLLM-paper.yaml asks for text+image I2I hyperedges (the paper's); a dataset without image
+    features is refused, naming the file and hellmpre_modalities: text; text only then builds."""
+    from recbole_llm.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        build(env, hellmpre_modalities="text+image")
+    message = str(err.value)
+    assert "\n" not in message and "image_feat.npy" in message and "hellmpre_modalities: text" in message
+    _, model, *_ = build(env, hellmpre_modalities="text")
+    assert model.graph_info["modalities"] == ["text"]
+
+
+def test_trainable_weights_are_fp32_under_a_bf16_llm(env):
+    """HeLLM-paper runs LLaMA in bf16: LoRA adapters, prefix/item projectors and the head still train
+    in fp32 (peft would leave the adapters in bf16), while the frozen LLM stays bf16."""
+    _, model, train, *_ = build(env, model="HeLLM", llm_dtype="bfloat16")
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert any("lora" in n for n in trainable)
+    assert all(p.dtype == torch.float32 for p in trainable.values()), \
+        {n: p.dtype for n, p in trainable.items() if p.dtype != torch.float32}
+    assert model.backbone.dtype == torch.bfloat16

@@ -44,6 +44,7 @@ def inject_lora(backbone: Backbone, r, alpha, dropout, targets=(), setting="lora
     or a list of module names such as ``q_proj,v_proj``; empty: :data:`LORA_TARGETS` of the model type)
     and freeze everything else. Returns ``{name: parameter}`` of the LoRA weights, so that a model can register them (e.g. in an
     ``nn.ParameterDict``) and keep them in its ``state_dict`` while the LLM itself stays outside.
+    The adapters are float32 under a bf16/fp16 LLM (peft's layers cast their input to the adapter's dtype).
     A target the LLM lacks raises :class:`~recbole_llm.errors.ConfigError` naming ``setting``."""
     try:
         from peft import LoraConfig, inject_adapter_in_model
@@ -68,5 +69,6 @@ def inject_lora(backbone: Backbone, r, alpha, dropout, targets=(), setting="lora
     for name, param in backbone.model.named_parameters():
         param.requires_grad_("lora_" in name)
         if "lora_" in name:
+            param.data = param.data.float()  # peft casts adapters to a half base's dtype; they train in fp32
             lora[name] = param
     return lora

@@ -2,7 +2,8 @@ r"""FREEDOM (Zhou & Shen, "A Tale of Two Graphs: Freezing and Denoising Graph St
 Multimodal Recommendation", MM'23), following MMRec's ``models/freedom.py`` (the authors' code).
 
 * **Frozen item-item graph**, built once before training: per modality the binary cosine kNN graph
-  of the raw item features (``knn_k`` neighbours, self included), :math:`D^{-1/2} S D^{-1/2}`;
+  of the raw item features (``knn_k`` neighbours, self included; edge weight 1, not the cosine, as
+  MMRec's ``get_knn_adj_mat``), :math:`D^{-1/2} S D^{-1/2}` (every row has ``knn_k`` edges: ``1/knn_k``);
   with both modalities :math:`S = w\,S_{image} + (1-w)\,S_{text}` (``mm_image_weight``). Built by
   :func:`recbole_llm.graph.knn.knn_graph` (chunked top-k, sparse).
 * **Denoised user-item graph**: before each training epoch, degree-sensitive edge pruning keeps a
@@ -73,7 +74,8 @@ class FREEDOM(MultimodalRecommender):
 
     def frozen_item_graph(self, feats):
         s = self.settings
-        graphs = {name: knn_graph(f, s.knn_k, s.knn_chunk_size, self.valid_items) for name, f in feats.items()}
+        graphs = {name: knn_graph(f, s.knn_k, s.knn_chunk_size, self.valid_items, weighted=False)
+                  for name, f in feats.items()}
         if len(graphs) == 1:
             return next(iter(graphs.values()))
         w = s.mm_image_weight

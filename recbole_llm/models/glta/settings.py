@@ -63,6 +63,7 @@ GLTA_SETTINGS = Settings("GLTA", prefix="glta_", keys={
     "glta_gllm_head": Choice("linear", "graph"),
     "glta_head_init": Choice("carry", "reset", "probe"),
     "glta_head_init_ridge": Float(gt=0),
+    "glta_keep_initial": Bool(),
     "glta_weight_decay": Float(min=0),
     "glta_head_epochs": Int(min=0),
     "glta_head_batch_size": Int(min=1),

@@ -15,7 +15,8 @@
 ``user_item``
     User-item alignment: ``glta_ua_epochs`` epochs over the users (targets reshuffled every epoch);
     the user projector and the GLLM layer (plus the item projector without IA); RecBole's validation,
-    early stopping and best-model checkpoint.
+    early stopping and best-model checkpoint among the trained epochs (the state before the first epoch
+    is a candidate only under ``glta_keep_initial``, the variant "GLTA probe only").
 
 ``glta_head_epochs`` adds GLLM-only passes after each alignment epoch over the slot states the epoch
 computed: a linear layer on a few thousand rows instead of forward+backward through the LLM, letting
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recbole_llm.errors import ConfigError
 from recbole_llm.training.lightgcn import pretrain_lightgcn
 from recbole_llm.llm.generation import GenerationStats, generate_answers
 from recbole_llm.llm.profiles import history_contexts
@@ -78,6 +80,10 @@ class GLTATrainer(StagedTrainer):
 
     def stages(self):
         m, s = self.model, self.s
+        if s.ua_epochs < 1 and not s.keep_initial:
+            raise ConfigError("GLTA setting glta_ua_epochs=0 would keep a model without user-item (Eq. 3) training, "
+                              "which is not GLTA: set glta_ua_epochs >= 1, or glta_keep_initial: True for the "
+                              "untrained variant (\"GLTA probe only\").")
         stages = [Stage("graph", run=self.graph_stage)]
         if m.item_alignment:
             self._groups = self.item_groups()
@@ -92,7 +98,7 @@ class GLTATrainer(StagedTrainer):
                             parameters=lambda: m.trainable_parameters("user_item"),
                             learning_rate=s.ua_learning_rate, weight_decay=s.weight_decay, validate=True,
                             begin=self.user_item_begin, end=self.user_item_end, unit="users",
-                            validate_initial=s.head_init == "probe",
+                            validate_initial=s.keep_initial,
                             units_per_epoch=len(self.train_users())))
         return stages
 
@@ -295,8 +301,19 @@ class GLTATrainer(StagedTrainer):
         self.head_passes("user_item", epoch)
         return loss
 
+    def _save_checkpoint(self, epoch, *args, **kwargs):
+        """RecBole's best-model checkpoint; also records how many Eq. 3 epochs the kept model had
+        (``epoch`` -1 is the state before the first user-item epoch, kept only with glta_keep_initial)."""
+        self._write_state(kept_epoch=int(epoch))
+        return super()._save_checkpoint(epoch, *args, **kwargs)
+
     def user_item_end(self, trainer):
         m = self.model
-        return {"train_tokens": m.token_stats["ua"] - self._tokens0, "infer_tokens": m.token_stats["infer"] - self._infer0,
+        kept = self._state.get("kept_epoch")
+        if kept is not None and kept < 0:
+            self.logger.warning(f"{self.label('user_item')}: the kept model is the state before user-item training "
+                                "(glta_keep_initial: True): this is the variant 'GLTA probe only', not GLTA.")
+        return {"kept_ua_epochs": None if kept is None else kept + 1,
+                "train_tokens": m.token_stats["ua"] - self._tokens0, "infer_tokens": m.token_stats["infer"] - self._infer0,
                 "prefix_cache_mb": m.store("ua").nbytes / 2**20,
                 "prefix_recomputed_tokens": m.store("ua").recomputed_tokens}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recbole_llm.errors import ConfigError
 from recbole_llm.models.graph_attentive_gpt2.corpus import Corpus
 from recbole_llm.training.staged import Stage, StagedTrainer
 
@@ -59,7 +60,7 @@ class GraphAttentiveGPT2Trainer(StagedTrainer):
         stages = []
         if s.pretrain and s.corpus:
             stages.append(Stage("content", epochs=s.content_epochs, train_epoch=self.content_epoch, unit="prompts",
-                                begin=lambda t: dict(self.corpus.stats), **common))
+                                begin=lambda t: self.content_begin(), **common))
         if s.pretrain and s.collab_pretrain:
             stages.append(Stage("collab", epochs=s.collab_epochs, train_epoch=self.collab_epoch, unit="prompts", **common))
         if s.finetune:
@@ -70,6 +71,16 @@ class GraphAttentiveGPT2Trainer(StagedTrainer):
 
     def train_users(self):
         return [u for u in range(1, self.model.n_users) if len(self.model.user_items[u])]
+
+    def content_begin(self):
+        """The corpora's sizes; refuses corpora that give no stage-1 prompt (e.g. NoGHIP's reviews only
+        on a dataset without a ``.review`` file) instead of 'pretraining' on nothing."""
+        if not self.corpus.stage1(self.rng("content", 0)):
+            raise ConfigError(
+                f"GraphAttentiveGPT2: gat_corpus={list(self.s.corpus)} gives no pretraining prompt on dataset "
+                f"{self.config['dataset']!r} (sizes: {self.corpus.stats}); 'review' needs a "
+                f"{self.config['dataset']}.review file (Amazon converter). Use a dataset with reviews or other corpora.")
+        return dict(self.corpus.stats)
 
     # ------------------------------------------------------------------------------------------
     def _steps(self, name, epoch, chunks, loss_of, optimizer):

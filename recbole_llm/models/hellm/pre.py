@@ -39,7 +39,8 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch.utils.checkpoint import checkpoint
 
-from recbole_llm.data.features import item_modalities
+from recbole_llm.data.features import image_feature_path, item_modalities
+from recbole_llm.errors import ConfigError
 from recbole_llm.graph.hypergraph import (item_hypergraph, linked_pair_share, propagate, to_torch_sparse,
                                          user_hypergraph)
 from recbole_llm.graph.interactions import normalized_adjacency
@@ -106,6 +107,7 @@ class HeLLMPre(EmbeddingScores, GeneralRecommender):
                                "hellmpre_u2u=False (w/o U2U) or fewer hellmpre_user_layers.",
                                100 * density, s.user_layers)
         if self.use_i2i:
+            self.check_image_features(config, s.modalities)
             feats = item_modalities(config, dataset, s.modalities, model="HeLLMPre's I2I hypergraph",
                                     switch="hellmpre_i2i=False (the w/o I2I ablation)")
             i2i = item_hypergraph([f for _, f in feats], s.topk, s.knn_chunk_size)
@@ -116,6 +118,17 @@ class HeLLMPre(EmbeddingScores, GeneralRecommender):
             if isinstance(module, nn.Embedding):
                 nn.init.xavier_uniform_(module.weight)
         logger.info("HeLLMPre graphs: %s", self.graph_info)
+
+    @staticmethod
+    def check_image_features(config, modalities):
+        """The paper's I2I hypergraph joins text and image kNN hyperedges (``hellmpre_modalities:
+        text+image``); without image features that is refused in one line rather than run text-only
+        under the paper's name (``hellmpre_modalities: text`` asks for text only)."""
+        path = image_feature_path(config)
+        if "image" in modalities and not path.is_file():
+            raise ConfigError(f"HeLLMPre: hellmpre_modalities={modalities} needs image features, but {path} does not "
+                              f"exist for dataset {config['dataset']!r}: set image_feature_file, or "
+                              "hellmpre_modalities: text for a text-only I2I hypergraph (not the paper's).")
 
     # -- Eq. 6 -----------------------------------------------------------------------------
     def forward(self):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from recbole_llm.config import Config
-from recbole_llm.llm.backbone import LLM_SETTINGS
+from recbole_llm.llm.loading import LLM_SETTINGS
 from recbole_llm.models.glta.settings import GLTA_SETTINGS
 from recbole_llm.models.graph_attentive_gpt2.settings import GAT_SETTINGS
 from recbole_llm.models.hellm.settings import HELLM_SETTINGS, HELLMPRE_SETTINGS

@@ -93,8 +93,6 @@ def prepare_data(args) -> tuple[Path, dict]:
     """``(data_path, description)``: where ``ml-1m/ml-1m.inter`` of this run lies, and what it is."""
     n_users = args.users
     if args.fraction is not None:
-        if not 0 < args.fraction <= 1:
-            fail(f"--fraction must be in (0, 1], got {args.fraction}")
         n_users = max(1, round(ml1m_shaped.N_USERS * args.fraction))
     real = None if args.synthetic else find_real_ml1m(args.data_path)
     kind = "real ml-1m" if real else f"generated ml-1m shape (benchmarks/ml1m_shaped.py, seed {args.data_seed})"
@@ -280,6 +278,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.users is not None and args.users < 1:
         fail(f"--users must be >= 1, got {args.users}")
+    if args.fraction is not None and not 0 < args.fraction <= 1:
+        fail(f"--fraction must be in (0, 1], got {args.fraction}")
     try:
         parse_overrides(args.set)
     except SystemExit as exc:

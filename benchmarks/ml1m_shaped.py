@@ -61,47 +61,51 @@ def _titles(rng, n):
     return out
 
 
-def generate(seed: int = 0):
+def generate(seed: int = 0, n_users: int = N_USERS, n_items: int = N_ITEMS, n_ratings: int = N_RATINGS):
     """``(inter, items)``: ``inter`` a dict of arrays ``user, item, rating, timestamp`` (ids from 1, users in
-    order, each user's rows in time order), ``items`` a list of ``(item id, title, year, [genres])``."""
+    order, each user's rows in time order), ``items`` a list of ``(item id, title, year, [genres])``. The
+    sizes default to ml-1m's; smaller ones are for tests."""
+    if n_ratings < MIN_PER_USER * n_users or n_ratings > int(0.6 * n_items) * n_users:
+        raise ValueError(f"{n_ratings} ratings cannot give {n_users} users between {MIN_PER_USER} and "
+                         f"{int(0.6 * n_items)} items each")
     rng = np.random.default_rng(seed)
     n_g, d_free = len(GENRES), 16
 
     # items: 1-3 genres, popularity (log-normal long tail), year skewed to the 1990s, latent vector
     gp = np.asarray(GENRE_WEIGHT, float) / sum(GENRE_WEIGHT)
-    item_genres = np.zeros((N_ITEMS, n_g))
-    n_genres = rng.choice([1, 2, 3], size=N_ITEMS, p=[0.5, 0.35, 0.15])
-    for i in range(N_ITEMS):
+    item_genres = np.zeros((n_items, n_g))
+    n_genres = rng.choice([1, 2, 3], size=n_items, p=[0.5, 0.35, 0.15])
+    for i in range(n_items):
         item_genres[i, rng.choice(n_g, size=n_genres[i], replace=False, p=gp)] = 1.0
-    popularity = rng.lognormal(mean=0.0, sigma=1.5, size=N_ITEMS)
-    years = np.clip(np.round(2000 - rng.gamma(shape=1.3, scale=9.0, size=N_ITEMS)), 1919, 2000).astype(int)
-    item_free = rng.normal(size=(N_ITEMS, d_free)) / np.sqrt(d_free)
+    popularity = rng.lognormal(mean=0.0, sigma=1.5, size=n_items)
+    years = np.clip(np.round(2000 - rng.gamma(shape=1.3, scale=9.0, size=n_items)), 1919, 2000).astype(int)
+    item_free = rng.normal(size=(n_items, d_free)) / np.sqrt(d_free)
     item_vec = np.concatenate([item_genres / np.sqrt(n_genres)[:, None], item_free], axis=1)
 
     # users: activity (shifted log-normal scaled to the total), genre taste, free taste, drift direction
-    raw = rng.lognormal(mean=4.0, sigma=1.05, size=N_USERS)
-    counts = MIN_PER_USER + np.floor(raw / raw.sum() * (N_RATINGS - MIN_PER_USER * N_USERS)).astype(int)
-    cap = int(0.6 * N_ITEMS)
+    raw = rng.lognormal(mean=4.0, sigma=1.05, size=n_users)
+    counts = MIN_PER_USER + np.floor(raw / raw.sum() * (n_ratings - MIN_PER_USER * n_users)).astype(int)
+    cap = int(0.6 * n_items)
     counts = np.minimum(counts, cap)
-    short = N_RATINGS - counts.sum()
+    short = n_ratings - counts.sum()
     while short > 0:  # hand the rounding remainder to users below the cap, most active first
         room = np.flatnonzero(counts < cap)
         take = room[np.argsort(-counts[room])][:short]
         counts[take] += 1
-        short = N_RATINGS - counts.sum()
-    taste_g = rng.dirichlet(np.full(n_g, 0.3), size=N_USERS) * 3.0
-    taste_f = rng.normal(size=(N_USERS, d_free)) / np.sqrt(d_free) * 2.0
-    drift = rng.normal(size=(N_USERS, d_free)) / np.sqrt(d_free)
+        short = n_ratings - counts.sum()
+    taste_g = rng.dirichlet(np.full(n_g, 0.3), size=n_users) * 6.0
+    taste_f = rng.normal(size=(n_users, d_free)) / np.sqrt(d_free) * 2.0
+    drift = rng.normal(size=(n_users, d_free)) / np.sqrt(d_free)
     log_pop = np.log(popularity)
 
     users, items_out, ratings, stamps = [], [], [], []
-    for u in range(N_USERS):
+    for u in range(n_users):
         taste = np.concatenate([taste_g[u], taste_f[u]])
         affinity = item_vec @ taste
         logits = log_pop + 1.5 * affinity
         p = np.exp(logits - logits.max())
         p /= p.sum()
-        chosen = rng.choice(N_ITEMS, size=counts[u], replace=False, p=p)
+        chosen = rng.choice(n_items, size=counts[u], replace=False, p=p)
         # time: a user is active for a short span (most ml-1m users rate within days), a few for years
         start = rng.uniform(T_START, T_END - 86_400)
         span = min(T_END - start, rng.exponential(30 * 86_400) if rng.random() < 0.7 else rng.exponential(300 * 86_400))
@@ -118,9 +122,9 @@ def generate(seed: int = 0):
         stamps.append(t)
     inter = {"user": np.concatenate(users), "item": np.concatenate(items_out), "rating": np.concatenate(ratings),
              "timestamp": np.concatenate(stamps)}
-    titles = _titles(rng, N_ITEMS)
+    titles = _titles(rng, n_items)
     items = [(i + 1, titles[i], str(years[i]), [GENRES[g] for g in np.flatnonzero(item_genres[i])])
-             for i in range(N_ITEMS)]
+             for i in range(n_items)]
     return inter, items
 
 

@@ -64,7 +64,69 @@ def run_one(dataset, data_path, seed, batch, lr, extra) -> dict:
     return row
 
 
+def time_batches(dataset, data_path, batch, lr, extra, n_batches) -> dict:
+    """Cost of ``n_batches`` training steps of stage 1's LightGCN at ``batch`` (and of one validation), for
+    the cost per epoch on a dataset where whole runs take too long: ``batches/epoch x s/batch + validation``."""
+    from recbole_llm import _recbole  # noqa: F401
+    from recbole.data import create_dataset, data_preparation
+    from recbole.trainer import Trainer
+    from recbole.utils import init_seed
+
+    from recbole_llm.config import Config
+    from recbole_llm.models.glta.settings import GLTA_SETTINGS
+    from recbole_llm.models.glta.trainer import graph_overrides
+    from recbole_llm.training.pretrain import derived_config
+    from recbole_llm.utils import get_model
+
+    cfg = {"seed": 2020, "state": "WARNING", "train_batch_size": batch, "glta_graph_learning_rate": lr, **extra}
+    if data_path:
+        cfg["data_path"] = str(data_path)
+    config = Config(model="GLTA", dataset=dataset, config_dict=cfg)
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, _ = data_preparation(config, create_dataset(config))
+    sub = derived_config(config, {**graph_overrides(GLTA_SETTINGS.read(config)), "model": "LightGCN"})
+    c0 = time.process_time()
+    model = get_model("LightGCN")(sub, train.dataset)
+    init_cpu = time.process_time() - c0
+    opt = __import__("torch").optim.Adam(model.parameters(), lr=lr)
+    load0 = os.getloadavg()[0]
+    done, w0, c0 = 0, time.perf_counter(), time.process_time()
+    for interaction in train:
+        loss = model.calculate_loss(interaction)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        done += 1
+        if done == n_batches:
+            break
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    trainer = Trainer(sub, model)
+    v0, vc0 = time.perf_counter(), time.process_time()
+    trainer.evaluate(valid, load_best_model=False)
+    vwall, vcpu = time.perf_counter() - v0, time.process_time() - vc0
+    row = {"train_batch_size": batch, "learning_rate": lr, "batches_timed": done, "batches_per_epoch": len(train),
+           "cpu_s_per_batch": cpu / done, "wall_s_per_batch": wall / done, "validation_cpu_s": vcpu,
+           "validation_wall_s": vwall, "model_init_cpu_s": init_cpu, "eval_batch_size": config["eval_batch_size"],
+           "epoch_cpu_s_projected": cpu / done * len(train) + vcpu, "load_start": load0, "load_end": os.getloadavg()[0]}
+    print(f"== B={batch}: {row['cpu_s_per_batch']:.3f} s CPU/batch x {len(train)} batches + validation {vcpu:.1f} s "
+          f"= {row['epoch_cpu_s_projected']:.0f} s CPU/epoch (LightGCN init {init_cpu:.0f} s), load {load0:.1f}",
+          flush=True)
+    return row
+
+
 def to_markdown(report) -> str:
+    if report.get("batch_timing"):
+        lines = [f"# GLTA stage 1 (LightGCN) cost per epoch: {report['dataset']}", "",
+                 f"Command: `{report['command']}`  ", f"Load average {report['loadavg_start'][0]:.1f} at start, "
+                 f"{report['loadavg_end'][0]:.1f} at end (shared 2-core machine; variants back to back).", "",
+                 "| batch | lr | eval_batch_size | batches/epoch | CPU s/batch | validation CPU s | projected CPU s/epoch | "
+                 "LightGCN init CPU s |", "|---|---|---|---|---|---|---|---|"]
+        for r in report["runs"]:
+            lines.append(f"| {r['train_batch_size']} | {r['learning_rate']} | {r['eval_batch_size']} | "
+                         f"{r['batches_per_epoch']} | {r['cpu_s_per_batch']:.3f} | {r['validation_cpu_s']:.1f} | "
+                         f"{r['epoch_cpu_s_projected']:.0f} | {r['model_init_cpu_s']:.0f} |")
+        return "\n".join(lines) + "\n"
+
     import numpy as np
 
     lines = [f"# GLTA stage 1 (LightGCN) batch size: {report['dataset']}", "",
@@ -99,6 +161,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--batches", type=int, default=0,
+                    help="only time this many training batches and one validation per variant (cost per epoch)")
     args = ap.parse_args(argv)
     variants = []
     for v in args.variant:
@@ -112,6 +176,12 @@ def main(argv=None):
     report = {"command": "python3 benchmarks/glta_graph_batch.py " + " ".join(argv or sys.argv[1:]),
               "dataset": args.dataset, **environment(), "runs": []}
     out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"glta_graph_batch_{args.dataset}.json"
+    if args.batches > 0:
+        report["batch_timing"] = True
+        for b, lr in variants:
+            report["runs"].append(time_batches(args.dataset, args.data_path, b, lr, extra, args.batches))
+            write_report(dict(report), out, to_markdown)
+        return 0
     for seed in args.seeds:
         for b, lr in variants:
             report["runs"].append(run_one(args.dataset, args.data_path, seed, b, lr, extra))

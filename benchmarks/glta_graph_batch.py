@@ -161,6 +161,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="render one table from reports of earlier runs (e.g. one per seed, run in parallel)")
     ap.add_argument("--batches", type=int, default=0,
                     help="only time this many training batches and one validation per variant (cost per epoch)")
     args = ap.parse_args(argv)
@@ -173,6 +175,16 @@ def main(argv=None):
             print(f"glta_graph_batch: --variant {v!r} is not BATCH:LR (e.g. 16384:0.02)", file=sys.stderr)
             return 2
     extra = parse_overrides(args.set)
+    if args.merge:
+        import json
+
+        parts = [json.loads(Path(f).read_text()) for f in args.merge]
+        report = {"command": " ; ".join(p["command"] for p in parts), "dataset": parts[0]["dataset"],
+                  "loadavg_start": parts[0]["loadavg_start"], "merged_from": args.merge,
+                  "runs": sorted((r for p in parts for r in p["runs"]),
+                                 key=lambda r: (-r["train_batch_size"], r["learning_rate"], r["seed"]))}
+        write_report(report, Path(args.out or args.merge[0]), to_markdown)
+        return 0
     report = {"command": "python3 benchmarks/glta_graph_batch.py " + " ".join(argv or sys.argv[1:]),
               "dataset": args.dataset, **environment(), "runs": []}
     out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"glta_graph_batch_{args.dataset}.json"

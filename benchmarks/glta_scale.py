@@ -248,10 +248,11 @@ def to_markdown(report) -> str:
     lines.append(f"| **total** | {total:.1f} | {sum(r['cpu_s'] for r in stages.values()):.1f} | | "
                  f"{max(r['peak_rss_mb'] for r in stages.values()):.0f} | |")
     if report["result"].get("test"):
-        lines += ["", "| split | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+        shown = [m for m in METRICS if m in report["result"]["test"]] or sorted(report["result"]["test"])
+        lines += ["", "| split | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
         for split in ("valid", "test"):
             vals = report["result"].get(split) or {}
-            lines.append(f"| {split} | " + " | ".join(f"{vals.get(m, float('nan')):.4f}" for m in METRICS) + " |")
+            lines.append(f"| {split} | " + " | ".join(f"{vals.get(m, float('nan')):.4f}" for m in shown) + " |")
     lines += ["", "Stage counters (the trainer's own):", ""]
     for name, row in stages.items():
         if row.get("stats"):

@@ -72,7 +72,8 @@ def lightgcn_config():
     from recbole_llm.models.glta.settings import GLTA_SETTINGS
     from recbole_llm.models.glta.trainer import graph_overrides
 
-    return graph_overrides(GLTA_SETTINGS.read(yaml.safe_load((REPO / "properties" / "model" / "GLTA.yaml").read_text())))
+    defaults = yaml.safe_load((REPO / "properties" / "model" / "GLTA.yaml").read_text())
+    return {**graph_overrides(GLTA_SETTINGS.read(defaults)), "train_batch_size": defaults["train_batch_size"]}
 
 
 def main(argv=None):

@@ -282,10 +282,20 @@ def _checkpoint_run_folder():
     tr.Trainer.__init__ = __init__
 
 
+def _require_recbole():
+    """RecBole is not a declared dependency (setup.cfg says why): name the install line when it is missing."""
+    if importlib.util.find_spec("recbole") is None:
+        raise ImportError(
+            "RecBole is not installed. Install it without its ray pin, as the README's set-up line does: "
+            "python3 -m pip install --no-deps recbole==1.2.1"
+        )
+
+
 def _recbole_source(relative):
     """Text of a RecBole source file, read without importing it (``relative`` to the package)."""
     from pathlib import Path
 
+    _require_recbole()
     spec = importlib.util.find_spec("recbole")
     return (Path(spec.submodule_search_locations[0]) / relative).read_text(encoding="utf-8")
 
@@ -375,6 +385,7 @@ def apply():
     global _APPLIED
     if _APPLIED:
         return
+    _require_recbole()
     with warnings.catch_warnings():
         # ray (pinned by RecBole) imports pkg_resources, which warns about its own deprecation.
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)

@@ -455,6 +455,7 @@ def test_kg_file_checked_only_for_knowledge_models(tiny_data):
         Config(model="CKE", dataset="tiny", config_dict=cfg)
 
 
+@pytest.mark.slow
 def test_distributed_run_reraises_the_ranks_error(tiny_data):
     """With nproc=2 the error happens in spawned ranks; the caller gets its type and message."""
     from recbole_llm.quick_start import run_recbole_llm

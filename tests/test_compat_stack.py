@@ -79,6 +79,16 @@ def test_recbole_imports_and_runs_without_ray(tmp_path):
     assert 0.0 < info["recall"] <= 1.0
 
 
+def test_missing_recbole_names_the_install_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    code = HIDE_RAY.replace('name == "ray" or name.startswith("ray.")', 'name == "recbole" or name.startswith("recbole.")')
+    out = subprocess.run([sys.executable, "-c", code + "from recbole_llm import compat\ncompat.apply()\n"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "ImportError: RecBole is not installed" in out.stderr
+    assert "pip install --no-deps recbole==1.2.1" in out.stderr
+
+
 def test_ray_tune_is_the_real_one_when_ray_is_installed():
     import importlib.util
 

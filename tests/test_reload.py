@@ -32,12 +32,14 @@ def test_reloaded_checkpoint_evaluates_to_saved_metrics(tiny_data, model, extra)
     _check(saved, reloaded)
 
 
+@pytest.mark.slow
 def test_reloaded_outside_plugin_checkpoint_evaluates_to_saved_metrics(tiny_data):
     site = make_outside_plugin(tiny_data / "site")
     saved, reloaded = saved_and_reloaded("PopPlusMF", fast_config(tiny_data), extra_paths=[site])
     _check(saved, reloaded)
 
 
+@pytest.mark.slow
 def test_reloaded_glta_checkpoint_evaluates_to_saved_metrics(tiny_data):
     """GLTA's checkpoint holds only its trainable state, graph embeddings and generated texts; the
     frozen LLM is loaded again from llm_path, and the scores must come out the same."""

@@ -21,7 +21,9 @@ from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
 from recbole_llm.config import Config
+from recbole_llm.errors import CorruptFileError, TrainingDataMismatchError
 from recbole_llm.memory import peak_rss_mb
+from recbole_llm.safe_pickle import trusted_loading
 from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error, plain
 
 
@@ -92,6 +94,12 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
     """
     t0 = time.perf_counter()
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    with trusted_loading(bool(config["trust_checkpoint"])):
+        return _run_experiment(config, t0, saved, queue, on_trained)
+
+
+def _run_experiment(config, t0, saved, queue, on_trained):
+    config.final_config_dict["dataset_fingerprint"] = dataset_fingerprint(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -255,19 +263,52 @@ def _run_rank(rank, *args):
         raise
 
 
-def load_data_and_model(model_file):
+#: The atomic files RecBole reads for a dataset (``<dataset>.<suffix>``).
+_ATOMIC_SUFFIXES = ("inter", "user", "item", "kg", "link", "net")
+
+
+def dataset_fingerprint(config) -> dict:
+    """``{file name: sha1}`` of the atomic files of ``config``'s dataset (those RecBole reads).
+    Stored in the config, hence in every checkpoint, so that ``load_data_and_model`` can refuse a
+    dataset edited since training (it would re-split other interactions without a word)."""
+    import hashlib
+    from pathlib import Path
+
+    folder, name = Path(config["data_path"] or "."), str(config["dataset"])
+    parts = config["benchmark_filename"] or [None]
+    names = [f"{name}.{suffix}" for suffix in _ATOMIC_SUFFIXES if suffix != "inter"]
+    names += [f"{name}.{part}.inter" if part else f"{name}.inter" for part in parts]
+    fingerprint = {}
+    for file_name in sorted(names):
+        path = folder / file_name
+        if path.is_file():
+            h = hashlib.sha1()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            fingerprint[file_name] = h.hexdigest()
+    return fingerprint
+
+
+def load_data_and_model(model_file, trust=False):
     """Reload a checkpoint written by any registered model (plugins included).
 
-    Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's.
+    Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's. The file
+    is read without running code from it (:mod:`recbole_llm.safe_pickle`); ``trust=True`` loads a
+    file you trust with torch's full unpickler. The model class is the one registered under the
+    checkpoint's model name, and a dataset whose files changed since training is refused.
     """
-    from recbole_llm.errors import CorruptFileError
+    from recbole.config.configurator import Config as RecBoleConfig
+
     from recbole_llm.training.checkpoint import load_checked
 
     remedy = "Pass the .pth file a training run wrote (under checkpoint_dir, saved/ by default), or train again."
-    checkpoint = load_checked(model_file, "Model checkpoint", remedy)
-    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
+    checkpoint = load_checked(model_file, "Model checkpoint", remedy, trust=trust)
+    if (not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint)
+            or not isinstance(checkpoint["config"], RecBoleConfig)):
         raise CorruptFileError(f"Model checkpoint {model_file} is not a RecBole checkpoint (no config/state_dict). {remedy}")
     config = checkpoint["config"]
+    _check_dataset_unchanged(config, model_file)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -278,9 +319,26 @@ def load_data_and_model(model_file):
     train_data, valid_data, test_data = data_preparation(config, dataset)
 
     init_seed(config["seed"], config["reproducibility"])
-    model_class = getattr(config, "model_class", None) or get_model(config["model"])
+    model_class = get_model(config["model"])
     model = model_class(config, train_data._dataset).to(config["device"])
-    model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
+    with trusted_loading(trust):
+        model.load_state_dict(checkpoint["state_dict"])
+        model.load_other_parameter(checkpoint.get("other_parameter"))
     logging.getLogger(__name__).debug("loaded %s from %s", config["model"], model_file)
     return config, model, dataset, train_data, valid_data, test_data
+
+
+def _check_dataset_unchanged(config, model_file):
+    stored = config["dataset_fingerprint"]
+    if not stored:
+        getLogger(__name__).warning(
+            "checkpoint %s records no dataset fingerprint (written before recbole-llm stored one, or by RecBole "
+            "itself): cannot check that %s is unchanged since training", model_file, config["dataset"])
+        return
+    current = dataset_fingerprint(config)
+    changed = sorted(name for name in set(stored) | set(current) if stored.get(name) != current.get(name))
+    if changed:
+        raise TrainingDataMismatchError(
+            f"Model checkpoint {model_file}: dataset file(s) {', '.join(changed)} in {config['data_path']} changed "
+            "since this model was trained, so re-splitting them would not give the interactions it was trained "
+            "and evaluated on. Restore the files the run used, or train again on the edited data.")

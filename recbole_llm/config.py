@@ -34,6 +34,28 @@ class DatasetNotFoundError(RecBoleLLMError, FileNotFoundError):
     """The dataset's atomic files are nowhere to be found and no provider can fetch them."""
 
 
+_LITERAL_TYPES = (str, int, float, list, tuple, dict, bool, type(None))
+
+
+def parse_setting(text: str):
+    """A setting given as text, as the value RecBole's ``eval`` made of it for every literal, with
+    no code run: Python literals through :func:`ast.literal_eval` (numbers, ``None``, ``True``,
+    strings, lists, tuples and dicts of them: ``1e-3``, ``[5, 10]``, ``{'RS': [0.8, 0.1, 0.1]}``),
+    ``true``/``false`` in any case as booleans (RecBole's fallback), anything else (a name, a
+    path, a template, an expression) the string itself."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        value = text
+    if not isinstance(value, _LITERAL_TYPES):  # e.g. a set or a complex number: kept as written
+        value = text
+    if value is text and text.strip().lower() in ("true", "false"):
+        value = text.strip().lower() == "true"
+    return value
+
+
 class Config(RecBoleConfig):
     """RecBole's ``Config`` with plugin-model resolution, plugin property files, dataset
     providers and CPU (gloo) distributed training."""
@@ -65,6 +87,13 @@ class Config(RecBoleConfig):
         config dict; unlike RecBole, the library never reads ``sys.argv`` itself, so embedding
         programs and test runners cannot leak their own flags into a model's config."""
         return {}
+
+    def _convert_config_dict(self, config_dict):
+        """String values of the config dict (``--key=value`` flags, a suite's ``config:`` block,
+        ``config_dict`` from Python) parsed as literals, never evaluated: RecBole's own version
+        passes them to ``eval``, so a value could run code. See :func:`parse_setting`."""
+        return {key: parse_setting(value) if isinstance(value, str) else value
+                for key, value in config_dict.items()}
 
     # --- YAML files -------------------------------------------------------------------------
     def _read_yaml(self, file, kind):

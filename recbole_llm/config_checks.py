@@ -3,10 +3,10 @@ RecBole uses them, so that ``--learning_rate=abc`` or ``--epochs=-1`` ends in on
 the key, the value and what is allowed (:class:`~recbole_llm.errors.ConfigError`) instead of a
 traceback from torch or an untrained model being evaluated.
 
-Values arrive as RecBole makes them: YAML types from files, and command-line strings passed
-through ``eval`` by ``Config._convert_config_dict`` (``--epochs=5`` is ``5``, ``--topk=[5,10]`` a
-list, ``--learning_rate=abc`` stays the string ``'abc'``). Model-specific keys are checked by the
-models themselves.
+Values arrive typed: YAML types from files, and command-line strings parsed as literals (never
+evaluated) by ``Config._convert_config_dict`` (``--epochs=5`` is ``5``, ``--topk=[5,10]`` a list,
+``--learning_rate=abc`` stays the string ``'abc'``). Model-specific keys are checked by the models
+themselves; :func:`check_known_keys` refuses keys nothing reads (misspellings).
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ import recbole
 import torch
 from recbole.config import Config as RecBoleConfig
 
-from recbole_llm.config_checks import check_common_settings
+from recbole_llm.config_checks import (check_common_settings, check_known_keys, check_model_setting_types,
+                                       known_setting_keys)
 from recbole_llm.errors import ConfigError, RecBoleLLMError
 from recbole_llm.paths import default_data_dir, properties_dir
 from recbole_llm.plugins import get_registry
@@ -194,7 +195,13 @@ class Config(RecBoleConfig):
 
     # --- defaults, data path ---------------------------------------------------------------
     def _set_default_parameters(self):
+        check_known_keys(self.external_config_dict, known_setting_keys())
         check_common_settings(self.final_config_dict)
+        recbole_yaml = _RECBOLE_PROPERTIES / "model" / f"{self.model}.yaml"
+        if recbole_yaml.is_file():
+            check_model_setting_types(self.final_config_dict, self._read_yaml(recbole_yaml, "Property file"),
+                                      self.model, self.external_config_dict)
+        self._check_device_request()
         try:
             super()._set_default_parameters()
         except ValueError as exc:
@@ -270,6 +277,19 @@ class Config(RecBoleConfig):
         return all((Path(folder) / name).is_file() for name in self._inter_file_names(self.dataset))
 
     # --- devices ---------------------------------------------------------------------------
+    def _check_device_request(self):
+        """A GPU asked for explicitly (``use_gpu: True`` or a ``cuda`` device given by the user) on
+        a machine where torch sees none is refused; RecBole would silently train on the CPU.
+        (RecBole's own default ``use_gpu: True`` means "a GPU if there is one" and stays so.)"""
+        given = self.external_config_dict
+        device = given.get("device")
+        asked = given.get("use_gpu") is True or (isinstance(device, str) and device.strip().lower().startswith("cuda"))
+        if asked and not torch.cuda.is_available():
+            what = f"device={device!r}" if isinstance(device, str) and "cuda" in device.lower() else "use_gpu=True"
+            raise ConfigError(f"Setting {what} asks for a CUDA GPU, but torch sees none on this machine "
+                              f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). Drop the "
+                              "setting to run on the CPU, or install a CUDA build of torch on a machine with a GPU.")
+
     def _init_device(self):
         """RecBole's device setup, plus distributed training on CPU with the gloo backend
         (RecBole 1.2.1 hard-codes NCCL and CUDA devices)."""

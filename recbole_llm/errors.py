@@ -31,3 +31,8 @@ class TrainingDataMismatchError(RecBoleLLMError, ValueError):
 class UntrustedFileError(CorruptFileError):
     """A checkpoint or cache asks for objects outside what recbole-llm's files hold; loading it
     could run code, so it is refused unless the user says they trust it (``--trust_checkpoint``)."""
+
+
+class TrainingDivergedError(RecBoleLLMError, ArithmeticError):
+    """The training loss or the model's weights became NaN or infinite; metrics of such a model
+    would be meaningless, so the run stops."""

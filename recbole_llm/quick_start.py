@@ -24,6 +24,7 @@ from recbole_llm.config import Config
 from recbole_llm.errors import CorruptFileError, TrainingDataMismatchError
 from recbole_llm.memory import peak_rss_mb
 from recbole_llm.safe_pickle import trusted_loading
+from recbole_llm.training.divergence import check_finite_weights, guard_finite_training
 from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error, plain
 
 
@@ -108,7 +109,9 @@ def _run_experiment(config, t0, saved, queue, on_trained):
 
     dataset = create_dataset(config)
     logger.info(dataset)
+    _check_topk_against_items(config, dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    _check_split_not_empty(config, test_data)
     t_data = time.perf_counter()
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -121,12 +124,14 @@ def _run_experiment(config, t0, saved, queue, on_trained):
         logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    guard_finite_training(trainer)
     timer = _RunTimer(trainer)
     t_model = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
     t_fit = time.perf_counter()
+    check_finite_weights(trainer.model, config, "after training")
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     t_test = time.perf_counter()
 
@@ -165,6 +170,27 @@ def _run_experiment(config, t0, saved, queue, on_trained):
     return result
 
 
+def _check_topk_against_items(config, dataset):
+    """A cut-off beyond the number of items cannot be ranked (torch.topk fails deep in evaluation)."""
+    from recbole_llm.errors import ConfigError
+
+    topk = config["topk"]
+    ks = [topk] if isinstance(topk, int) else list(topk or [])
+    n_items = int(dataset.item_num) - 1  # id 0 is RecBole's padding
+    if ks and max(ks) > n_items:
+        raise ConfigError(f"Setting topk={topk!r} is invalid: {config['dataset']} has {n_items} items, so a list "
+                          f"cannot hold {max(ks)}. Use cut-offs up to {n_items}, e.g. --topk=[10,20].")
+
+
+def _check_split_not_empty(config, test_data):
+    from recbole_llm.errors import ConfigError
+
+    dataset = getattr(test_data, "dataset", None) or getattr(test_data, "_dataset", None)
+    if dataset is not None and len(dataset) == 0:
+        raise ConfigError(f"The test split of {config['dataset']} is empty with eval_args={config['eval_args']!r}; "
+                          "the run would report no test result. Give the test part a share of the interactions.")
+
+
 def total_parameters(model) -> int:
     """Parameters of ``model`` plus those of an LLM it keeps outside its modules (``model.backbone``,
     out of the state dict on purpose), each tensor counted once (LoRA tensors live in both)."""
@@ -194,6 +220,7 @@ def run_recbole_llm(
     With ``nproc > 1`` it runs RecBole's distributed path (gloo on CPU, NCCL on GPUs), spawning
     ``nproc`` processes, and returns rank 0's result.
     """
+    _check_distributed_args(nproc, world_size, ip, port, group_offset)
     if nproc == 1 and world_size <= 0:
         result = run_experiment(model, dataset, config_file_list, config_dict, saved=saved, queue=queue)
         result.pop("stats")
@@ -215,6 +242,38 @@ def run_recbole_llm(
             raise
         raise error from None
     return None if queue.empty() else queue.get()
+
+
+def _check_distributed_args(nproc, world_size, ip, port, group_offset):
+    """Distributed settings checked before any process starts (a wrong world size made every rank
+    wait forever for ranks that never come)."""
+    from recbole_llm.errors import ConfigError
+
+    def bad(text):
+        return ConfigError(text + " See README, 'Running models' (--nproc).")
+
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise bad(f"--nproc={nproc!r} is invalid: the number of processes on this machine must be an integer >= 1.")
+    if not isinstance(world_size, int) or isinstance(world_size, bool) or (world_size != -1 and world_size < 1):
+        raise bad(f"--world_size={world_size!r} is invalid: the total number of processes must be >= 1 "
+                  "(or -1: --nproc).")
+    if not isinstance(group_offset, int) or isinstance(group_offset, bool) or group_offset < 0:
+        raise bad(f"--group_offset={group_offset!r} is invalid: it must be an integer >= 0.")
+    total = nproc if world_size == -1 else world_size
+    if group_offset + nproc > total:
+        raise bad(f"--nproc={nproc} with --group_offset={group_offset} needs ranks up to {group_offset + nproc - 1}, "
+                  f"but --world_size={total} has ranks 0..{total - 1}.")
+    if total > nproc and str(ip) in ("localhost", "127.0.0.1", "::1"):
+        raise bad(f"--world_size={total} asks for {total - nproc} process(es) beyond this machine's --nproc={nproc}, "
+                  f"but --ip={ip} lets no other machine join; the run would wait forever. On one machine omit "
+                  "--world_size; across machines give the master's address with --ip and each machine's --group_offset.")
+    if nproc > 1 or total > 1:
+        try:
+            port_number = int(str(port))
+        except ValueError:
+            port_number = -1
+        if not 1 <= port_number <= 65535:
+            raise bad(f"--port={port!r} is invalid: a TCP port number between 1 and 65535.")
 
 
 _RANK_ERROR = "__recbole_llm_error__"

@@ -29,6 +29,7 @@ from recbole_llm.graph.interactions import interaction_fingerprint
 from recbole_llm.paths import cache_dir
 from recbole_llm.training import distributed
 from recbole_llm.training.checkpoint import load_checked, save_atomic
+from recbole_llm.training.divergence import guard_finite_training
 from recbole_llm.training.progress import EpochLog
 
 #: Settings of the pretrained model that shape its cache key (besides the overrides given).
@@ -169,6 +170,7 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
 
     net = model_class(sub, train_data.dataset).to(sub["device"])
     trainer = _LoggedTrainer(sub, net, label=f"{label} ({model})")
+    guard_finite_training(trainer)
     best, best_result = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
     # under DDP only rank 0 saved the best epoch (its file name has rank 0's clock): every rank loads that file
     distributed.barrier()

@@ -25,6 +25,7 @@ torch's full unpickler). This module imports nothing heavy at import time.
 
 from __future__ import annotations
 
+import _compat_pickle
 import contextlib
 import contextvars
 import pickle
@@ -169,6 +170,11 @@ def _unpickler_class(policy):
 
     class RestrictedUnpickler(base):
         def find_class(self, module, name):
+            if self.proto < 3 and self.fix_imports:  # Python 2 names, as pickle itself maps them
+                if (module, name) in _compat_pickle.NAME_MAPPING:
+                    module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+                elif module in _compat_pickle.IMPORT_MAPPING:
+                    module = _compat_pickle.IMPORT_MAPPING[module]
             full = f"{module}.{name}"
             try:
                 return policy.globals[full]

@@ -182,9 +182,11 @@ class StagedTrainer(Trainer):
             return None
         what = f"{self.model_name}'s resume checkpoint"
         blob = load_checked(path, what, self._restart_hint(), trust=bool(self.config["trust_checkpoint"]))
-        if not isinstance(blob, dict) or blob.get("model", self.model_name) != self.model_name:
-            found = f"a {blob.get('model')} checkpoint" if isinstance(blob, dict) else f"a {type(blob).__name__}"
-            raise CorruptFileError(f"{what} {path} is {found}, not {self.model_name}'s. {self._restart_hint()}")
+        if not isinstance(blob, dict) or "stage" not in blob or blob.get("model", self.model_name) != self.model_name:
+            found = (f"a {type(blob).__name__}" if not isinstance(blob, dict) else
+                     "not a staged trainer's checkpoint" if "stage" not in blob else f"a {blob.get('model')} checkpoint")
+            raise CorruptFileError(f"{what} {path} is {found}, not {self.model_name}'s resume state. "
+                                   f"{self._restart_hint()}")
         try:
             self.model.load_state_dict(blob["state_dict"])
             self.model.load_other_parameter(blob["other_parameter"])

@@ -174,7 +174,7 @@ def test_world_size_beyond_nproc_exits_quickly_through_the_real_cli(tmp_path):
 # --- data-dependent limits ---------------------------------------------------------------------
 def test_topk_beyond_the_item_count(tiny_data, capsys):
     code, text = _cli(["--topk=100000", "--valid_metric=NDCG@100000", "--metrics=['NDCG']"], capsys, tiny_data)
-    assert code == 2 and "Setting topk=100000 is invalid: tiny has 60 items" in _error_line(text), text
+    assert code == 2 and "Setting topk=[100000] is invalid: tiny has 60 items" in _error_line(text), text
 
 
 def test_glta_slots_bounded_before_anything_is_allocated(tiny_data):

@@ -299,12 +299,17 @@ class Config(RecBoleConfig):
         cfg = self.final_config_dict
         cfg["gpu_id"] = str(cfg.get("gpu_id", ""))
         if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group(
-                backend="gloo",
-                rank=cfg["local_rank"] + cfg["offset"],
-                world_size=cfg["world_size"],
-                init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
-            )
+            try:
+                torch.distributed.init_process_group(
+                    backend="gloo",
+                    rank=cfg["local_rank"] + cfg["offset"],
+                    world_size=cfg["world_size"],
+                    init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
+                )
+            except (RuntimeError, OSError, ValueError) as exc:  # torch's DistNetworkError is a RuntimeError
+                reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"distributed training could not start at {cfg['ip']}:{cfg['port']} ({reason}). "
+                                  "Pick a free --port, or check --ip.") from None
         cfg["device"] = torch.device("cpu")
         cfg["single_spec"] = False
         if cfg["local_rank"] != 0:

@@ -227,3 +227,14 @@ def test_cuda_request_without_cuda(tiny_data, capsys, arg):
 def test_default_use_gpu_still_runs_on_cpu(tiny_data):
     config = Config(model="BPR", dataset="tiny", config_dict=fast_config(tiny_data))
     assert config["use_gpu"] is True  # RecBole's default: a GPU if there is one
+
+
+def test_port_in_use_fails_every_rank_with_one_line(tiny_data, capsys):
+    """Rank 0 cannot listen on a port another program holds: the run ends (the other rank, which
+    waits for rank 0, is stopped too) with one line naming the address."""
+    with socket.socket() as busy:
+        busy.bind(("localhost", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        code, text = _cli(["--nproc=2", f"--port={port}"], capsys, tiny_data)
+    assert code == 2 and f"could not start at localhost:{port}" in _error_line(text), text

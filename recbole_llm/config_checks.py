@@ -66,7 +66,8 @@ def _check_number(cfg, key, positive, example):
         return
     value = cfg[key]
     if not _is_number(value) or not math.isfinite(value) or (value <= 0 if positive else value < 0):
-        raise _bad(key, value, f"expected a finite number {'> 0' if positive else '>= 0'}", example)
+        finite = "" if not _is_number(value) or math.isfinite(value) else ", not infinite or NaN"
+        raise _bad(key, value, f"expected a number {'> 0' if positive else '>= 0'}{finite}", example)
 
 
 def check_common_settings(cfg) -> None:

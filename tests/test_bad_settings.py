@@ -92,7 +92,7 @@ def test_suite_config_injection_runs_nothing_under_dry_run(tmp_path, monkeypatch
     ("--eval_args={'split': {'RS': [1.0, 0, 0]}}", "the test ratio is 0"),
     ("--eval_args={'split': {'RS': [0.9, 0, 0.1]}}", "the validation ratio is 0 but the run validates"),
     ("--load_col=inter", "Setting load_col='inter' is invalid"),
-    ("--learning_rate=1e400", "Setting learning_rate=inf is invalid: expected a finite number > 0"),
+    ("--learning_rate=1e400", "Setting learning_rate=inf is invalid: expected a number > 0, not infinite or NaN"),
 ])
 def test_bad_setting_one_line_exit_2(tiny_data, capsys, arg, expected):
     code, text = _cli([arg], capsys, tiny_data)

@@ -328,6 +328,13 @@ def test_stage_resume_refuses_what_it_did_not_write(tiny_data, capsys):
     code, _ = attempt(unfinished, genuine)
     assert code == 0 and not marker.exists()
 
+    # glta_graph_checkpoint: a malicious file, and a BPR checkpoint offered as GLTA's LightGCN
+    evil_path = tiny_data / "evil.pth"
+    code, line = _cli(_glta_args(tiny_data, "--stage_resume=False", f"--glta_graph_checkpoint={evil_path}"), capsys)
+    assert code == 2 and str(evil_path) in line and TRUST in line and not marker.exists()
+    code, line = _cli(_glta_args(tiny_data, "--stage_resume=False", f"--glta_graph_checkpoint={bpr}"), capsys)
+    assert code == 2 and "is a BPR checkpoint; this setting takes a LightGCN checkpoint" in line
+
     # a generation cache of random bytes, through the CLI
     [gen] = list((tiny_data / "cache").rglob("generations/*.jsonl"))
     gen.write_bytes(os.urandom(2048))

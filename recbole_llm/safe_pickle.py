@@ -262,13 +262,14 @@ class _PickleModule:
         return self.Unpickler(file, **kwargs).load()
 
 
-def load(path, what: str, kind: str = "checkpoint", trust: bool | None = None, map_location="cpu"):
+def load(path, what: str, kind: str = "checkpoint", trust: bool | None = None, map_location="cpu", remedy=None):
     """``torch.load(path)`` that never runs code from the file (see the module docstring).
 
     ``kind``: ``"checkpoint"`` (RecBole's Config, enums and model classes allowed) or ``"cache"``
     (tensors and plain data only). ``trust``: load with torch's full unpickler (``None``: the
     current :func:`trusted_loading` setting; caches ignore trust). Refusals raise
-    :class:`UntrustedFileError`; other read errors propagate to the caller."""
+    :class:`UntrustedFileError` (a cache's message ends with ``remedy``, how to rebuild it); other read
+    errors propagate to the caller."""
     import torch
 
     if trust is None:
@@ -281,7 +282,7 @@ def load(path, what: str, kind: str = "checkpoint", trust: bool | None = None, m
     try:
         return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_PickleModule(_policy(kind)))
     except _Refused as exc:
-        remedy = TRUST_HINT if kind == "checkpoint" else f"Delete {path}; it is rebuilt on the next run."
+        remedy = TRUST_HINT if kind == "checkpoint" else (remedy or f"Delete {path}; it is rebuilt on the next run.")
         raise UntrustedFileError(
             f"{what} {path} refused: it asks for {exc}, which is not in what recbole-llm checkpoints and caches "
             f"hold, and loading it could run code. {remedy}") from None

@@ -308,10 +308,12 @@ def test_stage_resume_refuses_what_it_did_not_write(tiny_data, capsys):
             latest.write_bytes(latest_bytes)
         return _cli(_glta_args(tiny_data, *extra), capsys)
 
-    # a malicious latest.pth
+    # a malicious latest.pth (resume state holds plain data only: refused even with the trust flag)
     evil = _evil_file(tiny_data / "evil.pth", marker).read_bytes()
     code, line = attempt(unfinished, evil)
-    assert code == 2 and str(latest) in line and TRUST in line and not marker.exists()
+    assert code == 2 and str(latest) in line and "stage_resume=False" in line and not marker.exists()
+    code, line = attempt(unfinished, evil, TRUST)
+    assert code == 2 and str(latest) in line and not marker.exists()
     # another model's latest.pth (a BPR checkpoint dropped into the run folder)
     from recbole_llm.quick_start import run_experiment
 

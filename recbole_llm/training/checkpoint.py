@@ -56,7 +56,7 @@ def load_checked(path, what: str, remedy: str, map_location="cpu", kind: str = "
     if not path.is_file():
         raise CorruptFileError(f"{what} {path} does not exist. {remedy}")
     try:
-        return safe_pickle.load(path, what, kind=kind, trust=trust, map_location=map_location)
+        return safe_pickle.load(path, what, kind=kind, trust=trust, map_location=map_location, remedy=remedy)
     except UntrustedFileError:
         raise
     except Exception as exc:  # pickle, zip and EOF errors all mean the same to the user

@@ -181,7 +181,7 @@ class StagedTrainer(Trainer):
         if not path.is_file():
             return None
         what = f"{self.model_name}'s resume checkpoint"
-        blob = load_checked(path, what, self._restart_hint(), trust=bool(self.config["trust_checkpoint"]))
+        blob = load_checked(path, what, self._restart_hint(), kind="cache")  # we wrote it: tensors and plain data
         if not isinstance(blob, dict) or "stage" not in blob or blob.get("model", self.model_name) != self.model_name:
             found = (f"a {type(blob).__name__}" if not isinstance(blob, dict) else
                      "not a staged trainer's checkpoint" if "stage" not in blob else f"a {blob.get('model')} checkpoint")

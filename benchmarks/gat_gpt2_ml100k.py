@@ -1,6 +1,6 @@
 """GraphAttentiveGPT2 vs SASRec, MultiVAE and LightGCN on MovieLens-100K: the paper's protocol, one process.
 
-    OMP_NUM_THREADS=1 flock /work/heavy.lock nice -n 10 python3 benchmarks/gat_gpt2_ml100k.py   # ~40-50 min, shared CPU
+    OMP_NUM_THREADS=1 nice -n 10 python3 benchmarks/gat_gpt2_ml100k.py   # ~40-50 min, shared CPU
     python3 benchmarks/gat_gpt2_ml100k.py --gat gat_finetune_epochs=8 --skip-baselines
 
 Protocol (``properties/protocol/graph_attentive_gpt2.yaml``, the paper's): ratings > 3 are interactions,

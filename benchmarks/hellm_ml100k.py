@@ -7,8 +7,9 @@ split, one evaluator, one process.
 
 Protocol (the paper's, Sec. 4.1): per user the last interaction by time is the test item, the
 second-last the validation item, the rest training (RecBole ``LS: valid_and_test``, ``order: TO``);
-full ranking over all items with the user's history masked (RecBole's evaluator, the same for every
-model); Recall and NDCG at 10 and 20 on the test split; model selection on valid NDCG@20; seed 2020.
+full ranking over all items with the user's history masked, the same for every model type
+(``history_mask``, ``recbole_llm/protocol.py``; results committed before issue 22 did not mask the
+sequential rows, HeLLM and SASRec); Recall and NDCG at 10 and 20 on the test split; model selection on valid NDCG@20; seed 2020.
 
 * HeLLM: its defaults (``properties/model/HeLLM.yaml``), i.e. what ``run_recbole_llm.py --model=HeLLM
   --dataset=ml-100k`` runs, stage 1 included (its HeLLMPre and SASRec come from the pretraining cache

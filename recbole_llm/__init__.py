@@ -12,7 +12,7 @@ writes ``@recbole_llm.hookimpl``.
 
 import os
 
-# OpenMP threads that spin while waiting make torch 2x-25x slower on a shared CPU. Set before
+# OpenMP threads that spin while waiting make torch much slower on a shared CPU. Set before
 # torch loads (it reads the variable once); a user's explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

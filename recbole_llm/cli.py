@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-# Before torch loads: spinning OpenMP waits make torch 2x-25x slower on a shared CPU. A user's
+# Before torch loads: spinning OpenMP waits make torch much slower on a shared CPU. A user's
 # explicit OMP_WAIT_POLICY wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -5,7 +5,7 @@ site-packages.
 a program that imports RecBole itself calls it first). Each fix is narrow: it changes only the
 RecBole code path that breaks, and it checks that the code it rewrites is still the code it
 expects, so a future RecBole release fails loudly here instead of silently misbehaving.
-The measured breakages are listed in ``shared/notes/recbole-1.2.1-on-current-stack.md``:
+What breaks and where is written up in ``docs/recbole-compat.md``:
 
 1. numpy 2 removed ``np.bool8``, ``np.float_``, ``np.complex_``, ``np.unicode_``; ray's tune logger
    and ``Config.compatibility_settings`` read them. We restore the aliases. RecBole's own code
@@ -31,6 +31,14 @@ The measured breakages are listed in ``shared/notes/recbole-1.2.1-on-current-sta
 6. ``recbole.utils.ensure_dir`` checks ``os.path.exists`` and then calls ``os.makedirs``: two DDP
    ranks starting together race (``FileExistsError: './log'``). The modules that imported it get
    a version with ``exist_ok=True`` (same meaning, no race).
+7. Full-sort evaluation masks a user's earlier items only for non-sequential models
+   (``FullSortEvalDataLoader.collate_fn`` returns ``history_index=None`` for sequential datasets).
+   ``data_preparation`` now attaches the items to mask per user, for every model type, as the
+   run's ``history_mask`` says, and ``collate_fn`` returns them (:mod:`recbole_llm.protocol`).
+8. ``Trainer`` names its best-model file ``<model>-<current second>.pth`` in ``checkpoint_dir``:
+   parallel runs sharing the folder overwrite each other's checkpoints and test the wrong model.
+   Each trainer now saves in ``<checkpoint_dir>/<run id>/`` (``run_id`` from the config, which
+   the DDP launcher shares between ranks, else a fresh one: time, pid, random).
 """
 
 import inspect
@@ -208,6 +216,63 @@ def _ensure_dir_race():
             module.ensure_dir = ensure_dir
 
 
+def _full_sort_history():
+    import recbole.data as data_package
+    import recbole.data.utils as data_utils
+    import recbole.quick_start.quick_start as quick_start
+    from recbole.data.dataloader.general_dataloader import FullSortEvalDataLoader
+
+    from recbole_llm.protocol import history_collate, preparation_with_history
+
+    collate = FullSortEvalDataLoader.collate_fn
+    if not getattr(collate, "__recbole_llm_compat__", False):
+        if "return transformed_interaction, None, positive_u, positive_i" not in inspect.getsource(collate):
+            raise RuntimeError("recbole FullSortEvalDataLoader.collate_fn changed; review "
+                               "recbole_llm.compat._full_sort_history")
+        FullSortEvalDataLoader.collate_fn = history_collate(collate)
+    original = data_utils.data_preparation
+    if getattr(original, "__recbole_llm_compat__", False):
+        return
+    if "test_data = get_dataloader(config, \"test\")(" not in inspect.getsource(original):
+        raise RuntimeError("recbole.data.utils.data_preparation changed; review recbole_llm.compat._full_sort_history")
+    wrapped = preparation_with_history(original)
+    for module in (data_utils, data_package, quick_start):
+        if getattr(module, "data_preparation", None) is original:
+            module.data_preparation = wrapped
+
+
+def new_run_id():
+    """A checkpoint folder name no other run (process, or trainer in this process) uses."""
+    import os
+    import time
+    import uuid
+
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _checkpoint_run_folder():
+    import functools
+    import os
+
+    import recbole.trainer.trainer as tr
+
+    init = tr.Trainer.__init__
+    if getattr(init, "__recbole_llm_compat__", False):
+        return
+    if 'saved_model_file = "{}-{}.pth".format(self.config["model"], get_local_time())' not in inspect.getsource(init):
+        raise RuntimeError("recbole Trainer.__init__ changed; review recbole_llm.compat._checkpoint_run_folder")
+
+    @functools.wraps(init)
+    def __init__(self, config, model):
+        init(self, config, model)
+        folder = os.path.join(self.checkpoint_dir, str(config["run_id"] or new_run_id()))
+        os.makedirs(folder, exist_ok=True)
+        self.saved_model_file = os.path.join(folder, os.path.basename(self.saved_model_file))
+
+    __init__.__recbole_llm_compat__ = True
+    tr.Trainer.__init__ = __init__
+
+
 def apply():
     """Apply every fix once (idempotent)."""
     global _APPLIED
@@ -222,4 +287,6 @@ def apply():
         _torch_checkpoint_load()
         _cpu_ddp()
         _ensure_dir_race()
+        _full_sort_history()
+        _checkpoint_run_folder()
     _APPLIED = True

@@ -8,7 +8,9 @@ Property files load in RecBole's order, with ours spliced in where RecBole loads
 3. RecBole's ``dataset/sample.yaml`` and ``dataset/<dataset>.yaml``, then recbole-llm's
    ``properties/dataset/<dataset>.yaml`` and the dataset provider's property file;
 4. RecBole's model-type quick-start files (sequential, context-aware, knowledge);
-5. the user's config files, the config dict, the command line.
+5. the evaluation protocol named by ``protocol`` (``properties/protocol/<name>.yaml``, see
+   :mod:`recbole_llm.protocol`), after every property file so no model or dataset file changes it;
+6. the user's config files, the config dict, the command line.
 """
 
 import os
@@ -192,6 +194,11 @@ class Config(RecBoleConfig):
             super()._load_internal_config_dict(model, model_class, dataset)
         finally:
             del self._splice
+        name = self.external_config_dict.get("protocol")
+        if name is not None:
+            from recbole_llm.protocol import load_protocol
+
+            self.internal_config_dict.update(load_protocol(name))
 
     # --- defaults, data path ---------------------------------------------------------------
     def _set_default_parameters(self):

@@ -23,6 +23,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 from recbole_llm.config import Config
 from recbole_llm.errors import CorruptFileError, TrainingDataMismatchError
 from recbole_llm.memory import peak_rss_mb
+from recbole_llm.protocol import PerUserRecorder
 from recbole_llm.safe_pickle import trusted_loading
 from recbole_llm.training.divergence import check_finite_weights, guard_finite_training
 from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error, plain
@@ -47,7 +48,10 @@ def _missing_dependency_as_error(func):
 
 
 class _RunTimer:
-    """Times a trainer's epochs and validations without changing its behaviour."""
+    """Records each training epoch's seconds and each validation's score by replacing the trainer
+    instance's ``_train_epoch`` / ``_valid_epoch`` with wrappers (monkeypatching) that return what the
+    originals return. Epochs that bypass these methods are not timed: a StagedTrainer sends only its
+    validated stage through them (its stages report through ``stage_times``)."""
 
     def __init__(self, trainer):
         self.epoch_times = []
@@ -91,7 +95,8 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
 
     ``stats`` holds ``best_epoch``, ``epoch_times`` (seconds), ``stage_times`` (seconds, the
     trainer's own stages if it reports ``stage_times``, plus data/fit/test), ``trainable_params``,
-    ``total_params``, ``peak_rss_mb`` and the resolved ``config`` as plain values.
+    ``total_params``, ``peak_rss_mb``, the resolved ``config`` as plain values and
+    ``per_user_test`` (the test metrics per user, :class:`recbole_llm.protocol.PerUserRecorder`).
     """
     t0 = time.perf_counter()
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
@@ -132,7 +137,8 @@ def _run_experiment(config, t0, saved, queue, on_trained):
     )
     t_fit = time.perf_counter()
     check_finite_weights(trainer.model, config, "after training")
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    with PerUserRecorder(trainer, test_data) as per_user:
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     t_test = time.perf_counter()
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
@@ -159,6 +165,7 @@ def _run_experiment(config, t0, saved, queue, on_trained):
         "peak_rss_mb": peak_rss_mb(),
         "saved_model_file": getattr(trainer, "saved_model_file", None) if saved else None,
         "config": plain(dict(config.final_config_dict)),
+        "per_user_test": per_user.result(),  # {"users", "metrics"}: the test metrics per user
     }
     if on_trained is not None:
         result["on_trained"] = on_trained(trainer, valid_data, test_data)
@@ -232,6 +239,10 @@ def run_recbole_llm(
         world_size = nproc
     queue = mp.get_context("spawn").SimpleQueue()
     config_dict = dict(config_dict or {})
+    if not config_dict.get("run_id"):  # every rank saves its checkpoints in the same run folder
+        from recbole_llm.compat import new_run_id
+
+        config_dict["run_id"] = new_run_id()
     config_dict.update({"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset})
     kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
     try:

@@ -482,3 +482,85 @@ def test_real_tiny_run_through_the_cli(tmp_path, capsys, monkeypatch):
     # A second invocation skips the finished run.
     assert main(["--suite", str(tmp_path / "s.yaml"), "--results-dir", "res", "--no-progress", "--no-plots"]) == 0
     assert "already done 1" in capsys.readouterr().out
+
+
+# -- tests against the reference row (per-user Wilcoxon, seed t-test, Holm) ----------------------
+def test_holm_equals_a_hand_computation():
+    # sorted: 0.01 x4 = 0.04; 0.03 x3 = 0.09; 0.04 x2 = 0.08 -> 0.09 (monotone); 0.5 x1 = 0.5; nan not counted
+    adjusted = stats.holm([0.04, 0.01, 0.5, float("nan"), 0.03])
+    assert [round(p, 12) for p in adjusted[:3]] == [0.09, 0.04, 0.5] and math.isnan(adjusted[3])
+    assert math.isclose(adjusted[4], 0.09)
+    assert stats.holm([0.6, 0.9]) == [1.0, 1.0]  # capped at 1
+
+
+def _per_user(seed, label, users=40):
+    """Deterministic per-user values, different per model and seed."""
+    import random
+
+    rng = random.Random(f"{label}-{seed}")
+    return {f"u{i}": rng.random() * (1.5 if label == "GLTA" else 1.0) for i in range(users)}
+
+
+def test_reference_tests_use_the_stored_per_user_vectors(fake_env, tmp_path):
+    from scipy.stats import ttest_rel, wilcoxon
+
+    from recbole_llm.benchmark.tables import reference_markdown, write_tables
+
+    d = suite_dict(reference="BPR")
+    plan = plan_suite(parse_suite(d), available={"BPR", "LightGCN", "GLTA"}, resolver=fake_resolver, data_check=False)
+    store = ResultsStore(tmp_path / "r")
+    owner = make_owner()
+    vectors = {}
+    for r in plan.ready():
+        vec = _per_user(r.seed, r.label, users=40 if r.label != "LightGCN" else 35)  # LightGCN: fewer users
+        vectors[(r.label, r.seed)] = vec
+        users = sorted(vec)
+        store.claim(r.key, owner)
+        store.finish(r.key, owner, {"test": {"ndcg@10": sum(vec.values()) / len(vec), "recall@10": 0.1 + r.seed / 100},
+                                    "per_user": {"users": users, "metrics": {"ndcg@10": [vec[u] for u in users]}}})
+    # the store returns exactly what it was given
+    some = plan.ready()[0]
+    back = store.per_user(some.key)
+    assert dict(zip(back["users"], back["metrics"]["ndcg@10"])) == vectors[(some.label, some.seed)]
+
+    t = collect(plan, store)
+    tests = {(e["row"], e["column"][1]): e for e in t.reference_tests}
+    assert {row for row, _ in tests} == {"LightGCN", "GLTA"} and all(e["reference"] == "BPR" for e in tests.values())
+    seeds = plan.suite.seeds
+    p_users = {}
+    for label in ("LightGCN", "GLTA"):
+        e = tests[(label, "ndcg@10")]
+        mean = lambda lab: {u: sum(vectors[(lab, s)][u] for s in seeds) / 3 for u in vectors[(lab, seeds[0])]}
+        a, b = mean(label), mean("BPR")
+        common = sorted(set(a) & set(b))
+        ref = wilcoxon([a[u] for u in common], [b[u] for u in common])
+        assert e["users"] == len(common) and math.isclose(e["p_users"], ref.pvalue)
+        seed_ref = ttest_rel([sum(vectors[(label, s)].values()) / len(vectors[(label, s)]) for s in seeds],
+                             [sum(vectors[("BPR", s)].values()) / 40 for s in seeds])
+        assert math.isclose(e["p_seeds"], seed_ref.pvalue)
+        p_users[label] = e["p_users"]
+    # Holm over the two rows of the column
+    lo, hi = sorted(p_users.values())
+    holm = {lab: (min(1, 2 * lo) if p == lo else max(min(1, 2 * lo), min(1, hi))) for lab, p in p_users.items()}
+    for label in p_users:
+        assert math.isclose(tests[(label, "ndcg@10")]["p_users_holm"], holm[label])
+    # recall@10 has no per-user vectors: said so, not invented
+    assert tests[("GLTA", "recall@10")]["note"] == "no per-user metrics stored"
+    assert math.isnan(tests[("GLTA", "recall@10")]["p_users"])
+    md = reference_markdown(t)
+    assert "| Tiny N@10 | GLTA | BPR |" in md
+    summary, _ = write_tables(plan, store, tmp_path / "out")
+    assert "Wilcoxon signed-rank test over users" in summary and "Holm" in summary
+    assert (tmp_path / "out" / "tables" / "main_significance.md").is_file()
+
+
+def test_named_suite_protocol_and_unknown_reference():
+    from recbole_llm.protocol import load_protocol
+
+    suite = parse_suite(suite_dict(protocol="loo_time", columns=["ndcg@10"]))
+    assert suite.protocol["protocol"] == "loo_time"
+    assert suite.protocol["eval_args"] == load_protocol("loo_time")["eval_args"]
+    with pytest.raises(SuiteError, match="no_such"):
+        parse_suite(suite_dict(protocol="no_such"))
+    with pytest.raises(SuiteError, match="reference 'Nope' is not a row label"):
+        parse_suite(suite_dict(reference="Nope"))

@@ -107,6 +107,7 @@ def normalize_result(res):
         "trainable_params": stats.get("trainable_params"),
         "total_params": stats.get("total_params"),
         "extra": {"child_peak_rss_mb": stats.get("peak_rss_mb")},
+        "per_user": stats.get("per_user_test"),
     }
     try:
         out["best_valid_score"] = None if out["best_valid_score"] is None else float(out["best_valid_score"])

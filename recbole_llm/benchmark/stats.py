@@ -16,7 +16,16 @@ observations are **paired by seed**. We therefore use the **paired t-test** over
 * The Wilcoxon signed-rank test needs no normality but cannot reach p < 0.05 with fewer
   than 6 pairs (its smallest two-sided exact p-value is ``2 / 2**n``: 0.25 for 3 seeds,
   0.0625 for 5), so with the 3-5 seeds that LLM recommenders can afford it could never mark
-  anything. :func:`wilcoxon` is provided and reported alongside when there are >= 6 pairs.
+  anything. :func:`wilcoxon` is provided for callers with >= 6 pairs; the tables do not report it.
+
+Over users. A test metric is an average over users, and every user of a split is scored by both
+models, so the users give many more pairs than the seeds: :func:`wilcoxon_users` runs the
+Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, two-sided, normal approximation for many
+users) on each user's test metric (averaged over the seeds both rows finished). It needs no
+normality, which matters because per-user NDCG/Recall are mostly zeros.
+
+Several rows against one reference row make several tests per column: :func:`holm` adjusts their
+p-values (Holm's step-down method), so a marked row stays significant at the family-wise level.
 
 Caveat printed under every table: with 3-5 seeds the t-test has little power (2-4 degrees
 of freedom); "not significant" means "not shown", not "no difference", and several columns
@@ -26,6 +35,7 @@ are tested without correction for multiple comparisons.
 import math
 
 TEST_NAME = "paired t-test over seeds (two-sided)"
+USER_TEST_NAME = "paired Wilcoxon signed-rank test over users (two-sided)"
 
 
 def _pairs(a, b):
@@ -111,3 +121,46 @@ def mean_std(values):
         return m, float("nan")
     var = sum((v - m) ** 2 for v in values) / (n - 1)
     return m, math.sqrt(var)
+
+
+def wilcoxon_users(a, b):
+    """Paired two-sided Wilcoxon signed-rank test over users.
+
+    ``a`` and ``b`` map a user to its test metric (e.g. averaged over seeds); the test runs on
+    the users both hold (in sorted order). Returns ``test``, ``n``, ``mean_diff`` (a - b),
+    ``statistic``, ``p`` and ``note``; ``p`` is 1.0 when every difference is zero and nan with
+    no common user.
+    """
+    users = sorted(set(a) & set(b))
+    xa, xb = [float(a[u]) for u in users], [float(b[u]) for u in users]
+    n = len(users)
+    out = {"test": "Wilcoxon signed-rank over users", "n": n, "mean_diff": float("nan"),
+           "statistic": float("nan"), "p": float("nan"), "note": ""}
+    if n == 0:
+        out["note"] = "no common users"
+        return out
+    out["mean_diff"] = sum(x - y for x, y in zip(xa, xb)) / n
+    if all(x == y for x, y in zip(xa, xb)):
+        out["p"], out["note"] = 1.0, "all differences zero"
+        return out
+    from scipy import stats
+
+    res = stats.wilcoxon(xa, xb)
+    out["statistic"], out["p"] = float(res.statistic), float(res.pvalue)
+    return out
+
+
+def holm(pvalues):
+    """Holm-adjusted p-values, in the input order; nan entries stay nan and do not count.
+
+    The i-th smallest of the m p-values becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))``.
+    """
+    ps = [float(p) if p is not None else float("nan") for p in pvalues]
+    idx = sorted((i for i, p in enumerate(ps) if not math.isnan(p)), key=lambda i: ps[i])
+    m = len(idx)
+    out = [float("nan")] * len(ps)
+    running = 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        out[i] = running
+    return out

@@ -8,6 +8,10 @@ row whose runner died (same host and its pid is gone, or no heartbeat for
 ``stale_after`` seconds) is taken over by the next runner, so a killed suite loses nothing
 that finished and resumes where it stopped.
 
+A finished test run may also keep its per-user test metrics (table ``per_user``: the user tokens
+once, and one float64 vector per metric, zlib-compressed), which the tables' tests over users
+read (:meth:`ResultsStore.per_user`).
+
 The database uses WAL journaling and a busy timeout; every write is a short transaction.
 Do not put the store on a network file system (SQLite's locking is unreliable there).
 """
@@ -19,6 +23,8 @@ import socket
 import sqlite3
 import time
 import uuid
+import zlib
+from array import array
 from pathlib import Path
 
 STORE_FILENAME = "results.sqlite"
@@ -198,6 +204,8 @@ class ResultsStore:
         def create(conn):
             conn.execute(f"CREATE TABLE IF NOT EXISTS runs ({cols})")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+            conn.execute("CREATE TABLE IF NOT EXISTS per_user (key TEXT PRIMARY KEY, users_json TEXT NOT NULL,"
+                         " metrics_json TEXT NOT NULL, values_blob BLOB NOT NULL)")
             conn.execute(
                 "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -313,7 +321,8 @@ class ResultsStore:
     def finish(self, key, owner, result):
         """Record a successful run. ``result`` holds any of: valid, test, best_valid_score,
         best_epoch, wall_time_s, stage_times, epoch_times, peak_rss_mb, trainable_params,
-        total_params, versions, log_path, extra, config."""
+        total_params, versions, log_path, extra, config, and ``per_user`` (``{"users": [token, ...],
+        "metrics": {metric: [value per user, ...]}}``, the test metrics per user)."""
         self._write(key, owner, "finished", result, error=None)
 
     def fail(self, key, owner, error, result=None):
@@ -354,6 +363,7 @@ class ResultsStore:
         }
         if r.get("config") is not None:
             values["config_json"] = _dumps(r["config"])
+        per_user = _encode_per_user(r.get("per_user"), key) if status == "finished" else None
         sets = ", ".join(f"{k}=?" for k in values)
 
         def op(conn):
@@ -364,9 +374,25 @@ class ResultsStore:
             elif row["status"] == "finished":
                 return False  # a finished result is never overwritten (e.g. by a stale runner)
             conn.execute(f"UPDATE runs SET {sets}, owner=? WHERE key=?", (*values.values(), owner, key))
+            if status == "finished" and per_user is not None:
+                conn.execute("INSERT OR REPLACE INTO per_user (key, users_json, metrics_json, values_blob)"
+                             " VALUES (?, ?, ?, ?)", (key, *per_user))
             return True
 
         return self._transaction(op)
+
+    def per_user(self, key):
+        """The per-user test metrics of run ``key``: ``{"users": [...], "metrics": {name: [...]}}``
+        (values in the order of ``users``), or ``None`` if the run kept none."""
+        row = self._retry(lambda: self.conn.execute(
+            "SELECT users_json, metrics_json, values_blob FROM per_user WHERE key = ?", (key,)).fetchone())
+        if row is None:
+            return None
+        users, names = json.loads(row[0]), json.loads(row[1])
+        flat = array("d")
+        flat.frombytes(zlib.decompress(row[2]))
+        n = len(users)
+        return {"users": users, "metrics": {name: flat[i * n:(i + 1) * n].tolist() for i, name in enumerate(names)}}
 
     def reset(self, keys=None, status=None):
         """Set rows back to pending (all, given keys, or those with ``status``)."""
@@ -379,6 +405,21 @@ class ResultsStore:
 
         self._transaction(op)
         return len(rows)
+
+
+def _encode_per_user(per_user, key):
+    """``(users_json, metrics_json, blob)`` for the ``per_user`` table, checked."""
+    if not per_user:
+        return None
+    users = [str(u) for u in per_user["users"]]
+    names = sorted(per_user["metrics"])
+    flat = array("d")
+    for name in names:
+        values = per_user["metrics"][name]
+        if len(values) != len(users):
+            raise ValueError(f"run {key}: per-user metric {name} has {len(values)} values for {len(users)} users")
+        flat.extend(float(v) for v in values)
+    return json.dumps(users), json.dumps(names), zlib.compress(flat.tobytes())
 
 
 def _num(x):

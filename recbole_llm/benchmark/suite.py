@@ -13,6 +13,8 @@ A suite is models x datasets x seeds under one evaluation protocol. Format (all 
       metrics: [Recall, NDCG]
       topk: [10, 20]
       valid_metric: NDCG@10
+      history_mask: seen             # optional (default seen; train = MMRec's), see recbole_llm/protocol.py
+    # or a named protocol file: protocol: loo_time   (properties/protocol/loo_time.yaml)
     columns: [recall@10, ndcg@10]    # table columns (default: every metric@k)
     metric_labels: {recall@10: R@10} # column headers (default: R@10, N@10, P@5, HR@10, ...)
     config: {epochs: 50}             # RecBole config for every run
@@ -37,6 +39,9 @@ A suite is models x datasets x seeds under one evaluation protocol. Format (all 
       - {name: figure3, caption: "...", rows: [...], columns: [...]}
     main_table: true
     allow_protocol_override: false
+    reference: LightGCN              # every row is tested against it (Wilcoxon over users, t-test over
+                                     # seeds, Holm); default: the best baseline per column. A table may
+                                     # give its own ``reference``.
 
 A file may give ``protocols`` (a mapping ``part -> {label: ..., eval_args: ..., metrics: ...}``)
 instead of ``protocol``: it then holds one suite per protocol, named ``<name>-<part>``, that
@@ -74,7 +79,7 @@ TOPK_METRICS = {"recall", "mrr", "ndcg", "hit", "precision", "map", "itemcoverag
 LOWER_IS_BETTER = {"rmse", "mae", "logloss", "averagepopularity", "giniindex"}
 SHORT_LABELS = {"recall": "R", "ndcg": "N", "precision": "P", "hit": "HR", "mrr": "MRR", "map": "MAP"}
 
-PROTOCOL_KEYS = ("eval_args", "metrics", "topk", "valid_metric", "valid_metric_bigger")
+PROTOCOL_KEYS = ("eval_args", "metrics", "topk", "valid_metric", "valid_metric_bigger", "history_mask", "protocol")
 
 #: Resolved-config keys left out of the run key: they do not change results (devices,
 #: paths, logging). Keys ending in ``_dir`` are dropped as well.
@@ -88,12 +93,12 @@ VOLATILE_KEYS = frozenset({
 _TOP_KEYS = {
     "name", "title", "paper", "description", "seeds", "protocol", "columns", "metric_labels",
     "config", "config_files", "datasets", "groups", "model_config", "tables", "figures",
-    "main_table", "allow_protocol_override", "decimals", "notes", "protocols",
+    "main_table", "allow_protocol_override", "decimals", "notes", "protocols", "reference",
 }
 _GROUP_KEYS = {"name", "ours", "models"}
 _VARIANT_KEYS = {"label", "model", "config", "config_files", "datasets", "note"}
 _DATASET_KEYS = {"name", "label", "config"}
-_TABLE_KEYS = {"name", "caption", "kind", "rows", "columns", "datasets"}
+_TABLE_KEYS = {"name", "caption", "kind", "rows", "columns", "datasets", "reference"}
 _FIGURE_KEYS = {"name", "caption", "rows", "columns", "datasets"}
 
 
@@ -157,6 +162,7 @@ class TableSpec:
     rows: list = None  # variant labels, None = all
     columns: list = None  # metric keys, None = suite columns
     datasets: list = None
+    reference: str = ""  # row label the other rows are tested against ("" = the suite's)
 
 
 @dataclass
@@ -190,6 +196,7 @@ class Suite:
     allow_protocol_override: bool = False
     decimals: int = 4
     notes: str = ""
+    reference: str = ""  # the row every other row is tested against ("" = the best baseline per column)
     family: str = ""  # the file's suite name when it holds several protocols
     part: str = ""  # this suite's protocol key in that file
 
@@ -434,8 +441,27 @@ def parse_suite(raw, path="<dict>"):
     # protocol
     if "protocol" not in raw:
         _err(where, "missing 'protocol' (eval_args, metrics, topk, valid_metric)")
-    protocol = _mapping(raw["protocol"], f"{where}: protocol")
-    _check_keys(protocol, set(PROTOCOL_KEYS), f"{where}: protocol")
+    if isinstance(raw["protocol"], str):  # a named protocol file, properties/protocol/<name>.yaml
+        from recbole_llm.errors import ConfigError
+        from recbole_llm.protocol import PROTOCOL_FILE_KEYS, load_protocol
+
+        try:
+            protocol = dict(load_protocol(raw["protocol"]), protocol=raw["protocol"])
+        except ConfigError as exc:
+            _err(f"{where}: protocol", str(exc))
+        allowed = set(PROTOCOL_KEYS) | PROTOCOL_FILE_KEYS
+    else:
+        protocol = _mapping(raw["protocol"], f"{where}: protocol")
+        allowed = set(PROTOCOL_KEYS) - {"protocol"}
+    _check_keys(protocol, allowed, f"{where}: protocol")
+    if "history_mask" in protocol:
+        from recbole_llm.errors import ConfigError
+        from recbole_llm.protocol import check_history_mask
+
+        try:
+            check_history_mask(protocol["history_mask"])
+        except ConfigError as exc:
+            _err(f"{where}: protocol", str(exc))
     for key in ("eval_args", "metrics"):
         if key not in protocol:
             _err(f"{where}: protocol", f"missing {key!r}")
@@ -594,6 +620,14 @@ def parse_suite(raw, path="<dict>"):
                 _err(w, f"unknown dataset {dn!r}; suite datasets: {ds_names}")
         return dss
 
+    def check_reference(label, w):
+        if label is None:
+            return ""
+        labels = [v.label for _, _, vs in groups for v in vs]
+        if label not in labels:
+            _err(w, f"reference {label!r} is not a row label; rows: {labels}")
+        return str(label)
+
     tables, names = [], {"main", "efficiency"}
     for ti, t in enumerate(_as_list(raw.get("tables"), f"{where}: tables") or []):
         w = f"{where}: tables[{ti}]"
@@ -606,7 +640,8 @@ def parse_suite(raw, path="<dict>"):
         if kind not in ("main", "ablation"):
             _err(w, f"kind must be 'main' or 'ablation', got {kind!r}")
         tables.append(TableSpec(tname, str(t.get("caption") or ""), kind, check_rows(t.get("rows"), f"{w}.rows"),
-                                check_cols(t.get("columns"), f"{w}.columns"), check_ds(t.get("datasets"), f"{w}.datasets")))
+                                check_cols(t.get("columns"), f"{w}.columns"), check_ds(t.get("datasets"), f"{w}.datasets"),
+                                reference=check_reference(t.get("reference"), f"{w}.reference")))
     figures = []
     for fi, f in enumerate(_as_list(raw.get("figures"), f"{where}: figures") or []):
         w = f"{where}: figures[{fi}]"
@@ -627,6 +662,7 @@ def parse_suite(raw, path="<dict>"):
         metric_labels=metric_labels, config=config, config_files=config_files, datasets=datasets, groups=groups,
         model_config=model_config, tables=tables, figures=figures, main_table=bool(raw.get("main_table", True)),
         allow_protocol_override=allow_override, decimals=decimals, notes=str(raw.get("notes") or ""),
+        reference=check_reference(raw.get("reference"), f"{where}: reference"),
     )
 
 
@@ -641,7 +677,8 @@ def available_models():
 
 @contextmanager
 def _clean_argv():
-    """RecBole's Config reads ``--key=value`` from sys.argv; hide the benchmark CLI's."""
+    """Show only the program name in sys.argv while a config resolves. RecBole's own Config reads
+    ``--key=value`` flags from sys.argv; recbole-llm's Config ignores sys.argv."""
     saved = sys.argv
     sys.argv = saved[:1]
     try:
@@ -655,7 +692,7 @@ def resolve_config(model, dataset, config_file_list=None, config_dict=None):
     downloading) any data: ``data_path`` is left unresolved (it is not part of the run key)."""
     try:
         from recbole_llm.config import Config
-    except ImportError:  # before recbole_llm.config exists: RecBole's own models only
+    except ImportError:  # recbole_llm.config ships with this package: only if importing it fails
         from recbole.config import Config
 
     class _PlanningConfig(Config):

@@ -8,6 +8,11 @@ suite's ``ours`` group over the best baseline, in %, marked ``*``/``**`` when a 
 t-test over seeds finds the difference significant at 0.05/0.01 (see
 :mod:`recbole_llm.benchmark.stats`). Models that are not registered, cannot run under the
 protocol, or have not finished are listed as such, never dropped.
+
+Against a reference row (the suite's or table's ``reference``, else per column the best row
+outside the ``ours`` group), every other row gets a paired Wilcoxon signed-rank test over users
+(on the per-user test metrics the store keeps) and a paired t-test over seeds, each
+Holm-corrected across the rows of the column (:func:`reference_tests`).
 """
 
 import csv
@@ -33,6 +38,7 @@ class Cell:
     best: bool = False
     second: bool = False
     mark: str = ""  # significance stars on this cell
+    keys: dict = field(default_factory=dict)  # seed -> run key (per-user metrics in the store)
 
     @property
     def n(self):
@@ -69,6 +75,8 @@ class Table:
     improv: dict = None  # column -> (pct or None, stars)
     significance: list = field(default_factory=list)
     footnotes: list = field(default_factory=list)
+    reference: str = ""  # the row label given as reference ("" = best baseline per column)
+    reference_tests: list = field(default_factory=list)  # see reference_tests()
 
     @property
     def columns(self):
@@ -141,6 +149,7 @@ def collect(plan, store, table_spec=None):
                             val = (db.get("test") or {}).get(m)
                             if isinstance(val, (int, float)) and not math.isnan(val):
                                 cell.per_seed[r.seed] = float(val)
+                                cell.keys[r.seed] = r.key
                     if cell.n:
                         cell.mean, cell.std = stats.mean_std(cell.per_seed.values())
                         cell.status = "ok" if cell.n == cell.n_expected else "partial"
@@ -157,10 +166,12 @@ def collect(plan, store, table_spec=None):
                   caption=(getattr(table_spec, "caption", "") or suite.title), kind=kind, suite=suite.name,
                   datasets=datasets, metrics=metrics,
                   metric_labels={m: suite.metric_label(m) for m in metrics}, groups=groups,
-                  decimals=suite.decimals)
+                  decimals=suite.decimals,
+                  reference=getattr(table_spec, "reference", "") or getattr(suite, "reference", ""))
     mark_best(table)
     if kind == "main":
         compute_improvement(table)
+    reference_tests(table, store)
     table.footnotes = _footnotes(table, plan)
     return table
 
@@ -218,20 +229,101 @@ def compute_improvement(table):
                                        "marked": "best cell", **test})
 
 
+def _reference_row(table, col):
+    rows = [r for r in table.rows if col in r.cells and r.cells[col].has_value]
+    if table.reference:
+        return next((r for r in rows if r.label == table.reference), None)
+    return _best_row([r for r in rows if not r.ours] or rows, col)
+
+
+def _user_means(cell, seeds, metric, store, cache):
+    """user token -> the user's test ``metric`` averaged over ``seeds`` (users present in all)."""
+    sums, counts = {}, {}
+    for seed in seeds:
+        key = cell.keys.get(seed)
+        if key not in cache:
+            cache[key] = store.per_user(key) if key else None
+        per_user = cache[key]
+        if per_user is None or metric not in per_user["metrics"]:
+            return None
+        for user, value in zip(per_user["users"], per_user["metrics"][metric]):
+            sums[user] = sums.get(user, 0.0) + value
+            counts[user] = counts.get(user, 0) + 1
+    return {u: sums[u] / len(seeds) for u in sums if counts[u] == len(seeds)}
+
+
+def reference_tests(table, store):
+    """Fill ``table.reference_tests``: per column, each row against the reference row with the
+    paired Wilcoxon signed-rank test over users (each user's metric averaged over the seeds both
+    rows finished) and the paired t-test over seeds; both Holm-corrected across the column's rows."""
+    table.reference_tests = []
+    cache = {}
+    for col in table.columns:
+        ref = _reference_row(table, col)
+        if ref is None:
+            continue
+        entries = []
+        for row in table.rows:
+            if row is ref or col not in row.cells or not row.cells[col].has_value:
+                continue
+            a, b = row.cells[col], ref.cells[col]
+            seeds = sorted(set(a.per_seed) & set(b.per_seed))
+            entry = {"column": col, "row": row.label, "reference": ref.label, "seeds": len(seeds),
+                     "mean_diff": float("nan"), "users": 0, "p_users": float("nan"), "p_seeds": float("nan"),
+                     "note": ""}
+            ttest = stats.paired_ttest(a.per_seed, b.per_seed)
+            entry.update(mean_diff=ttest["mean_diff"], p_seeds=ttest["p"])
+            ua = _user_means(a, seeds, col[1], store, cache) if seeds else None
+            ub = _user_means(b, seeds, col[1], store, cache) if seeds else None
+            if ua is None or ub is None:
+                entry["note"] = "no per-user metrics stored"
+            else:
+                w = stats.wilcoxon_users(ua, ub)
+                entry.update(users=w["n"], p_users=w["p"], note=w["note"])
+            entries.append(entry)
+        for name in ("p_users", "p_seeds"):
+            for entry, adjusted in zip(entries, stats.holm([e[name] for e in entries])):
+                entry[name + "_holm"] = adjusted
+        table.reference_tests += entries
+
+
+def reference_markdown(table):
+    """The reference tests of ``table`` as a Markdown table ("" if there are none)."""
+    if not table.reference_tests:
+        return ""
+    d = table.decimals
+    out = ["| Column | Row | vs reference | Mean diff | Users | p over users (Holm) | Seeds | p over seeds (Holm) |",
+           "|:---|:---|:---|---:|---:|---:|---:|---:|"]
+
+    def p_text(raw, adjusted):
+        if math.isnan(raw):
+            return "n/a"
+        return f"{raw:.3g} ({adjusted:.3g}){stats.stars(adjusted).replace('*', chr(92) + '*')}"
+
+    for e in table.reference_tests:
+        ds, m = e["column"]
+        col = f"{table.dataset_label(ds)} {table.metric_labels[m]}"
+        md = "n/a" if math.isnan(e["mean_diff"]) else f"{e['mean_diff']:+.{d}f}"
+        note = f" ({e['note']})" if e.get("note") else ""
+        out.append(f"| {col} | {_md_escape(e['row'])} | {_md_escape(e['reference'])} | {md} | {e['users']} | "
+                   f"{p_text(e['p_users'], e['p_users_holm'])}{note} | {e['seeds']} | "
+                   f"{p_text(e['p_seeds'], e['p_seeds_holm'])} |")
+    return "\n".join(out) + "\n"
+
+
+def reference_note(table):
+    """The caption line saying which tests the reference table gives."""
+    ref = f"the row {table.reference}" if table.reference else "the best row outside the 'ours' group (per column)"
+    return (f"Against {ref}: {stats.USER_TEST_NAME} (each user's test metric averaged over the seeds both rows "
+            f"finished) and {stats.TEST_NAME}; p-values Holm-corrected across the rows of each column; "
+            "* / ** on the corrected p < 0.05 / 0.01.")
+
+
 def describe_protocol(suite):
-    ea = suite.protocol["eval_args"]
-    split = ea["split"]
-    if "LS" in split:
-        sp = "leave-one-out" + (" by time" if ea["order"] == "TO" else " (random order)")
-        sp += f" (LS: {split['LS']})"
-    else:
-        ratios = "/".join(f"{round(r * 100)}" for r in split["RS"])
-        sp = f"{'random' if ea['order'] == 'RO' else 'chronological'} {ratios} split (RS, order {ea['order']})"
-    group = "per user" if ea["group_by"] == "user" else "global"
-    mode = ea["mode"]
-    mode = mode if isinstance(mode, str) else "/".join(f"{k}: {v}" for k, v in mode.items())
-    rank = "full ranking over all items" if mode == "full" else f"ranking mode {mode}"
-    return f"{sp}, {group}, {rank}"
+    from recbole_llm.protocol import describe
+
+    name = suite.protocol.get("protocol") or f"of suite {suite.name}"
+    return describe(suite.protocol, name)
 
 
 def _footnotes(table, plan):
@@ -239,9 +331,9 @@ def _footnotes(table, plan):
     notes = []
     seeds = sorted({r.seed for r in plan.runs})
     if table.kind in ("main", "ablation"):
-        notes.append(f"Protocol: {describe_protocol(suite)}. Test-set metrics, mean ± sample std over "
-                     f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}); model selection on "
-                     f"{suite.protocol.get('valid_metric', 'the validation metric')}.")
+        line = describe_protocol(suite)
+        notes.append(f"{line[0].upper()}{line[1:]}. Test-set metrics, mean ± sample std over "
+                     f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}).")
         notes.append("Bold: best; underlined: second best (per column, as displayed).")
     if table.improv is not None:
         ours = "', '".join(g for g, o, _ in table.groups if o)
@@ -253,6 +345,8 @@ def _footnotes(table, plan):
     if any(s["marked"] == "best cell" for s in table.significance):
         notes.append("* / ** on a best value (columns without an Improv. value): better than the runner-up at "
                      "p < 0.05 / 0.01 " + _sig_suffix())
+    if table.reference_tests:
+        notes.append(reference_note(table) + f" Per-row p-values: {table.name}_significance.md.")
     shown = {d for d, _ in table.datasets}
     for ds in sorted(shown):
         druns = [r for r in plan.runs if r.dataset == ds]
@@ -639,6 +733,10 @@ def write_tables(plan, store, out_dir, show_std=True):
         sig = significance_markdown(t)
         if sig:
             parts.append(f"Significance tests ({stats.TEST_NAME}):\n\n" + sig)
+        ref = reference_markdown(t)
+        if ref:
+            (tdir / f"{t.name}_significance.md").write_text(reference_note(t) + "\n\n" + ref)
+            parts.append(f"Tests against the reference row. {reference_note(t)}\n\n" + ref)
     eff_md = efficiency_markdown(plan, store)
     (tdir / "efficiency.md").write_text(eff_md)
     (tdir / "efficiency.tex").write_text(efficiency_latex(plan, store))

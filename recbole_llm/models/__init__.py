@@ -1,5 +1,6 @@
-"""recbole-llm's built-in models, one package each: ``glta/`` (GLTA), and next
-``graph_attentive_gpt2/`` (GraphAttentiveGPT2) and ``hellm/`` (HeLLM).
+"""recbole-llm's built-in models, one package each: ``glta/`` (GLTA), ``graph_attentive_gpt2/``
+(GraphAttentiveGPT2), ``hellm/`` (HeLLMPre, HeLLM), ``sasrec_per_user/``, and the papers' baselines
+(``baselines/``, ``rlmrec/``, ``unisrec/``, ``collm/``, ``llara/``; ``docs/baselines.md``).
 
 Each package is a plugin like any third-party one: its ``plugin`` module implements the hooks of
 ``recbole_llm.hookspecs`` and is listed in ``recbole_llm.plugins.BUILTIN_PLUGINS``. Shared parts live

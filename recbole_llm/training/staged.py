@@ -54,8 +54,9 @@ from recbole_llm.training.checkpoint import load_checked, read_json_checked, sav
 from recbole_llm.training.progress import EpochLog, StepProgress
 from recbole_llm.training.schedule import set_learning_rate, warmup_cosine
 
-#: Settings that never change what a run computes, left out of the run key (so an interrupted run
-#: can be resumed with, say, more epochs).
+#: Settings left out of the run key, so that an interrupted run can be resumed with other values of
+#: them (more epochs, say). Several do change what a run computes (batch sizes, stopping steps, a
+#: reused checkpoint, the key/value cache dtype): a resume under new values continues the same run.
 RUN_KEY_EXCLUDE = ("_epochs", "_batch_size", "_checkpoint", "_stopping_step", "_cache", "_resume")
 
 

@@ -12,7 +12,7 @@ class GLLMLayer(nn.Module):
     ``graph``: the same linear map with its weight factored through the frozen item node
     embeddings, ``W = E_i G`` (``G``: ``[d, H]``, trained) plus a free bias - the way an LLM's
     (tied) LM head matches hidden states against its token embeddings, with the graph's item
-    nodes as the "vocabulary" (compared in the README)."""
+    nodes as the "vocabulary" (why: ``docs/glta.md``)."""
 
     def __init__(self, hidden, n_items, graph_dim, mode="linear"):
         super().__init__()

@@ -1,4 +1,4 @@
-"""GraphAttentiveGPT2's pretraining prompts (method note, section 3), from the training split only.
+"""GraphAttentiveGPT2's pretraining prompts (``docs/graph-attentive-gpt2.md``, pretraining), from the training split only.
 
 Each sample is a (prompt, main) text pair in which ``user_<u>``/``item_<i>`` are ID tokens; only main
 carries the loss. Corpora (``gat_corpus``):

@@ -1,6 +1,6 @@
 r"""GraphAttentiveGPT2: a causal LM whose attention adds the interaction graph (Wang et al., "LLM-Enhanced
-User-Item Interactions: Leveraging Edge Information for Optimized Recommendations"; method note
-``shared/notes/graph-attentive-gpt2-method.md``).
+User-Item Interactions: Leveraging Edge Information for Optimized Recommendations"; how we read
+the paper and the authors' code: ``docs/graph-attentive-gpt2.md``).
 
 **Tokens.** Prompts are plain text in which ``user_<u>`` and ``item_<i>`` (RecBole internal ids) name
 users and items. :meth:`GraphAttentiveGPT2.encode` splits the text on ``user_\d+|item_\d+`` first: each

@@ -4,7 +4,7 @@ an item head (Xu et al., "HeLLM: Hypergraph Enhanced LLM Learning for Multimodal
 A RecBole sequential model (leave-one-out by time, full ranking). Stage 1
 (:class:`~recbole_llm.models.hellm.trainer.HeLLMTrainer`) fills the frozen buffers
 ``item_graph_emb`` (HeLLMPre's fused item embeddings, 64-d) and ``item_seq_emb`` (RecBole's SASRec
-item embeddings), both trained on this run's training split only. Equations (method note, Sec. 4):
+item embeddings), both trained on this run's training split only. Equations (``docs/hellm.md``, stage 2):
 
 * Eq. 8-9: :math:`G_u` = the graph embeddings of the user's history items (padding rows masked,
   unlike the authors' code), :math:`S_u = W^\top G_u^\top G_u W` with a trainable

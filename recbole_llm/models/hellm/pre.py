@@ -1,7 +1,7 @@
 r"""HeLLMPre: HeLLM's stage 1 (MMHCL-style hypergraph contrastive pretraining), a RecBole general model.
 
 Xu et al., "HeLLM: Hypergraph Enhanced LLM Learning for Multimodal Recommendation" (the paper's
-HeLLM_pre row). Equations as rebuilt in the method note from the authors' code (MMHCL):
+HeLLM_pre row). Equations as rebuilt from the authors' code (MMHCL), ``docs/hellm.md``:
 
 * LightGCN on the bipartite training graph, :math:`\bar e = \mathrm{mean}(E^{(0)},\dots,E^{(L)})`
   (``hellmpre_ui_layers``), Xavier-initialised tables.

@@ -15,7 +15,7 @@ SASRec on it without changing the network or its loss:
 * **Loss and network**: RecBole's ``SASRec`` as is (``calculate_loss`` with ``loss_type: CE``, the
   softmax over all items), its defaults from RecBole's ``SASRec.yaml``.
 * **Training speed** (:class:`SASRecPerUserTrainer`): RecBole encodes every prefix separately, ``L``
-  tokens per training interaction (~6 s of CPU per batch of 2,048 on ml-100k with ``L`` = 50). The
+  tokens per training interaction (timings: ``docs/benchmarks.md``). The
   trainer instead runs SASRec's original scheme: each user's time-ordered training items are cut into
   windows of ``L + 1`` items (consecutive windows share one item) and one causal forward per window
   predicts every item of the window from the items before it in the window. With causal attention

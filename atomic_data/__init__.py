@@ -347,9 +347,23 @@ def clean_stale_staging(out_root: Path, name: str) -> list[Path]:
     return removed
 
 
+def check_dataset_name(name: str) -> str:
+    """``name`` if it is one plain folder name (the dataset is written to ``out_root/<name>/``);
+    else ``ValueError``: a name with a path separator or ``..`` would write outside ``--out``."""
+    text = str(name)
+    if (not text or text in (".", "..") or "/" in text or "\\" in text or "\0" in text or text.startswith(".")
+            or Path(text).is_absolute()):
+        raise ValueError(
+            f"dataset name {text!r} is not a plain folder name: the converted files go to <out>/<name>/, and a "
+            "name holding '/', '\\', '..' or starting with '.' would put them elsewhere. Give a name like "
+            "'baby' or 'my-data' (--name), and the folder with --out."
+        )
+    return text
+
+
 def convert_into(spec: DatasetSpec, raw: Mapping[str, Path], out_root: Path, name: str | None = None, **options) -> Path:
     """Convert local raw files into ``out_root/<name>/`` through a staging folder."""
-    name = name or spec.name
+    name = check_dataset_name(name or spec.name)
     out_root = Path(out_root)
     final = out_root / name
     clean_stale_staging(out_root, name)

@@ -64,7 +64,7 @@ def main():
     from recbole.utils import init_seed
 
     from recbole_llm.config import Config
-    from recbole_llm.graph.lightgcn import pretrain_lightgcn
+    from recbole_llm.training.lightgcn import pretrain_lightgcn
     from recbole_llm.models.glta import GLTA, GLTATrainer
 
     cfg = {"seed": args.seed, "glta_profile_tokens": False, "glta_prediction_tokens": False,

@@ -5,7 +5,7 @@
 
 A GLTA training step runs the frozen LLM forward and backward to ``inputs_embeds`` (the
 projectors sit in front of it, the GLLM head behind it); the LLM's weights get no gradient.
-FLOPs are counted analytically (``Backbone.flops``: 2 x matmul parameters per token + attention,
+FLOPs are counted analytically (``flops`` below: 2 x matmul parameters per token + attention,
 doubled for the backward to the inputs) over the *real* tokens only, so padding and wasted work
 lower the rate. Variants measured, each against the same useful work:
 
@@ -40,6 +40,33 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from recbole_llm.llm import PrefixKVStore, PromptBuilder, Vectors, load_backbone  # noqa: E402
+
+
+def matmul_params(bb) -> int:
+    """Parameters of backbone ``bb`` used in matrix products per token by the decoder (embeddings excluded)."""
+    emb = bb.model.get_input_embeddings().weight
+    total = sum(p.numel() for p in bb.decoder.parameters() if p.dim() >= 2)
+    pos = getattr(bb.decoder, "wpe", None)  # GPT-2 learned positions
+    total -= emb.numel() if emb.data_ptr() in {p.data_ptr() for p in bb.decoder.parameters()} else 0
+    if pos is not None:
+        total -= pos.weight.numel()
+    return int(total)
+
+
+def flops(bb, tokens: int, context: float = 0.0, backward: bool = False) -> float:
+    """Estimated FLOPs of backbone ``bb``'s decoder on ``tokens`` tokens attending on average to
+    ``context`` keys: 2 x matmul parameters per token, plus 4 x hidden x context per layer for the
+    scores and the weighted sum; a backward to the inputs only (frozen weights) costs the same again,
+    a backward with weight gradients twice again."""
+    cfg = bb.text_config
+    layers = bb.num_layers
+    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head")
+    head_dim = getattr(cfg, "head_dim", None) or bb.hidden_size // heads
+    per_token = 2 * matmul_params(bb) + 4 * layers * heads * head_dim * context
+    factor = 1.0
+    if backward:
+        factor += 1.0 if not any(p.requires_grad for p in bb.model.parameters()) else 2.0
+    return float(tokens * per_token * factor)
 
 
 def matmul_rate(shapes, repeats=5):
@@ -87,7 +114,7 @@ def main(argv=None):
     inter = getattr(bb.text_config, "intermediate_size", 4 * H)
     default_threads = torch.get_num_threads()
     results = {"llm": bb.name, "load_seconds": load_s, "from_converted_cache": bb.report.from_converted_cache,
-               "matmul_params": bb.matmul_params(), "hidden": H, "layers": bb.num_layers,
+               "matmul_params": matmul_params(bb), "hidden": H, "layers": bb.num_layers,
                "batch": args.batch, "seq": args.seq, "threads_default": default_threads,
                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
                "cpu": platform.processor() or platform.machine(), "loadavg_start": os.getloadavg(), "rows": []}
@@ -108,7 +135,7 @@ def main(argv=None):
         print(f"--- {threads} thread(s): machine fp32 matmul {mm / 1e9:.1f} GFLOP/s", flush=True)
         x = torch.randn(B, T, H) * 0.02
         mask = torch.ones(B, T, dtype=torch.long)
-        useful = bb.flops(B * T, context=T / 2, backward=True)
+        useful = flops(bb, B * T, context=T / 2, backward=True)
 
         def naive():
             xx = x.clone().requires_grad_(True)
@@ -129,12 +156,12 @@ def main(argv=None):
         best, _ = timed(decoder, args.repeats)
         row("decoder only", best, useful, B * T, "forward + backward to inputs_embeds", threads)
         best, _ = timed(fwd_only, args.repeats)
-        row("decoder forward only", best, bb.flops(B * T, context=T / 2), B * T, "inference", threads)
+        row("decoder forward only", best, flops(bb, B * T, context=T / 2), B * T, "inference", threads)
 
         # mixed lengths: random order vs bucketed by length
         rng = random.Random(0)
         lengths = [rng.randint(T // 4, T) for _ in range(B * 4)]
-        useful_mixed = sum(bb.flops(n, context=n / 2, backward=True) for n in lengths)
+        useful_mixed = sum(flops(bb, n, context=n / 2, backward=True) for n in lengths)
 
         def run_batches(order):
             for i in range(0, len(order), B):
@@ -165,7 +192,7 @@ def main(argv=None):
 
         full = PromptBuilder(bb).build(prompts()[1])
         n_prompt = int(full.input_mask.sum())
-        useful_prompt = bb.flops(n_prompt, context=n_prompt / B / 2, backward=True)
+        useful_prompt = flops(bb, n_prompt, context=n_prompt / B / 2, backward=True)
 
         def uncached():
             v, ps = prompts()

@@ -11,6 +11,7 @@ RecBole's flags (``--model --dataset --config_files --nproc --ip --port --world_
 """
 
 import argparse
+import errno
 import os
 import sys
 
@@ -147,6 +148,10 @@ def main(argv=None):
     return 0
 
 
+# Writing failed for a reason outside the program: disk full, quota, read-only, not a folder, no access.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EFBIG}
+
+
 def _user_input_message(exc):
     """A message for exception families that mean bad user input when they escape from RecBole
     (a file the user named is missing or unreadable, a YAML file is malformed); ``None`` for
@@ -159,6 +164,15 @@ def _user_input_message(exc):
         what = {FileNotFoundError: "not found", IsADirectoryError: "is a folder, not a file",
                 PermissionError: "cannot be read (permission denied)"}[type(exc)]
         return f"{exc.filename} {what}. Check the paths in your settings and config files."
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        target = exc.filename or "a checkpoint, log or cache file"
+        return (f"cannot write {target}: {exc.strerror or exc}. Free space or choose another folder "
+                "(--checkpoint_dir=DIR; logs go to ./log in the working directory).")
+    if isinstance(exc, RuntimeError) and ("PytorchStreamWriter" in str(exc) or "inline_container.cc" in str(exc)
+                                          and "unexpected pos" in str(exc)):
+        # torch.save to a path writes through C++: a full disk surfaces as this RuntimeError.
+        return (f"writing a checkpoint failed (torch: {str(exc).strip().splitlines()[0]}); the disk is probably full. "
+                "Free space or choose another folder (--checkpoint_dir=DIR).")
     if yaml is not None and isinstance(exc, yaml.YAMLError):
         mark = getattr(exc, "problem_mark", None)
         where = f" ({mark.name}, line {mark.line + 1})" if mark else ""

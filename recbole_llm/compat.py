@@ -39,10 +39,22 @@ What breaks and where is written up in ``docs/recbole-compat.md``:
    parallel runs sharing the folder overwrite each other's checkpoints and test the wrong model.
    Each trainer now saves in ``<checkpoint_dir>/<run id>/`` (``run_id`` from the config, which
    the DDP launcher shares between ranks, else a fresh one: time, pid, random).
+9. RecBole 1.2.1 pins ``ray<=2.6.3`` (no wheels for CPython >= 3.12) and its ``quick_start``
+   module runs ``from ray import tune``. RecBole is installed without its pins; when ray is
+   absent that one import sees a placeholder whose use names the ``[ray]`` extra.
+10. Importing RecBole changes process-wide state: ``sine.py`` switches autograd anomaly mode on
+    (every model would then train in it) and ray raises the recursion limit. The gate imports
+    them itself and restores both.
+11. RecBole's trainer uses the deprecated ``torch.cuda.amp`` (``GradScaler``, ``autocast``); it
+    sees ``torch.amp``'s for the CUDA device instead.
 """
 
+import contextlib
+import importlib
+import importlib.util
 import inspect
 import re
+import sys
 import textwrap
 import types
 import warnings
@@ -273,6 +285,94 @@ def _checkpoint_run_folder():
     tr.Trainer.__init__ = __init__
 
 
+def _recbole_source(relative):
+    """Text of a RecBole source file, read without importing it (``relative`` to the package)."""
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("recbole")
+    return (Path(spec.submodule_search_locations[0]) / relative).read_text(encoding="utf-8")
+
+
+class _RayTuneMissing(types.ModuleType):
+    """``ray.tune`` as seen by RecBole's ``quick_start`` when ray is not installed."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ImportError(
+            f"ray.tune.{name}: RecBole's Ray Tune objective (recbole.quick_start.objective_function) needs ray, "
+            "which is not installed. Install it with pip install 'recbole-llm[ray]' "
+            "(RecBole 1.2.1 allows ray<=2.6.3, which has wheels for Python 3.10 and 3.11 only)."
+        )
+
+
+def _ray_optional():
+    if "recbole.quick_start.quick_start" in sys.modules or importlib.util.find_spec("ray") is not None:
+        return
+    source = _recbole_source("quick_start/quick_start.py")
+    ray_imports = re.findall(r"^[ \t]*(?:import ray\b|from ray\b).*$", source, re.M)
+    uses = re.findall(r"\btune\.(\w+)", source)
+    if ray_imports != ["from ray import tune"] or uses != ["report"]:
+        raise RuntimeError(
+            "recbole.quick_start.quick_start is not the RecBole 1.2.1 code recbole_llm.compat._ray_optional "
+            f"was written for (ray imports {ray_imports}, tune uses {uses}). Install recbole==1.2.1 or ray."
+        )
+    # Everything else quick_start imports is loaded first, so only its own body sees the placeholder.
+    for name in ("torch.distributed", "recbole.config", "recbole.data", "recbole.data.transform", "recbole.utils"):
+        importlib.import_module(name)
+    placeholder = types.ModuleType("ray", "placeholder for RecBole's quick_start import (recbole_llm.compat)")
+    placeholder.tune = _RayTuneMissing("ray.tune")
+    sys.modules["ray"] = placeholder
+    try:
+        importlib.import_module("recbole.quick_start.quick_start")
+    finally:
+        if sys.modules.get("ray") is placeholder:
+            del sys.modules["ray"]
+
+
+@contextlib.contextmanager
+def _process_state_kept():
+    """Restore the process-wide settings RecBole's imports change (see 10. above)."""
+    import torch
+
+    anomaly = torch.is_anomaly_enabled()
+    anomaly_nan = torch.is_anomaly_check_nan_enabled()
+    recursion_limit = sys.getrecursionlimit()
+    try:
+        yield
+    finally:
+        torch.autograd.set_detect_anomaly(anomaly, check_nan=anomaly_nan)
+        sys.setrecursionlimit(recursion_limit)
+
+
+def _import_sine():
+    """Import RecBole's SINE module now, inside ``_process_state_kept``: its module body switches
+    anomaly mode on, and the model registry imports it later."""
+    source = _recbole_source("model/sequential_recommender/sine.py")
+    if not re.search(r"^torch\.autograd\.set_detect_anomaly\(True\)$", source, re.M):
+        raise RuntimeError("recbole/model/sequential_recommender/sine.py changed; review recbole_llm.compat._import_sine")
+    importlib.import_module("recbole.model.sequential_recommender.sine")
+
+
+def _torch_amp():
+    import functools
+
+    import recbole.trainer.trainer as tr
+    import torch
+
+    if getattr(tr.amp, "__recbole_llm_compat__", False):
+        return
+    source = inspect.getsource(tr)
+    uses = sorted(set(re.findall(r"\bamp\.(\w+)", source)))
+    if "import torch.cuda.amp as amp" not in source or uses != ["GradScaler", "autocast"]:
+        raise RuntimeError(f"recbole.trainer.trainer's use of torch.cuda.amp changed ({uses}); review recbole_llm.compat._torch_amp")
+    cuda_amp = types.ModuleType("amp", "torch.amp for the CUDA device, as RecBole's trainer uses torch.cuda.amp")
+    cuda_amp.GradScaler = functools.partial(torch.amp.GradScaler, "cuda")
+    cuda_amp.autocast = functools.partial(torch.amp.autocast, "cuda")
+    cuda_amp.__recbole_llm_compat__ = True
+    tr.amp = cuda_amp
+
+
 def apply():
     """Apply every fix once (idempotent)."""
     global _APPLIED
@@ -282,11 +382,15 @@ def apply():
         # ray (pinned by RecBole) imports pkg_resources, which warns about its own deprecation.
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
         _numpy_aliases()
-        _scipy_dok_update()
-        _pandas3_dataset_methods()
-        _torch_checkpoint_load()
+        with _process_state_kept():
+            _ray_optional()
+            _scipy_dok_update()
+            _pandas3_dataset_methods()
+            _torch_checkpoint_load()
+            _import_sine()
         _cpu_ddp()
         _ensure_dir_race()
         _full_sort_history()
         _checkpoint_run_folder()
+        _torch_amp()
     _APPLIED = True

@@ -230,7 +230,9 @@ class Config(RecBoleConfig):
         self.final_config_dict["data_path"] = str(self._resolve_data_path())
         from recbole_llm.data.atomic_check import check_atomic_files
 
-        check_atomic_files(self.final_config_dict, self.final_config_dict["data_path"])
+        # Notes: rules applied to the data (a byte-order mark, duplicate rows); logged by run_experiment.
+        self.data_notes = check_atomic_files(self.final_config_dict, self.final_config_dict["data_path"],
+                                             user_keys=set(self.external_config_dict))
 
     def _check_time_order(self):
         """Ordering by time needs the time field loaded; RecBole only fails deep in sorting."""

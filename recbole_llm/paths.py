@@ -56,3 +56,32 @@ def default_data_dir() -> Path:
     path = Path(root) if root else cache_dir() / "datasets"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_output_folder(path, setting: str) -> None:
+    """Raise :class:`~recbole_llm.errors.ConfigError` unless ``path`` is a folder this process can
+    write, or one it can create: checked before a run starts, so a folder that is a file or lies on
+    a read-only or foreign-owned path is one line naming ``setting``, not a traceback at the first
+    save. Creates nothing."""
+    from recbole_llm.errors import ConfigError
+
+    path = Path(path)
+    probe = path
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent  # the nearest part of the path that exists
+    if os.path.lexists(probe) and not probe.is_dir():
+        what = "is a file" if probe == path else f"cannot be created: {probe} is a file"
+        raise ConfigError(f"{setting}: {path} {what}, not a folder. Move the file away or choose another folder.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{setting}: {path} cannot be written ({probe} is not writable for this user, or is on a "
+                          "read-only file system). Choose a folder you can write to.")
+
+
+def check_output_folders(config) -> None:
+    """The folders a run writes: ``checkpoint_dir``, RecBole's ``./log`` (and ``./log_tensorboard``
+    when ``log_tensorboard`` is on), both relative to the working directory."""
+    cwd = os.getcwd()
+    check_output_folder(config["checkpoint_dir"], "checkpoint_dir (--checkpoint_dir=DIR)")
+    check_output_folder(Path("log"), f"RecBole's log folder ./log (in the working directory {cwd}; run from another folder)")
+    if config["log_tensorboard"] if "log_tensorboard" in config else False:
+        check_output_folder(Path("log_tensorboard"), f"./log_tensorboard (in {cwd}; or set log_tensorboard: False)")

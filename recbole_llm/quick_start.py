@@ -23,6 +23,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 from recbole_llm.config import Config
 from recbole_llm.errors import CorruptFileError, TrainingDataMismatchError
 from recbole_llm.memory import peak_rss_mb
+from recbole_llm.paths import check_output_folders
 from recbole_llm.protocol import PerUserRecorder
 from recbole_llm.safe_pickle import trusted_loading
 from recbole_llm.training.divergence import check_finite_weights, guard_finite_training
@@ -100,6 +101,7 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
     """
     t0 = time.perf_counter()
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    check_output_folders(config)
     with trusted_loading(bool(config["trust_checkpoint"])):
         return _run_experiment(config, t0, saved, queue, on_trained)
 
@@ -111,6 +113,8 @@ def _run_experiment(config, t0, saved, queue, on_trained):
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
+    for note in getattr(config, "data_notes", ()):
+        logger.warning(note)
 
     dataset = create_dataset(config)
     logger.info(dataset)
@@ -244,6 +248,10 @@ def run_recbole_llm(
 
         config_dict["run_id"] = new_run_id()
     config_dict.update({"world_size": world_size, "ip": ip, "port": port, "nproc": nproc, "offset": group_offset})
+    # Settings and data files are checked here, once, before any process starts: a bad file is one
+    # error in this process instead of a traceback from every rank.
+    check_output_folders(Config(model=model, dataset=dataset, config_file_list=config_file_list,
+                                config_dict=dict(config_dict)))
     kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
     try:
         mp.spawn(_run_rank, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)

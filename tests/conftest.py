@@ -114,7 +114,7 @@ def glta_tiny_config(root, **overrides):
 def tiny_llm_env(root):
     """``root`` with the tiny dataset (30 users, 40 items) and a tiny random Llama under ``llm/``;
     caches and the working directory moved into it while the block runs (for module fixtures)."""
-    from recbole_llm.llm.backbone import clear_backbones
+    from recbole_llm.llm.loading import clear_backbones
     from recbole_llm.llm.testing import save_tiny_llama
 
     root = Path(root)

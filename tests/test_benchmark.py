@@ -446,6 +446,7 @@ def test_cli_dry_run_reports_missing_model(tmp_path, capsys, monkeypatch):
     assert main(["--suite", str(tmp_path / "nope.yaml")]) == 2
 
 
+@pytest.mark.slow
 def test_real_tiny_run_through_the_cli(tmp_path, capsys, monkeypatch):
     """One real RecBole run (BPR on a tiny dataset) in a subprocess, from the CLI."""
     from conftest import write_tiny_dataset

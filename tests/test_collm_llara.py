@@ -18,7 +18,7 @@ from recbole.utils import init_seed
 from conftest import fast_config, tiny_llm_env, write_ring_dataset
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigError
-from recbole_llm.llm.backbone import backbone_from_config
+from recbole_llm.llm.loading import backbone_from_config
 from recbole_llm.llm.testing import save_tiny_llama
 from recbole_llm.models.collm.model import CoLLM
 from recbole_llm.models.collm.settings import COLLM_SETTINGS
@@ -29,7 +29,7 @@ from recbole_llm.models.llara.trainer import LLaRATrainer, curriculum_hybrid
 from recbole_llm.paths import properties_dir
 from recbole_llm.plugins import get_registry
 from recbole_llm.quick_start import run_experiment
-from recbole_llm.training.views import sequence_training_pairs
+from recbole_llm.data.views import sequence_training_pairs
 from recbole_llm.utils import get_model, get_trainer
 from tests_support.baselines import assert_beats_pop, assert_loss_falls, loss_trace
 
@@ -189,7 +189,7 @@ def test_llara_hybrid_item_tokens_follow_each_title(env):
 # ------------------------------------------------------------------------------ training
 @pytest.mark.parametrize("name", ["CoLLM", "LLaRA"])
 def test_stages_train_only_the_intended_parameters_on_training_split_embeddings(env, monkeypatch, name):
-    import recbole_llm.graph.lightgcn as lightgcn_module
+    import recbole_llm.training.lightgcn as lightgcn_module
     import recbole_llm.models.llara.trainer as llara_trainer
 
     module = lightgcn_module if name == "CoLLM" else llara_trainer
@@ -278,6 +278,7 @@ def planted(tmp_path_factory):
         yield root, pop, mp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["CoLLM", "LLaRA"])
 def test_beats_pop_on_planted_structure(planted, name):
     root, pop, _ = planted
@@ -311,6 +312,7 @@ def test_collm_yes_no_scores_are_the_lm_heads_yes_minus_no(env):
         model.full_sort_predict(inter)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,option", [("CoLLM", {"collm_output": "yes_no"}), ("LLaRA", {"llara_output": "candidates"})])
 def test_original_output_forms_run_under_uni100(env, name, option):
     # a short run (no validation pass) through RecBole's sampled evaluator

@@ -16,6 +16,7 @@ def ddp_data(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_ddp_evaluation_equals_single_process(ddp_data):
     """No training: both runs rank the same seed-initialised model (DDP broadcasts rank 0's
     parameters), so sharded evaluation + all-gather must reproduce the single-process metrics."""
@@ -27,6 +28,7 @@ def test_ddp_evaluation_equals_single_process(ddp_data):
         assert multi["test_result"][key] == pytest.approx(float(value), abs=1e-4), key
 
 
+@pytest.mark.slow
 def test_ddp_training_runs_and_agrees_closely(ddp_data):
     """Training shards data and negative sampling per rank, so metrics are close, not bit-equal."""
     cfg = fast_config(ddp_data, epochs=3)
@@ -38,6 +40,7 @@ def test_ddp_training_runs_and_agrees_closely(ddp_data):
 
 
 # --------------------------------------------------------------------------- GraphAttentiveGPT2
+@pytest.mark.slow
 def test_graph_attentive_gpt2_ddp_evaluation_equals_single_process(tmp_path, monkeypatch):
     """No training: both runs rank the same seed-initialised model (DDP broadcasts rank 0's parameters),
     so the sharded scoring + all-gather of RecBole's DDP evaluation must reproduce one process."""
@@ -136,6 +139,7 @@ def _hellm_config(root):
     return tiny_config(root, hellm_epochs=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, make_config, port", [
     ("GLTA", _glta_config, "29661"),
     ("GraphAttentiveGPT2", _gat_config, "29662"),

@@ -30,6 +30,7 @@ def test_numpy_aliases_restored():
     assert np.float_ is np.float64 and np.bool8 is np.bool_ and np.unicode_ is np.str_
 
 
+@pytest.mark.slow
 def test_numpy_aliases_of_recbole_config_set_on_import():
     """RecBole's metrics use np.float & co., which only Config.__init__ defines; a fresh process
     that reloads a pickled Config never runs it. The compat gate (applied before recbole_llm first
@@ -332,6 +333,7 @@ def test_cli_list_models(capsys):
 
 
 # --------------------------------------------------------------------------- outside plugin
+@pytest.mark.slow
 def test_outside_plugin_package_trains_and_reloads(tiny_data):
     """A throwaway plugin package, found only through its entry point, in a fresh process."""
     site = make_outside_plugin(tiny_data / "site")

@@ -25,7 +25,7 @@ from conftest import fast_config, glta_tiny_config, tiny_llm_env, write_tiny_dat
 from recbole_llm.cli import main as cli_main
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigError, CorruptFileError, TrainingDataMismatchError
-from recbole_llm.llm.backbone import LLM_SETTINGS
+from recbole_llm.llm.loading import LLM_SETTINGS
 from recbole_llm.llm.testing import save_tiny_llama
 from recbole_llm.models.glta import GLTA, GLTATrainer
 from recbole_llm.models.glta.gllm import GLLMLayer, gllm_loss
@@ -159,6 +159,7 @@ def _prepare_root(root):
     return root
 
 
+@pytest.mark.slow
 def test_same_seed_identical_metrics_and_resume_after_a_kill_mid_epoch(tmp_path):
     """Two fresh processes give identical metrics; a process SIGKILLed inside a user-item epoch is
     resumed by rerunning the same command, continues at that epoch, and ends with the same metrics."""

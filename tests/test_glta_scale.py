@@ -221,7 +221,7 @@ def test_gptq_loading_asks_for_the_torch_kernels(monkeypatch, tmp_path):
     transformers is checked instead: the checkpoint's bits, backend 'torch'."""
     import json
 
-    from recbole_llm.llm import backbone as bb_mod
+    from recbole_llm.llm import loading as bb_mod
 
     (tmp_path / "config.json").write_text(json.dumps({
         "model_type": "llama", "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128}}))

@@ -22,8 +22,9 @@ from recbole_llm.config import Config
 from recbole_llm.errors import ConfigError
 from recbole_llm.graph.hypergraph import (item_hypergraph, item_hypergraph_from_incidences, knn_incidence,
                                           user_hypergraph, user_hypergraph_from_matrix)
-from recbole_llm.graph.interactions import interaction_fingerprint, interaction_matrix
-from recbole_llm.llm.backbone import forward_with_prefix, prefix_key_values
+from recbole_llm.data.interactions import interaction_fingerprint
+from recbole_llm.graph.interactions import interaction_matrix
+from recbole_llm.models.hellm.prefix import forward_with_prefix, prefix_key_values
 from recbole_llm.llm.testing import save_tiny_llama
 from recbole_llm.models.hellm.model import HeLLM
 from recbole_llm.models.hellm.pre import HeLLMPre, contrastive_loss
@@ -408,6 +409,24 @@ def test_hellm_ablations_change_what_they_name(env, monkeypatch):
         build(env, "HeLLM", hellm_graph_id=False, hellm_seq_id=False)
 
 
+def test_prefix_norms_are_the_rms_norm_formula_to_the_bit():
+    """HeLLM's prefix norms are torch's nn.RMSNorm (it replaced a hand-written one): outputs and
+    gradients equal ``x * rsqrt(mean(x^2) + eps) * w`` exactly."""
+    torch.manual_seed(0)
+    norm = torch.nn.RMSNorm(32, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(32))
+    x = (torch.randn(4, 3, 32) * 3).requires_grad_(True)
+    y = x.detach().clone().requires_grad_(True)
+    out = norm(x)
+    ref = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight.detach()
+    assert torch.equal(out, ref)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad)
+    assert torch.equal(x.grad, y.grad)
+
+
 def test_warmup_cosine_schedule():
     lrs = [warmup_cosine(s, 100, 10, 1.0, 0.1) for s in range(101)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[100] == pytest.approx(0.1)
@@ -444,6 +463,7 @@ def test_hellm_beats_pop_on_planted_structure_and_checkpoint_reload_gives_identi
     assert ckpt["other_parameter"]["graph_source"] and ckpt["other_parameter"]["seq_source"]
 
 
+@pytest.mark.slow
 def test_ddp_evaluation_equals_single_process(tmp_path, monkeypatch):
     """No fine-tuning: both runs rank the same seed-initialised model (DDP broadcasts rank 0's
     parameters), so sharded evaluation + all-gather must reproduce the single-process metrics.

@@ -18,7 +18,7 @@ from recbole_llm.llm import (
     load_backbone,
     resolve_llm_path,
 )
-from recbole_llm.llm.backbone import clear_backbones
+from recbole_llm.llm.loading import clear_backbones
 from recbole_llm.llm.generation import GenerationStats
 from recbole_llm.llm.prompts import normalise
 from recbole_llm.llm.testing import save_tiny_llama, tiny_gpt2_backbone, tiny_llama_backbone
@@ -253,7 +253,7 @@ def test_embedded_smollm2_loads_and_caches_conversion(tmp_path, monkeypatch):
     monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path))
     clear_backbones()
     bb = load_backbone("", shared=False)
-    assert bb.parameter_count() == 134_515_008 and bb.num_layers == 30 and bb.hidden_size == 576
+    assert sum(p.numel() for p in bb.model.parameters()) == 134_515_008 and bb.num_layers == 30 and bb.hidden_size == 576
     assert not bb.report.from_converted_cache
     again = load_backbone("", shared=False)
     assert again.report.from_converted_cache and again.report.seconds < bb.report.seconds

@@ -3,7 +3,7 @@
 * A wheel (``pip install .``) carries ``properties/`` and works from outside the checkout.
 * ``import recbole_llm`` / ``recbole_llm.hookspecs`` load neither torch, RecBole nor ray.
 * Every module that imports RecBole passes the compat gate (``recbole_llm._recbole``) first.
-* The package's module-level imports have no cycles.
+* The package's module-level imports have no cycles, and its layers import only downwards.
 
 Each import check runs in a fresh interpreter: this test process has RecBole loaded already.
 """
@@ -76,6 +76,7 @@ def installed_wheel(tmp_path_factory):
     return whl, target
 
 
+@pytest.mark.slow
 def test_wheel_carries_every_module_and_property_file(installed_wheel):
     import zipfile
 
@@ -90,6 +91,7 @@ def test_wheel_carries_every_module_and_property_file(installed_wheel):
     assert sorted(expected - names) == []
 
 
+@pytest.mark.slow
 def test_installed_wheel_finds_its_properties_outside_the_checkout(installed_wheel, tmp_path):
     _, site = installed_wheel
     info = _python(
@@ -155,6 +157,7 @@ def test_omp_wait_policy_defaults_to_passive(tmp_path):
     assert out.returncode == 0 and out.stdout.strip() == "PASSIVE", out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["recbole_llm.plugins", "recbole_llm.utils", "recbole_llm.config"])
 def test_each_module_imports_first(module, tmp_path):
     """Imported first in a fresh process (a cycle shows up as a partially initialised module)."""
@@ -172,6 +175,7 @@ def test_each_module_imports_first(module, tmp_path):
     assert info["applied"] == info["recbole"] == (module != "recbole_llm.plugins")
 
 
+@pytest.mark.slow
 def test_config_alone_applies_compat(tmp_path):
     info = _python(
         """
@@ -276,6 +280,56 @@ def test_module_level_imports_are_acyclic():
     assert _find_cycle(graph) is None, " -> ".join(_find_cycle(graph))
 
 
+#: The package's layers, lowest first: a module may import its own layer and the ones below it, never
+#: one above (function-level imports included). A module belongs to the layer of its longest prefix.
+LAYERS = [
+    ("core", ("recbole_llm._recbole", "recbole_llm.compat", "recbole_llm.errors", "recbole_llm.paths",
+              "recbole_llm.settings", "recbole_llm.hookspecs", "recbole_llm.memory", "recbole_llm.plugins",
+              "recbole_llm.utils", "recbole_llm.random_state", "recbole_llm.files")),
+    ("data", ("recbole_llm.data", "recbole_llm.config", "recbole_llm.config_checks")),
+    ("graph", ("recbole_llm.graph",)),
+    ("llm", ("recbole_llm.llm",)),
+    ("training", ("recbole_llm.training",)),
+    ("models", ("recbole_llm.models",)),
+    ("benchmark/cli", ("recbole_llm.benchmark", "recbole_llm.cli", "recbole_llm.quick_start", "recbole_llm")),
+]
+
+
+def _layer(module):
+    """Index in :data:`LAYERS` of ``module`` (or of the module an imported name belongs to)."""
+    best = max(((len(prefix), i) for i, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+                if module == prefix or module.startswith(prefix + ".")), default=None)
+    return None if best is None else best[1]
+
+
+def test_layers_import_only_downwards():
+    """data <- graph <- llm <- training <- models <- benchmark/cli, with the small core under all of them.
+    ``from recbole_llm import x`` names a submodule (the package root imports nothing heavy)."""
+    modules = _modules()
+    unplaced = sorted(name for name in modules if _layer(name) is None)
+    assert not unplaced, f"modules in no layer (add them to LAYERS): {unplaced}"
+    upward = []
+    for name, path in modules.items():
+        own = _layer(name)
+        for line, imported in _imports(path, name, lazy=True):
+            if imported == "recbole_llm" or not imported.startswith("recbole_llm"):
+                continue
+            target = _layer(imported)
+            if target > own:
+                upward.append(f"{path.relative_to(REPO)}:{line} ({LAYERS[own][0]}) imports {imported} "
+                              f"({LAYERS[target][0]})")
+    assert not upward, "imports pointing up a layer:\n" + "\n".join(sorted(set(upward)))
+
+
+def test_layer_check_sees_an_upward_import():
+    """The layer check itself: a graph module importing training is caught, a training one importing
+    graph is not."""
+    assert _layer("recbole_llm.graph.hops") < _layer("recbole_llm.training.checkpoint.save_atomic")
+    assert _layer("recbole_llm.training.lightgcn") > _layer("recbole_llm.graph.interactions")
+    assert _layer("recbole_llm.data.interactions") < _layer("recbole_llm.graph.interactions")
+    assert _layer("recbole_llm.models.prompt_recommender") > _layer("recbole_llm.llm.backbone")
+
+
 def test_plugin_host_does_not_import_model_resolution():
     """plugins <-> utils was a cycle (utils imports plugins): the host must not import
     utils, config or quick_start, not even inside a function."""
@@ -325,3 +379,44 @@ def test_every_recbole_import_passes_the_compat_gate():
     # The light modules do not gate (the gate loads RecBole).
     for light in ("recbole_llm", "recbole_llm.hookspecs", "recbole_llm.plugins", "recbole_llm.paths"):
         assert _first_line(imports[light], lambda m: m == GATE or _is_recbole(m)) is None, light
+
+
+# ---------------------------------------------------------------------------- dependencies
+def _requirement_names(lines):
+    import re
+
+    return {re.split(r"[\s<>=!~;\[]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+            for line in lines if line.strip() and not line.strip().startswith("#")}
+
+
+def test_recbole_runtime_dependencies_are_declared_without_ray():
+    """RecBole is installed with --no-deps (its ray<=2.6.3 pin has no wheels for Python >= 3.12), so
+    setup.cfg lists what RecBole needs at run time itself: its metadata less ray, plotly and
+    tabulate, each left out for a reason checked against RecBole's source."""
+    import configparser
+    from importlib.metadata import requires
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    declared = _requirement_names(cfg["options"]["install_requires"].splitlines())
+    extras = {name: _requirement_names(cfg["options.extras_require"][name].splitlines())
+              for name in cfg["options.extras_require"]}
+    recbole_needs = _requirement_names(r for r in requires("recbole") if "extra ==" not in r)
+    left_out = {"ray", "plotly", "tabulate"}
+    assert "recbole" not in declared  # pip would re-check RecBole's ray pin and fail on Python >= 3.12
+    assert sorted(recbole_needs - left_out - declared) == []
+    assert left_out <= recbole_needs
+    assert "ray" in extras["ray"] and "ray" not in declared
+
+    import recbole
+
+    root = Path(recbole.__file__).parent
+    users = {name: sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                          if f"import {name}" in p.read_text() or f"from {name} " in p.read_text())
+             for name in left_out}
+    # ray: the Ray Tune objective only; plotly: hyperopt result plots only; tabulate: never imported
+    assert users == {"ray": ["quick_start/quick_start.py"], "plotly": ["trainer/hyper_tuning.py"], "tabulate": []}
+
+    readme = (REPO / "README.md").read_text()
+    setup_line = readme.split("# 1. set up", 1)[1].splitlines()[1]
+    assert "--no-deps recbole==1.2.1" in setup_line

@@ -25,6 +25,7 @@ def _check(saved, reloaded):
     assert any(v > 0 for v in saved.values())  # a real ranking was measured, not an empty split
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,extra", [("BPR", {}), ("LightGCN", {}), ("SASRec", SEQUENTIAL)])
 def test_reloaded_checkpoint_evaluates_to_saved_metrics(tiny_data, model, extra):
     saved, reloaded = saved_and_reloaded(model, fast_config(tiny_data, **extra))

@@ -154,7 +154,7 @@ def test_profiles_come_from_training_interactions_only(env):
                 data.dataset.inter_feat[data.dataset.iid_field].tolist())}
             assert held and not any(i in set(model.histories[u].tolist()) for u, i in held)
         model.build_semantic()
-        from recbole_llm.llm.backbone import backbone_from_config
+        from recbole_llm.llm.loading import backbone_from_config
 
         users, contexts = user_profile_contexts(backbone_from_config(config), model.item_texts, model.histories,
                                                 model.profile_spec())

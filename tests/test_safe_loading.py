@@ -244,7 +244,7 @@ def test_hellm_and_glta_graph_checkpoints_and_the_pretraining_cache(tiny_data, b
 
 
 def test_hop_table_cache(tiny_data, bpr_split):
-    from recbole_llm.graph.hops import cached_hop_table
+    from recbole_llm.models.graph_attentive_gpt2.hop_cache import cached_hop_table
 
     _, train, _ = bpr_split
     table = cached_hop_table(train.dataset, 3)

@@ -114,6 +114,7 @@ def _plan_lines(plan, store=None, rows=None):
 def main(argv=None):
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     from recbole_llm.benchmark.suite import SuiteError, load_suites
+    from recbole_llm.errors import RecBoleLLMError
 
     if args.list:
         _print_list()
@@ -133,7 +134,11 @@ def main(argv=None):
         results_dir = Path(args.results_dir or Path("benchmarks") / "results" / (suite.family or suite.name))
         if suite.part:
             results_dir = results_dir / suite.part
-        codes.append(_run_suite(args, suite, seeds, results_dir))
+        try:
+            codes.append(_run_suite(args, suite, seeds, results_dir))
+        except RecBoleLLMError as exc:  # the results store is corrupt, locked or cannot be created
+            print(f"recbole-llm benchmark: error: {exc}", file=sys.stderr)
+            return 2
         if codes[-1] == 130:
             break
     return max(codes)

@@ -146,17 +146,13 @@ def child_main(job_path, result_path):
     except BaseException as exc:  # report everything, KeyboardInterrupt included
         out.update(ok=False, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     out["versions"] = versions()
-    tmp = Path(str(result_path) + ".tmp")
-    tmp.write_text(json.dumps(out, default=repr))
-    os.replace(tmp, result_path)
+    from recbole_llm.files import write_atomic
+
+    write_atomic(result_path, lambda tmp: tmp.write_text(json.dumps(out, default=repr)))
     return 0 if out["ok"] else 1
 
 
 # -- the parent ------------------------------------------------------------------------
-class RunInterrupted(Exception):
-    pass
-
-
 def _tail(path, n=25):
     try:
         lines = Path(path).read_text(errors="replace").splitlines()

@@ -27,6 +27,8 @@ import zlib
 from array import array
 from pathlib import Path
 
+from recbole_llm.errors import CorruptFileError, RecBoleLLMError
+
 STORE_FILENAME = "results.sqlite"
 SCHEMA_VERSION = 1
 
@@ -123,30 +125,51 @@ def _json_default(obj):
     return repr(obj)
 
 
+class StoreBusyError(RecBoleLLMError, sqlite3.OperationalError):
+    """The store stayed locked by another process for longer than the store's timeout."""
+
+
 class ResultsStore:
     """The SQLite results store of one results directory.
 
     ``ResultsStore(path)`` accepts the database file or the directory holding it.
     """
 
-    def __init__(self, path, timeout=60.0):
+    def __init__(self, path, timeout=60.0, open_timeout=10.0):
         path = Path(path)
         if path.suffix not in (".sqlite", ".db", ".sqlite3"):
             path = path / STORE_FILENAME
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CorruptFileError(f"cannot create the results folder {path.parent}: {exc.strerror or exc}. "
+                                   "Choose another folder (--results-dir).") from None
+        if path.exists() and not path.is_file():
+            raise CorruptFileError(f"results store {path} is a folder, not a file. Move it away or choose "
+                                   "another folder (--results-dir).")
         self.path = path
         self.timeout = float(timeout)
         self._conn = None
-        self._init_db()
+        # Opening waits less than a write: runners hold the lock only for short transactions, so
+        # a store locked for open_timeout seconds is held by something else (a crashed tool, an editor).
+        self._deadline_s = min(self.timeout, float(open_timeout))
+        try:
+            self._init_db()
+        except BaseException:
+            self.close()
+            raise
+        self._deadline_s = self.timeout
+        self.conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
 
     # -- connection -------------------------------------------------------------------
     @property
     def conn(self):
         # One connection per process: a connection must not cross fork().
         if self._conn is None or self._conn_pid != os.getpid():
-            conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
+            wait = getattr(self, "_deadline_s", self.timeout)
+            conn = sqlite3.connect(str(self.path), timeout=wait, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
             self._conn, self._conn_pid = conn, os.getpid()
         return self._conn
 
@@ -164,18 +187,31 @@ class ResultsStore:
     def _retry(self, fn):
         """Run ``fn`` retrying on 'database is locked' beyond the busy timeout's reach
         (e.g. while another process switches the journal mode)."""
-        deadline = time.monotonic() + self.timeout
+        wait = getattr(self, "_deadline_s", self.timeout)
+        deadline = time.monotonic() + wait
         delay = 0.01
         while True:
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
+                    raise self._unusable(exc) from None
                 if time.monotonic() > deadline:
-                    raise
+                    raise StoreBusyError(
+                        f"results store {self.path} stayed locked by another process for {wait:.0f} s. If no other "
+                        "benchmark runner uses this folder, a crashed process or another tool holds the lock: "
+                        f"end it (fuser {self.path}), or choose another folder (--results-dir)."
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
+            except sqlite3.DatabaseError as exc:  # "file is not a database", "disk image is malformed"
+                raise self._unusable(exc) from None
+
+    def _unusable(self, exc):
+        return CorruptFileError(
+            f"results store {self.path} cannot be used ({exc}). Finished results live only there: move the file "
+            "(and any -wal/-shm files next to it) away to start a new store, or choose another folder (--results-dir)."
+        )
 
     def _transaction(self, fn):
         def attempt():

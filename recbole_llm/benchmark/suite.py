@@ -260,14 +260,6 @@ class Plan:
     def ready(self):
         return [r for r in self.runs if r.status == "ready"]
 
-    def not_runnable(self):
-        """{(label, model): (status, reason)} for variants that cannot run."""
-        out = {}
-        for r in self.runs:
-            if r.status != "ready":
-                out.setdefault((r.label, r.model), (r.status, r.reason))
-        return out
-
     def by_cell(self):
         """{(label, dataset): [RunSpec, ...]} in seed order."""
         out = {}

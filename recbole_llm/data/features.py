@@ -27,7 +27,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 
 from recbole_llm.errors import ConfigError, RecBoleLLMError
+from recbole_llm.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -213,19 +213,9 @@ def text_embeddings(config, texts, tag: str, what: str = "texts") -> torch.Float
     logger.info("Encoded %d %s of %s in %.1f s.", sum(1 for t in texts if t), what, config["dataset"],
                 time.perf_counter() - start)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save(
-            {
-                "embeddings": embeddings,
-                "dataset": str(config["dataset"]),
-                "template": tag,
-                "encoder": encoder,
-                "n_items": len(texts),
-            },
-            tmp,
-        )
-        os.replace(tmp, path)
+        blob = {"embeddings": embeddings, "dataset": str(config["dataset"]), "template": tag, "encoder": encoder,
+                "n_items": len(texts)}
+        write_atomic(path, lambda tmp: torch.save(blob, tmp))
     return embeddings
 
 

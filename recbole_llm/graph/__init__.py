@@ -1,22 +1,14 @@
-"""Graphs built from the training split only.
+"""Graphs built from the training split only (pure graph maths: nothing here trains or caches).
 
-* :mod:`~recbole_llm.graph.interactions`: the training interactions as pairs, a sparse user x item
-  matrix, LightGCN's normalised bipartite adjacency, and a fingerprint of the training split that
-  keys every cache and checks every reused artefact; each user's training items (``user_histories``).
-* :mod:`~recbole_llm.graph.lightgcn`: LightGCN pretraining (GLTA's stage 1, RLMRec/CoLLM's graph
-  encoder) with a cache keyed by that fingerprint.
+* :mod:`~recbole_llm.graph.interactions`: the training interactions as a sparse user x item
+  matrix, LightGCN's normalised bipartite adjacency, edge lists and edge pruning.
+* :mod:`~recbole_llm.graph.hops`: GraphAttentiveGPT2's hop tables and graph-bias lookups.
+* :mod:`~recbole_llm.graph.hypergraph`, :mod:`~recbole_llm.graph.knn`: HeLLM's hypergraphs, k-NN.
 
-Also here: GraphAttentiveGPT2's hop tables and graph bias (``hops``), HeLLM's U2U/I2I hypergraphs
-(``hypergraph``), chunked kNN item graphs (``knn``), edge-list propagation (``edges``), edge dropout
-(``sparse``).
+Also here: edge-list propagation (``edges``), edge dropout and the LightGCN layer mean (``sparse``).
+The split's pairs, histories and fingerprint are data (:mod:`recbole_llm.data.interactions`).
 """
 
-from recbole_llm.graph.interactions import (
-    interaction_fingerprint,
-    interaction_matrix,
-    normalized_adjacency,
-    training_pairs,
-    user_histories,
-)
+from recbole_llm.graph.interactions import interaction_matrix, normalized_adjacency
 
-__all__ = ["interaction_fingerprint", "interaction_matrix", "normalized_adjacency", "training_pairs", "user_histories"]
+__all__ = ["interaction_matrix", "normalized_adjacency"]

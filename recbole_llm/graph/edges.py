@@ -15,7 +15,7 @@ def edge_propagate(src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, x
                    n_out: int | None = None) -> torch.Tensor:
     """``out[d] = sum over edges (s -> d) of weight * x[s]`` (i.e. ``A @ x`` with ``A[d, s] = weight``)."""
     n_out = x.shape[0] if n_out is None else n_out
-    adj = torch.sparse_coo_tensor(torch.stack([dst, src]), weight, (n_out, x.shape[0]))
+    adj = torch.sparse_coo_tensor(torch.stack([dst, src]), weight, (n_out, x.shape[0]), check_invariants=False)
     return torch.sparse.mm(adj, x)
 
 

@@ -13,9 +13,8 @@ the bipartite user-item graph of the **training split** (never validation/test e
   bit-packed rows (``numpy.bitwise_or.reduceat`` over the CSR neighbour lists): ``O(|E| * N/64)`` word
   operations per step. Item-sourced reachability gives the user-item (odd) and item-item (even) blocks,
   user-sourced reachability the user-user block.
-* :func:`cached_hop_table` keys the table by :func:`~recbole_llm.graph.interactions.interaction_fingerprint`
-  of the training split and ``K`` (``cache_dir()/hops/``), written with ``save_atomic`` and read back
-  with ``load_checked``.
+* GraphAttentiveGPT2 caches the table on disk, keyed by the training split's fingerprint and ``K``
+  (:func:`recbole_llm.models.graph_attentive_gpt2.hop_cache.cached_hop_table`).
 * :func:`bias_lut` turns hop codes into R values (a 256-entry lookup table); :func:`graph_bias` is the
   vectorised batch lookup used in ``forward``: one gather ``H[node_q, node_k]`` and one LUT gather.
 
@@ -28,18 +27,15 @@ for ``linear``: the code's min-max whenever some pair is ``>= K`` hops apart, de
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-logger = logging.getLogger(__name__)
 
 #: Hop code of pairs more than ``K`` hops apart, or not connected at all.
 FAR = 255
@@ -61,12 +57,6 @@ class HopTable:
     max_hops: int
     fingerprint: str = ""
     seconds: float = 0.0
-
-    def item_node(self, items):
-        return torch.as_tensor(items, dtype=torch.long) + self.n_users
-
-    def distance(self, a, b) -> int:
-        return int(self.codes[a, b])
 
 
 def _pack(matrix: sp.csr_matrix) -> np.ndarray:
@@ -177,31 +167,6 @@ def hop_table(matrix: sp.spmatrix, max_hops: int, fingerprint: str = "") -> HopT
     codes = hop_codes(matrix, max_hops)
     seconds = time.perf_counter() - start
     return HopTable(torch.from_numpy(codes), matrix.shape[0], matrix.shape[1], int(max_hops), fingerprint, seconds)
-
-
-def cached_hop_table(dataset, max_hops: int, use_cache: bool = True) -> HopTable:
-    """The hop table of ``dataset`` (the training split RecBole hands a model), cached under
-    ``cache_dir()/hops/<fingerprint>-K<max_hops>.pth`` and checked against the fingerprint on reuse."""
-    from recbole_llm.graph.interactions import interaction_fingerprint, interaction_matrix
-    from recbole_llm.paths import cache_dir
-    from recbole_llm.training.checkpoint import load_checked, save_atomic
-
-    fingerprint = interaction_fingerprint(dataset)
-    path = Path(cache_dir()) / "hops" / f"{fingerprint[:20]}-K{int(max_hops)}.pth"
-    if use_cache and path.is_file():
-        blob = load_checked(path, "GraphAttentiveGPT2's hop table cache", f"Delete {path} to rebuild it.",
-                            kind="cache")
-        if isinstance(blob, dict) and blob.get("fingerprint") == fingerprint and int(blob.get("max_hops", -1)) == int(max_hops):
-            return HopTable(blob["codes"], int(blob["n_users"]), int(blob["n_items"]), int(max_hops), fingerprint, 0.0)
-        logger.warning("hop table cache %s belongs to another training split; rebuilding it", path)
-    table = hop_table(interaction_matrix(dataset), max_hops, fingerprint)
-    logger.info("hop table %dx%d (K=%d) built in %.2f s", table.codes.shape[0], table.codes.shape[1], max_hops,
-                table.seconds)
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_atomic({"codes": table.codes, "n_users": table.n_users, "n_items": table.n_items,
-                     "max_hops": int(max_hops), "fingerprint": fingerprint}, path)
-    return table
 
 
 def bias_lut(mode: str = "graph", max_hops: int = 6, r_path: str = "linear", delta: float = 0.5) -> torch.Tensor:

@@ -31,7 +31,7 @@ def to_torch_sparse(matrix: sp.spmatrix) -> torch.Tensor:
     coo = matrix.tocoo()
     index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
     values = torch.from_numpy(coo.data.astype(np.float32))
-    return torch.sparse_coo_tensor(index, values, coo.shape).coalesce()
+    return torch.sparse_coo_tensor(index, values, coo.shape, check_invariants=False).coalesce()
 
 
 def user_hypergraph_from_matrix(h: sp.spmatrix) -> sp.csr_matrix:

@@ -1,5 +1,4 @@
-"""The training split as a graph: pairs, a sparse matrix, LightGCN's normalised adjacency, and a
-fingerprint.
+"""The training split as a graph: a sparse matrix, LightGCN's normalised adjacency, edges.
 
 Every function takes the dataset RecBole hands a model (``train_data.dataset``, the training split
 after RecBole's splitting), so nothing here can see validation or test interactions unless the
@@ -8,44 +7,11 @@ caller passes them in.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-
-def training_pairs(dataset) -> tuple[np.ndarray, np.ndarray]:
-    """``(users, items)`` internal ids of every interaction of ``dataset``, in file/split order."""
-    inter = dataset.inter_feat
-    users = inter[dataset.uid_field].numpy().astype(np.int64)
-    items = inter[dataset.iid_field].numpy().astype(np.int64)
-    return users, items
-
-
-def user_histories(dataset) -> list[np.ndarray]:
-    """Each user's training items (internal ids), in split order (time order under ``order: TO``):
-    ``histories[u]`` for ``u`` in ``0..user_num-1`` (padding user 0 and users without training
-    interactions get an empty array). Used to build profiles and prompts from the training split."""
-    users, items = training_pairs(dataset)
-    order = np.argsort(users, kind="stable")
-    bounds = np.searchsorted(users[order], np.arange(dataset.user_num + 1))
-    return [items[order[bounds[u] : bounds[u + 1]]] for u in range(dataset.user_num)]
-
-
-def interaction_fingerprint(dataset) -> str:
-    """SHA-1 of the sorted (user, item) pairs and the id-space sizes of ``dataset``.
-
-    Two splits have the same fingerprint exactly when they hold the same interactions under the
-    same id mapping, so an artefact stored with a fingerprint is refused by a run whose training
-    split differs (another seed, another split ratio, validation edges included, ...)."""
-    users, items = training_pairs(dataset)
-    order = np.lexsort((items, users))
-    h = hashlib.sha1()
-    h.update(np.asarray([dataset.user_num, dataset.item_num], dtype=np.int64).tobytes())
-    h.update(users[order].tobytes())
-    h.update(items[order].tobytes())
-    return h.hexdigest()
+from recbole_llm.data.interactions import training_pairs
 
 
 def interaction_matrix(dataset, dtype=np.float32) -> sp.csr_matrix:
@@ -83,7 +49,8 @@ def normalized_adjacency(dataset, norm: str = "sym", self_loops: bool = False) -
         inv[nz] = 1.0 / degree[nz]
         values = inv[adj.row] * adj.data
     index = torch.from_numpy(np.vstack([adj.row, adj.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(index, torch.from_numpy(values.astype(np.float32)), (n, n)).coalesce()
+    return torch.sparse_coo_tensor(index, torch.from_numpy(values.astype(np.float32)), (n, n),
+                                   check_invariants=False).coalesce()
 
 
 def training_edges(dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +74,8 @@ def bipartite_adjacency(users: torch.Tensor, items: torch.Tensor, values: torch.
     rows = torch.cat([users, items + n_users])
     cols = torch.cat([items + n_users, users])
     n = n_users + n_items
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.cat([values, values]), (n, n)).coalesce()
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.cat([values, values]), (n, n),
+                                   check_invariants=False).coalesce()
 
 
 def degree_sensitive_pruning(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int,

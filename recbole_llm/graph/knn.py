@@ -83,7 +83,7 @@ def symmetric_normalize(rows: torch.Tensor, cols: torch.Tensor, values: torch.Te
 
 def sparse_adjacency(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
     """A coalesced ``n x n`` sparse COO tensor (duplicate edges summed)."""
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce()
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=False).coalesce()
 
 
 def knn_graph(features: torch.Tensor, k: int, chunk_size: int = 4096, valid=None, weighted: bool = True):

@@ -5,7 +5,7 @@ history-item descriptions, asked for a profile and for a prediction). The prompt
 (context, instruction) pair is the chat-formatted user message ``context + "\\n" +
 instruction`` (plain text when the tokenizer has no chat template or ``chat=False``). Each
 context is pre-filled once and its key/value cache copied for every instruction
-(``generate(past_key_values=...)``), so asking two questions costs one prefill.
+(``generate(cache=...)``), so asking two questions costs one prefill.
 
 Decoding is greedy by default, so an answer depends only on the model and the prompt: answers
 are cached on disk, keyed by the model fingerprint, the decoding settings and the prompt, in
@@ -206,7 +206,7 @@ def generate_answers(
         head, hmask = head.to(device), hmask.to(device)
         pos = (hmask.cumsum(1) - 1).clamp(min=0)
         out = model(input_ids=head, attention_mask=hmask, position_ids=pos, use_cache=True, logits_to_keep=1)
-        prefilled = out.past_key_values
+        prefilled = out.cache
         stats.prefill_tokens += int(hmask.sum())
         results = []
         for q in range(n_ins):
@@ -231,7 +231,7 @@ def generate_answers(
                 cache = copy.deepcopy(prefilled)
                 if len(group) != len(chunk):
                     cache.batch_select_indices(sel)
-                generated = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **gen_kwargs)
+                generated = model.generate(input_ids=ids, attention_mask=mask, cache=cache, **gen_kwargs)
                 new = generated[:, ids.shape[1] :]
                 stats.prefill_tokens += int(tail.numel())
                 for j, g in enumerate(group):

@@ -3,7 +3,7 @@ profiling paradigm, usable by any model that wants text profiles).
 
 An item's profile is generated from its own text; a user's from the texts of the items the user
 interacted with in the **training split** (``histories`` from
-:func:`recbole_llm.graph.interactions.user_histories` of ``train_data.dataset``), so no validation
+:func:`recbole_llm.data.interactions.user_histories` of ``train_data.dataset``), so no validation
 or test interaction can reach a prompt. Generation goes through
 :func:`recbole_llm.llm.generation.generate_answers` (greedy, batched, with its on-disk answer
 cache keyed by the model, the decoding settings and the prompt): a rerun on the same training
@@ -40,20 +40,28 @@ class ProfileSpec:
     cache: bool = True
 
 
-def user_profile_contexts(backbone, item_texts, histories, spec: ProfileSpec):
-    """``(users, contexts)``: one context per user with at least one training item (users without
-    any, and the padding user 0, get none)."""
+def history_contexts(backbone, item_texts, histories, context: str, item_format: str, history_items: int,
+                     item_text_max_tokens: int):
+    """``(users, contexts)``: one ``context`` per user with at least one training item (users without
+    any, and the padding user 0, get none), formatted with ``items``: the user's last
+    ``history_items`` items (0: all), each written with ``item_format`` over ``n`` and ``text`` (cut to
+    ``item_text_max_tokens`` tokens). RLMRec's user profiles and GLTA's generation prompts."""
     users, contexts = [], []
     for u, items in enumerate(histories):
         if u == 0 or not len(items):
             continue
-        items = items[-spec.history_items:] if spec.history_items > 0 else items
-        lines = "".join(spec.item_format.format(n=j + 1, text=backbone.truncate_text(item_texts[int(i)],
-                                                                                     spec.item_text_max_tokens))
+        items = items[-history_items:] if history_items > 0 else items
+        lines = "".join(item_format.format(n=j + 1, text=backbone.truncate_text(item_texts[int(i)], item_text_max_tokens))
                         for j, i in enumerate(items))
         users.append(u)
-        contexts.append(spec.user_context.format(items=lines).rstrip("\n"))
+        contexts.append(context.format(items=lines).rstrip("\n"))
     return users, contexts
+
+
+def user_profile_contexts(backbone, item_texts, histories, spec: ProfileSpec):
+    """:func:`history_contexts` with the user-profile settings of ``spec``."""
+    return history_contexts(backbone, item_texts, histories, spec.user_context, spec.item_format, spec.history_items,
+                            spec.item_text_max_tokens)
 
 
 def item_profile_contexts(backbone, item_texts, spec: ProfileSpec):

@@ -391,11 +391,6 @@ class PrefixKVStore:
                 break
         return {}
 
-    def batch(self, prefixes):
-        """``(DynamicCache, prefix_mask [B, P], prefix_lengths [B])`` for a batch, left-padded."""
-        kv, mask, lengths = self.batch_kv(prefixes)
-        return self.backbone.cache_from_kv(kv), mask, lengths
-
     def batch_kv(self, prefixes):
         """``([(keys, values)] per layer, prefix_mask [B, P], prefix_lengths [B])``, left-padded."""
         transient = self.ensure(prefixes)

@@ -1,7 +1,7 @@
 """Atomic writes and checked reads of the files a run leaves behind (checkpoints, caches, state).
 
-A file is written under a temporary name in its folder and moved into place only when complete,
-so a killed process never leaves a half-written checkpoint under the real name; a file that cannot
+Files are written with :func:`recbole_llm.files.write_atomic` (never half-written under the real
+name); a file that cannot
 be read raises :class:`~recbole_llm.errors.CorruptFileError` naming the file and the remedy. Reads
 never run code from the file (:mod:`recbole_llm.safe_pickle`): a file asking for more than our
 checkpoints and caches hold raises :class:`~recbole_llm.errors.UntrustedFileError`.
@@ -10,40 +10,23 @@ checkpoints and caches hold raises :class:`~recbole_llm.errors.UntrustedFileErro
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from recbole_llm import safe_pickle
 from recbole_llm.errors import CorruptFileError, UntrustedFileError
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+from recbole_llm.files import write_atomic
 
 
 def save_atomic(obj, path) -> Path:
     """``torch.save(obj)`` to ``path`` atomically."""
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def write_json_atomic(data, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    """``data`` as indented JSON with sorted keys, written to ``path`` atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, sort_keys=True)))
 
 
 def load_checked(path, what: str, remedy: str, map_location="cpu", kind: str = "checkpoint", trust=None):

@@ -1,7 +1,7 @@
 """Pretraining a RecBole model on the training split as one stage of another model, cached by a
 fingerprint of the training interactions.
 
-GLTA's stage 1 (LightGCN) uses it through :func:`recbole_llm.graph.lightgcn.pretrain_lightgcn`;
+GLTA's stage 1 (LightGCN) uses it through :func:`recbole_llm.training.lightgcn.pretrain_lightgcn`;
 HeLLM's SASRec item tokens and the LLM baselines' graph encoders use it the same way. The model is
 trained by RecBole's own ``Trainer`` (early stopping on the validation split, best epoch reloaded)
 with one progress line per epoch. A cache file or a reused checkpoint is accepted only if it was
@@ -14,19 +14,18 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import random
 import time
 from dataclasses import dataclass, field
 from logging import getLogger
 from pathlib import Path
 
-import numpy as np
 import torch
 from recbole.trainer import Trainer
 
+from recbole_llm.data.interactions import interaction_fingerprint
 from recbole_llm.errors import ConfigError, TrainingDataMismatchError
-from recbole_llm.graph.interactions import interaction_fingerprint
 from recbole_llm.paths import cache_dir
+from recbole_llm.random_state import kept_random_state
 from recbole_llm.training import distributed
 from recbole_llm.training.checkpoint import load_checked, save_atomic
 from recbole_llm.training.divergence import guard_finite_training
@@ -74,16 +73,6 @@ def _plain(value):
     return plain(value)
 
 
-def _rng_state():
-    return random.getstate(), np.random.get_state(), torch.get_rng_state()
-
-
-def _set_rng_state(state):
-    random.setstate(state[0])
-    np.random.set_state(state[1])
-    torch.set_rng_state(state[2])
-
-
 def checkpoint_training_fingerprint(checkpoint: dict, path) -> str:
     """Fingerprint of the training split a RecBole checkpoint was trained on.
 
@@ -98,15 +87,13 @@ def checkpoint_training_fingerprint(checkpoint: dict, path) -> str:
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
-    state = _rng_state()  # rebuilding the split must not change this run's random streams
     try:
-        init_seed(ck_config["seed"], ck_config["reproducibility"])
-        train, _, _ = data_preparation(ck_config, create_dataset(ck_config))
+        with kept_random_state():  # rebuilding the split must not change this run's random streams
+            init_seed(ck_config["seed"], ck_config["reproducibility"])
+            train, _, _ = data_preparation(ck_config, create_dataset(ck_config))
     except Exception as exc:
         raise ConfigError(f"cannot rebuild the training split of checkpoint {path} to check it "
                           f"({type(exc).__name__}: {exc}). Is its dataset still at {ck_config['data_path']}?") from None
-    finally:
-        _set_rng_state(state)
     return interaction_fingerprint(train.dataset)
 
 

@@ -87,7 +87,3 @@ class StepProgress:
         loss_text = f", loss {self.loss_sum / self.loss_n:.4f}" if self.loss_n else ""
         self.logger.info(set_color(self.label, "green") + f": {self.done}/{self.total} {self.unit} "
                          f"({100 * share:.0f}%){loss_text}, {rate:.2f} {self.unit}/s, ETA {format_seconds(eta)}")
-
-    @property
-    def mean_loss(self) -> float:
-        return self.loss_sum / self.loss_n if self.loss_n else 0.0

@@ -46,8 +46,8 @@ from recbole.utils import dict2str, early_stopping, set_color
 import torch
 from torch.nn.utils.clip_grad import clip_grad_norm_
 
+from recbole_llm.data.interactions import interaction_fingerprint
 from recbole_llm.errors import CorruptFileError
-from recbole_llm.graph.interactions import interaction_fingerprint
 from recbole_llm.memory import peak_rss_mb, reset_peak_rss
 from recbole_llm.training import distributed as collective
 from recbole_llm.training.checkpoint import load_checked, read_json_checked, save_atomic, write_json_atomic

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from recbole.utils import InputType
 
 from recbole_llm.graph.interactions import normalized_adjacency
-from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, lightgcn,
-                                                     load_modalities, model_settings)
+from recbole_llm.graph.sparse import lightgcn_layer_mean
+from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, load_modalities,
+                                                     model_settings)
 from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import norm_reg
 
@@ -62,7 +63,7 @@ class BM3(MultimodalRecommender):
         self.encoder = ModalityEncoder(feats, d, trainable=True, init="xavier_normal")
 
     def forward(self):
-        users, items = lightgcn(self.norm_adj, self.user_embedding.weight, self.item_id_embedding.weight,
+        users, items = lightgcn_layer_mean(self.norm_adj, self.user_embedding.weight, self.item_id_embedding.weight,
                                 self.settings.n_layers)
         return users, items + self.item_id_embedding.weight
 

@@ -29,8 +29,9 @@ from recbole.utils import InputType
 
 from recbole_llm.graph.interactions import degree_sensitive_pruning, normalized_adjacency, training_edges
 from recbole_llm.graph.knn import knn_graph
-from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, lightgcn,
-                                                     load_modalities, model_settings)
+from recbole_llm.graph.sparse import lightgcn_layer_mean
+from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, load_modalities,
+                                                     model_settings)
 from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import bpr_loss
 
@@ -90,7 +91,7 @@ class FREEDOM(MultimodalRecommender):
         h = self.item_id_embedding.weight
         for _ in range(self.settings.n_mm_layers):
             h = torch.sparse.mm(self.mm_adj, h)
-        users, items = lightgcn(adj, self.user_embedding.weight, self.item_id_embedding.weight,
+        users, items = lightgcn_layer_mean(adj, self.user_embedding.weight, self.item_id_embedding.weight,
                                 self.settings.n_ui_layers)
         return users, items + h
 

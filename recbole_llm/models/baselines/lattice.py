@@ -37,8 +37,9 @@ from recbole.utils import InputType
 from recbole_llm.graph.edges import edge_propagate
 from recbole_llm.graph.interactions import normalized_adjacency
 from recbole_llm.graph.knn import cosine_values, knn_graph, knn_neighbours, symmetric_normalize
-from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, lightgcn,
-                                                     load_modalities, model_settings)
+from recbole_llm.graph.sparse import lightgcn_layer_mean
+from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, load_modalities,
+                                                     model_settings)
 from recbole_llm.settings import Choice, Float, Int
 from recbole_llm.training.losses import bpr_loss, l2_reg
 
@@ -110,7 +111,7 @@ class LATTICE(MultimodalRecommender):
         for _ in range(self.settings.n_layers):
             h = edge_propagate(src, dst, values, h)
         if self.settings.cf_model == "lightgcn":
-            users, items = lightgcn(self.norm_adj, self.user_embedding.weight, self.item_id_embedding.weight,
+            users, items = lightgcn_layer_mean(self.norm_adj, self.user_embedding.weight, self.item_id_embedding.weight,
                                     self.settings.n_ui_layers)
         else:
             users, items = self.user_embedding.weight, self.item_id_embedding.weight

@@ -8,7 +8,6 @@ modality the dataset has), ``text``, ``image`` or ``text+image``. Features are i
 RecBole's internal item id; row 0 is RecBole's padding item (zero features, never a neighbour,
 never recommended since it has no interactions).
 
-* :func:`lightgcn`: LightGCN propagation over a (fixed or per-epoch pruned) sparse adjacency.
 * :class:`ModalityEncoder`: the raw feature tables (frozen buffers or, as in MMRec's
   ``nn.Embedding.from_pretrained(freeze=False)``, trainable) and one linear projection per modality.
 * :class:`MultimodalRecommender`: a RecBole ``GeneralRecommender`` whose scores are dot products of
@@ -46,18 +45,6 @@ def load_modalities(config, dataset, model: str, modalities: str) -> dict:
     ``model`` and how to provide text or image features."""
     found = dict(item_modalities(config, dataset, modalities, model=model))
     return {name: found[name].float() for name in ORDER if name in found}
-
-
-def lightgcn(adj, users, items, layers):
-    """LightGCN: the mean of ``[users; items]`` and its ``layers`` propagations over the sparse
-    ``adj`` (users first); returns ``(users, items)``."""
-    ego = torch.cat([users, items])
-    out = [ego]
-    for _ in range(layers):
-        ego = torch.sparse.mm(adj, ego)
-        out.append(ego)
-    mean = torch.stack(out).mean(0)
-    return mean[: users.shape[0]], mean[users.shape[0]:]
 
 
 class ModalityEncoder(nn.Module):

@@ -1,26 +1,10 @@
-"""Registration of the graph, hypergraph and VAE baselines (HCCF, LightGCN+, HCCF+, MD-CVAE):
-the same hooks an outside plugin implements."""
+"""Registration of the graph, hypergraph and VAE baselines (HCCF, LightGCN+, HCCF+, MD-CVAE): the
+same hooks an outside plugin implements. The "+" models share the text-alignment defaults."""
 
-from recbole_llm.hookspecs import hookimpl
-from recbole_llm.paths import properties_dir
+from recbole_llm.models.builtin import builtin_hooks
 
-
-@hookimpl
-def register_models():
-    from recbole_llm.models.baselines.hccf import HCCF
-    from recbole_llm.models.baselines.md_cvae import MDCVAE
-    from recbole_llm.models.baselines.text_alignment import HCCFPlus, LightGCNPlus
-
-    return [HCCF, LightGCNPlus, HCCFPlus, MDCVAE]
-
-
-@hookimpl
-def register_property_files():
-    model_dir = properties_dir() / "model"
-    alignment = str(model_dir / "text_alignment.yaml")  # the "+" models' shared alignment defaults
-    return {
-        "HCCF": [str(model_dir / "HCCF.yaml")],
-        "LightGCNPlus": [str(model_dir / "LightGCNPlus.yaml"), alignment],
-        "HCCFPlus": [str(model_dir / "HCCF.yaml"), alignment],
-        "MDCVAE": [str(model_dir / "MDCVAE.yaml")],
-    }
+register_models, register_trainers, register_property_files = builtin_hooks(
+    models=["recbole_llm.models.baselines.hccf:HCCF", "recbole_llm.models.baselines.text_alignment:LightGCNPlus",
+            "recbole_llm.models.baselines.text_alignment:HCCFPlus", "recbole_llm.models.baselines.md_cvae:MDCVAE"],
+    property_files={"HCCF": ["HCCF.yaml"], "LightGCNPlus": ["LightGCNPlus.yaml", "text_alignment.yaml"],
+                    "HCCFPlus": ["HCCF.yaml", "text_alignment.yaml"], "MDCVAE": ["MDCVAE.yaml"]})

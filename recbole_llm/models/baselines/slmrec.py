@@ -30,8 +30,9 @@ import torch.nn as nn
 from recbole.utils import InputType
 
 from recbole_llm.graph.interactions import normalized_adjacency
-from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, lightgcn,
-                                                     load_modalities, model_settings)
+from recbole_llm.graph.sparse import lightgcn_layer_mean
+from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, load_modalities,
+                                                     model_settings)
 from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import info_nce
 
@@ -77,9 +78,9 @@ class SLMRec(MultimodalRecommender):
     def views(self):
         """``[(users, items)]`` of the ID view and each modality view."""
         users = self.user_embedding.weight
-        out = [lightgcn(self.norm_adj, users, self.item_embedding.weight, self.settings.n_layers)]
+        out = [lightgcn_layer_mean(self.norm_adj, users, self.item_embedding.weight, self.settings.n_layers)]
         for name, items in self.encoder().items():
-            out.append(lightgcn(self.norm_adj, users, items, self.settings.n_layers))
+            out.append(lightgcn_layer_mean(self.norm_adj, users, items, self.settings.n_layers))
         return out
 
     def fuse(self, views):

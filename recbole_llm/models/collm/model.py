@@ -3,7 +3,7 @@ r"""CoLLM: collaborative embeddings of a conventional recommender, mapped into L
 Recommendation"; authors' code github.com/zyang1580/CoLLM).
 
 A RecBole sequential model (leave-one-out by time); the shared prompt machinery, LoRA and the
-output forms are :class:`~recbole_llm.llm.recommender.PromptRecommender`'s.
+output forms are :class:`~recbole_llm.models.prompt_recommender.PromptRecommender`'s.
 
 * Collaborative embeddings: RecBole's LightGCN trained on this run's training split only
   (:class:`~recbole_llm.models.collm.trainer.CoLLMTrainer`, stage ``graph``), kept as the frozen
@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from recbole_llm.errors import ConfigError
 from recbole_llm.llm.prompts import PromptTemplate
-from recbole_llm.llm.recommender import ITEM_HEAD, YES_NO, PromptRecommender, projector
+from recbole_llm.models.prompt_recommender import ITEM_HEAD, YES_NO, PromptRecommender, projector
 from recbole_llm.models.collm.settings import COLLM_SETTINGS
 from recbole_llm.training.pretrain import load_frozen_tables
 

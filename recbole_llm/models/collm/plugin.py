@@ -1,24 +1,8 @@
 """CoLLM's registration: the same hooks an outside plugin implements."""
 
-from recbole_llm.hookspecs import hookimpl
-from recbole_llm.paths import properties_dir
+from recbole_llm.models.builtin import builtin_hooks
 
-
-@hookimpl
-def register_models():
-    from recbole_llm.models.collm.model import CoLLM
-
-    return [CoLLM]
-
-
-@hookimpl
-def register_trainers():
-    from recbole_llm.models.collm.trainer import CoLLMTrainer
-
-    return {"CoLLM": CoLLMTrainer}
-
-
-@hookimpl
-def register_property_files():
-    model_dir = properties_dir() / "model"
-    return {"CoLLM": [str(model_dir / "llm.yaml"), str(model_dir / "CoLLM.yaml")]}
+register_models, register_trainers, register_property_files = builtin_hooks(
+    models=["recbole_llm.models.collm.model:CoLLM"],
+    trainers={"CoLLM": "recbole_llm.models.collm.trainer:CoLLMTrainer"},
+    property_files={"CoLLM": ["llm.yaml", "CoLLM.yaml"]})

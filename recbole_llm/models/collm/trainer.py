@@ -2,8 +2,8 @@
 
 ``graph``
     RecBole's LightGCN on a general (pairwise) view of this run's split, checked to hold exactly the
-    pairs of CoLLM's training sequences (:func:`~recbole_llm.training.views.general_view`), through
-    :func:`~recbole_llm.graph.lightgcn.pretrain_lightgcn` (cached by the training-split fingerprint;
+    pairs of CoLLM's training sequences (:func:`~recbole_llm.data.views.general_view`), through
+    :func:`~recbole_llm.training.lightgcn.pretrain_lightgcn` (cached by the training-split fingerprint;
     ``collm_graph_checkpoint`` reuses a LightGCN checkpoint of the same split). Its layer-averaged
     user and item embeddings become CoLLM's frozen buffers.
 ``lora``
@@ -19,9 +19,9 @@ Both tuning stages: AdamW (``learner``), per-step warmup + half cosine, a random
 
 from __future__ import annotations
 
-from recbole_llm.graph.lightgcn import pretrain_lightgcn
+from recbole_llm.training.lightgcn import pretrain_lightgcn
 from recbole_llm.training.staged import Stage, StagedTrainer
-from recbole_llm.training.views import general_view
+from recbole_llm.data.views import general_view
 
 
 class CoLLMTrainer(StagedTrainer):

@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
+from recbole_llm.data.interactions import user_histories
 from recbole_llm.errors import ConfigError
-from recbole_llm.llm.backbone import backbone_from_config
+from recbole_llm.llm.loading import backbone_from_config
 from recbole_llm.llm.prompts import PrefixKVStore, PromptBuilder
 from recbole_llm.models.glta.gllm import GLLMLayer, gllm_loss
 from recbole_llm.models.glta.prompts import GLTAPrompts
@@ -77,12 +78,7 @@ class GLTA(GeneralRecommender):
         self.history_len = s.history_items
         self.graph_dim = s.graph_embedding_size
         # -- training split (the dataset RecBole passes to a model is the training split) -----
-        inter = dataset.inter_feat
-        uids = inter[dataset.uid_field].numpy()
-        iids = inter[dataset.iid_field].numpy()
-        order = np.argsort(uids, kind="stable")  # keep each user's items in file/time order
-        bounds = np.searchsorted(uids[order], np.arange(self.n_users + 1))
-        self.user_items = [iids[order[bounds[u] : bounds[u + 1]]] for u in range(self.n_users)]
+        self.user_items = user_histories(dataset)  # each user's items in file/time order
         self.register_buffer("history_mask", self._history_mask(), persistent=False)
         self.user_tokens_text = [str(t) for t in dataset.field2id_token[dataset.uid_field]]
         # -- the LLM (frozen, not a submodule) --------------------------------------------------

@@ -1,7 +1,7 @@
 """GLTA's stages on the shared :class:`~recbole_llm.training.staged.StagedTrainer`.
 
 ``graph``
-    RecBole's LightGCN on the training split (``recbole_llm.graph.lightgcn``; cached by the
+    RecBole's LightGCN on the training split (``recbole_llm.training.lightgcn``; cached by the
     training-split fingerprint, or taken from ``glta_graph_checkpoint``, which must have been
     trained on the same split); its final embeddings become the frozen ``E_u``, ``E_i``.
 ``item_text``
@@ -29,8 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recbole_llm.graph.lightgcn import pretrain_lightgcn
+from recbole_llm.training.lightgcn import pretrain_lightgcn
 from recbole_llm.llm.generation import GenerationStats, generate_answers
+from recbole_llm.llm.profiles import history_contexts
 from recbole_llm.training.staged import Stage, StagedTrainer
 
 
@@ -216,16 +217,8 @@ class GLTATrainer(StagedTrainer):
     def generation_contexts(self):
         """``(users, contexts)``: each user's last ``glta_gen_history_items`` training items as text."""
         m, s = self.model, self.s
-        users, contexts = [], []
-        for u in range(1, m.n_users):
-            items = m.user_items[u][-s.gen_history_items:] if s.gen_history_items > 0 else m.user_items[u]
-            if not len(items):
-                continue
-            lines = "".join(s.gen_item_format.format(n=j + 1, text=m.backbone.truncate_text(m.item_texts[i], s.gen_item_text_max_tokens))
-                            for j, i in enumerate(items))
-            users.append(u)
-            contexts.append(s.gen_context_template.format(items=lines).rstrip("\n"))
-        return users, contexts
+        return history_contexts(m.backbone, m.item_texts, m.user_items, s.gen_context_template, s.gen_item_format,
+                                s.gen_history_items, s.gen_item_text_max_tokens)
 
     def generate_stage(self, trainer):
         m, s = self.model, self.s

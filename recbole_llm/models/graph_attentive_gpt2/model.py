@@ -42,16 +42,12 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType, ModelType
 
+from recbole_llm.data.interactions import user_histories
 from recbole_llm.errors import ConfigError
-from recbole_llm.graph.hops import bias_lut, cached_hop_table, graph_bias
-from recbole_llm.llm.backbone import (
-    ADDITIVE_MASK_ATTENTION,
-    LLM_SETTINGS,
-    apply_lora,
-    attention_implementation,
-    backbone_from_config,
-    truncate_layers,
-)
+from recbole_llm.graph.hops import bias_lut, graph_bias
+from recbole_llm.models.graph_attentive_gpt2.hop_cache import cached_hop_table
+from recbole_llm.llm.adapters import inject_lora, truncate_layers
+from recbole_llm.llm.loading import backbone_from_config
 from recbole_llm.models.graph_attentive_gpt2.corpus import check_item_fields
 from recbole_llm.models.graph_attentive_gpt2.settings import GAT_SETTINGS
 
@@ -111,20 +107,13 @@ class GraphAttentiveGPT2(GeneralRecommender):
         self.dataset_name = str(config["dataset"])
         check_item_fields(s, dataset, config)  # fail before loading the LLM
         # -- training split: each user's items in time order (training interactions only) ------------
-        inter = dataset.inter_feat
-        uids = inter[dataset.uid_field].numpy()
-        iids = inter[dataset.iid_field].numpy()
-        time_field = dataset.time_field
-        times = inter[time_field].numpy() if time_field and time_field in inter.columns else np.zeros(len(uids))
-        order = np.lexsort((np.arange(len(uids)), times, uids))
-        bounds = np.searchsorted(uids[order], np.arange(self.n_users + 1))
-        self.user_items = [iids[order[bounds[u] : bounds[u + 1]]].astype(np.int64) for u in range(self.n_users)]
+        self.user_items = user_histories(dataset, by_time=True)
         # -- backbone ------------------------------------------------------------------------------
         if backbone is None:
             own = s.trainable != "frozen" or s.llm_layers > 0
             backbone = backbone_from_config(config, shared=not own, freeze=True)
         self.backbone = backbone
-        self._check_attention()
+        self.backbone.check_additive_mask("GraphAttentiveGPT2's graph bias R")
         truncate_layers(backbone, s.llm_layers)
         self.backbone_params: list = []
         if s.trainable == "full":
@@ -135,7 +124,8 @@ class GraphAttentiveGPT2(GeneralRecommender):
                         module.requires_grad_(False)
             self.backbone_params = [p for p in backbone.model.parameters() if p.requires_grad]
         elif s.trainable == "lora":
-            self.backbone_params = apply_lora(backbone, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_targets)
+            self.backbone_params = list(inject_lora(backbone, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_targets,
+                                                     "gat_lora_targets").values())
         if s.trainable != "frozen":
             self.llm = backbone.model  # a submodule: its (fine-tuned) weights are in state_dict and checkpoints
         hidden = backbone.hidden_size
@@ -161,16 +151,6 @@ class GraphAttentiveGPT2(GeneralRecommender):
     # ------------------------------------------------------------------------------------------
     # setup helpers
     # ------------------------------------------------------------------------------------------
-    def _check_attention(self):
-        impl = attention_implementation(self.backbone)
-        if impl not in ADDITIVE_MASK_ATTENTION:
-            raise ConfigError(
-                f"GraphAttentiveGPT2 adds the graph bias R to the attention logits, which needs an attention "
-                f"implementation that takes an additive float mask; the backbone runs {impl!r} (llm_attn_implementation="
-                f"{LLM_SETTINGS.read(self.config).llm_attn_implementation!r}). Set llm_attn_implementation: sdpa "
-                f"(or eager). Flash attention cannot add an arbitrary bias."
-            )
-
     def id_parameters(self):
         return [self.user_embedding.weight, self.item_embedding.weight]
 

@@ -1,24 +1,9 @@
 """GraphAttentiveGPT2's registration: the same hooks an outside plugin implements."""
 
-from recbole_llm.hookspecs import hookimpl
-from recbole_llm.paths import properties_dir
+from recbole_llm.models.builtin import builtin_hooks
 
-
-@hookimpl
-def register_models():
-    from recbole_llm.models.graph_attentive_gpt2.model import GraphAttentiveGPT2
-
-    return [GraphAttentiveGPT2]
-
-
-@hookimpl
-def register_trainers():
-    from recbole_llm.models.graph_attentive_gpt2.trainer import GraphAttentiveGPT2Trainer
-
-    return {"GraphAttentiveGPT2": GraphAttentiveGPT2Trainer}
-
-
-@hookimpl
-def register_property_files():
-    model_dir = properties_dir() / "model"
-    return {"GraphAttentiveGPT2": [str(model_dir / "llm.yaml"), str(model_dir / "GraphAttentiveGPT2.yaml")]}
+register_models, register_trainers, register_property_files = builtin_hooks(
+    models=["recbole_llm.models.graph_attentive_gpt2.model:GraphAttentiveGPT2"],
+    trainers={
+        "GraphAttentiveGPT2": "recbole_llm.models.graph_attentive_gpt2.trainer:GraphAttentiveGPT2Trainer"},
+    property_files={"GraphAttentiveGPT2": ["llm.yaml", "GraphAttentiveGPT2.yaml"]})

@@ -16,7 +16,7 @@ item embeddings), both trained on this run's training split only. Equations (``d
   P_K[l,p])` with learnable biases :math:`P_K, P_V \sim N(0,1)`.
 * Eq. 11: in layer ``l`` the prefix vectors pass through that layer's frozen ``k_proj``/``v_proj``
   and are prepended to the keys and values, without rotary positions; text and item tokens get
-  positions from ``P`` (:func:`recbole_llm.llm.backbone.forward_with_prefix`).
+  positions from ``P`` (:func:`recbole_llm.models.hellm.prefix.forward_with_prefix`).
 * Item tokens: each history item is one input embedding :math:`\mathrm{MLP_{in}}([g_i; s_i])`
   (Linear, GELU, Linear) between the tokenised prompt head ("... ### Input:\n") and tail
   ("\n### Response:\n"), each with the tokenizer's BOS as in the authors' prompt.
@@ -50,21 +50,13 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_llm.errors import ConfigError
-from recbole_llm.llm.backbone import backbone_from_config, forward_with_prefix, inject_lora, prefix_key_values
+from recbole_llm.llm.adapters import inject_lora
+from recbole_llm.llm.loading import backbone_from_config
+from recbole_llm.models.hellm.prefix import forward_with_prefix, prefix_key_values
 from recbole_llm.models.hellm.settings import HELLM_SETTINGS, HELLMPRE_SETTINGS
 from recbole_llm.training.pretrain import load_frozen_tables
 
 logger = logging.getLogger(__name__)
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim, eps=1e-5):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
 def _mlp(d_in, d_hidden, d_out, dropout):
@@ -103,8 +95,9 @@ class HeLLM(SequentialRecommender):
             self.prefix_v = _mlp(d * d, s.prefix_hidden, hidden, s.prefix_dropout)
             self.prefix_bias_k = nn.Parameter(torch.randn(n_layers, s.prefix_len, hidden))
             self.prefix_bias_v = nn.Parameter(torch.randn(n_layers, s.prefix_len, hidden))
-            self.norm_pre_k, self.norm_post_k = RMSNorm(hidden), RMSNorm(hidden)
-            self.norm_pre_v, self.norm_post_v = RMSNorm(hidden), RMSNorm(hidden)
+            # torch's RMSNorm: same outputs and gradients, to the bit, as the formula written by hand (checked on CPU)
+            self.norm_pre_k, self.norm_post_k = nn.RMSNorm(hidden, eps=1e-5), nn.RMSNorm(hidden, eps=1e-5)
+            self.norm_pre_v, self.norm_post_v = nn.RMSNorm(hidden, eps=1e-5), nn.RMSNorm(hidden, eps=1e-5)
         # -- item tokens and the item head ------------------------------------------------------------
         d_in = d * (int(self.use_graph_id) + int(self.use_seq_id))
         mid = s.item_mlp_hidden or hidden

@@ -1,29 +1,10 @@
-"""HeLLMPre's and HeLLM's registration: the same hooks an outside plugin implements."""
+"""HeLLMPre's and HeLLM's registration: the same hooks an outside plugin implements.
 
-from recbole_llm.hookspecs import hookimpl
-from recbole_llm.paths import properties_dir
+HeLLM's stage 1 is HeLLMPre: its hellmpre_* defaults are part of HeLLM's settings too."""
 
+from recbole_llm.models.builtin import builtin_hooks
 
-@hookimpl
-def register_models():
-    from recbole_llm.models.hellm.model import HeLLM
-    from recbole_llm.models.hellm.pre import HeLLMPre
-
-    return [HeLLMPre, HeLLM]
-
-
-@hookimpl
-def register_trainers():
-    from recbole_llm.models.hellm.trainer import HeLLMTrainer
-
-    return {"HeLLM": HeLLMTrainer}
-
-
-@hookimpl
-def register_property_files():
-    model_dir = properties_dir() / "model"
-    # HeLLM's stage 1 is HeLLMPre: its hellmpre_* defaults are part of HeLLM's settings too
-    return {
-        "HeLLMPre": [str(model_dir / "HeLLMPre.yaml")],
-        "HeLLM": [str(model_dir / "llm.yaml"), str(model_dir / "HeLLMPre.yaml"), str(model_dir / "HeLLM.yaml")],
-    }
+register_models, register_trainers, register_property_files = builtin_hooks(
+    models=["recbole_llm.models.hellm.pre:HeLLMPre", "recbole_llm.models.hellm.model:HeLLM"],
+    trainers={"HeLLM": "recbole_llm.models.hellm.trainer:HeLLMTrainer"},
+    property_files={"HeLLMPre": ["HeLLMPre.yaml"], "HeLLM": ["llm.yaml", "HeLLMPre.yaml", "HeLLM.yaml"]})

@@ -43,6 +43,7 @@ from recbole_llm.data.features import item_modalities
 from recbole_llm.graph.hypergraph import (item_hypergraph, linked_pair_share, propagate, to_torch_sparse,
                                          user_hypergraph)
 from recbole_llm.graph.interactions import normalized_adjacency
+from recbole_llm.graph.sparse import lightgcn_layer_mean
 from recbole_llm.models.embedding_scores import EmbeddingScores
 from recbole_llm.models.hellm.settings import HELLMPRE_SETTINGS
 
@@ -117,17 +118,9 @@ class HeLLMPre(EmbeddingScores, GeneralRecommender):
         logger.info("HeLLMPre graphs: %s", self.graph_info)
 
     # -- Eq. 6 -----------------------------------------------------------------------------
-    def lightgcn(self):
-        ego = torch.cat([self.user_ui.weight, self.item_ui.weight])
-        layers = [ego]
-        for _ in range(self.settings.ui_layers):
-            layers.append(torch.sparse.mm(self.ui_adj, layers[-1]))
-        mean = torch.stack(layers).mean(0)
-        return mean[: self.n_users], mean[self.n_users :]
-
     def forward(self):
         """``(e_u, e_i, h_u, h_i)``: fused embeddings and the hypergraph views (None when off)."""
-        user, item = self.lightgcn()
+        user, item = lightgcn_layer_mean(self.ui_adj, self.user_ui.weight, self.item_ui.weight, self.settings.ui_layers)
         h_u = h_i = None
         if self.use_u2u:
             h_u = propagate(self.u2u_adj, self.user_hyper.weight, self.settings.user_layers)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from recbole_llm.models.hellm.settings import HELLMPRE_SETTINGS
 from recbole_llm.training.pretrain import pretrain_recbole_model
 from recbole_llm.training.staged import Stage, StagedTrainer
-from recbole_llm.training.views import general_view, sequence_training_pairs, sequential_view
+from recbole_llm.data.views import general_view, sequence_training_pairs, sequential_view
 
 __all__ = ["HeLLMTrainer", "general_split_for", "sasrec_split_for", "sequence_training_pairs"]
 

@@ -3,7 +3,7 @@ and curriculum prompt tuning (Liao et al., "LLaRA: Large Language-Recommendation
 authors' code github.com/ljy0ustc/LLaRA).
 
 A RecBole sequential model (leave-one-out by time); the shared prompt machinery, LoRA and the
-output forms are :class:`~recbole_llm.llm.recommender.PromptRecommender`'s.
+output forms are :class:`~recbole_llm.models.prompt_recommender.PromptRecommender`'s.
 
 * Item embeddings: RecBole's SASRec trained on this run's training sequences only
   (:class:`~recbole_llm.models.llara.trainer.LLaRATrainer`, stage ``sasrec``); its item table is
@@ -32,7 +32,7 @@ import torch
 
 from recbole_llm.errors import ConfigError
 from recbole_llm.llm.prompts import PromptTemplate
-from recbole_llm.llm.recommender import CANDIDATES, PromptRecommender, projector
+from recbole_llm.models.prompt_recommender import CANDIDATES, PromptRecommender, projector
 from recbole_llm.models.llara.settings import LLARA_SETTINGS
 from recbole_llm.training.pretrain import load_frozen_tables
 

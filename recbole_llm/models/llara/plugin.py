@@ -1,24 +1,8 @@
 """LLaRA's registration: the same hooks an outside plugin implements."""
 
-from recbole_llm.hookspecs import hookimpl
-from recbole_llm.paths import properties_dir
+from recbole_llm.models.builtin import builtin_hooks
 
-
-@hookimpl
-def register_models():
-    from recbole_llm.models.llara.model import LLaRA
-
-    return [LLaRA]
-
-
-@hookimpl
-def register_trainers():
-    from recbole_llm.models.llara.trainer import LLaRATrainer
-
-    return {"LLaRA": LLaRATrainer}
-
-
-@hookimpl
-def register_property_files():
-    model_dir = properties_dir() / "model"
-    return {"LLaRA": [str(model_dir / "llm.yaml"), str(model_dir / "LLaRA.yaml")]}
+register_models, register_trainers, register_property_files = builtin_hooks(
+    models=["recbole_llm.models.llara.model:LLaRA"],
+    trainers={"LLaRA": "recbole_llm.models.llara.trainer:LLaRATrainer"},
+    property_files={"LLaRA": ["llm.yaml", "LLaRA.yaml"]})

@@ -2,7 +2,7 @@
 
 ``sasrec``
     RecBole's SASRec on a view of this run's split with histories of ``llara_max_history`` items,
-    checked to hold the same training interactions (:func:`~recbole_llm.training.views.sequential_view`),
+    checked to hold the same training interactions (:func:`~recbole_llm.data.views.sequential_view`),
     through :func:`~recbole_llm.training.pretrain.pretrain_recbole_model` (cached by the
     training-split fingerprint; ``llara_sasrec_checkpoint`` reuses a SASRec checkpoint of the same
     split). Its item embedding table becomes LLaRA's frozen ``item_seq_emb``.
@@ -20,7 +20,7 @@ import numpy as np
 
 from recbole_llm.training.pretrain import pretrain_recbole_model
 from recbole_llm.training.staged import Stage, StagedTrainer
-from recbole_llm.training.views import sequential_view
+from recbole_llm.data.views import sequential_view
 
 
 def curriculum_hybrid(seed, step, total_steps):

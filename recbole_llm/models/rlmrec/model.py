@@ -32,8 +32,9 @@ import torch.nn as nn
 from recbole.model.general_recommender.lightgcn import LightGCN
 from recbole.utils import InputType
 
+from recbole_llm.data.interactions import user_histories
 from recbole_llm.errors import RecBoleLLMError
-from recbole_llm.graph.interactions import user_histories
+from recbole_llm.graph.sparse import drop_edges, lightgcn_layer_mean
 from recbole_llm.models.rlmrec.settings import RLMREC_CON_SETTINGS, RLMREC_GEN_SETTINGS
 from recbole_llm.training.losses import bpr_loss, info_nce, l2_reg
 
@@ -95,7 +96,7 @@ class RLMRecBase(LightGCN):
         s = self.settings
         generate_items = s.profile_source == "generated"
         if s.profile_source in ("generated", "generated_users"):
-            from recbole_llm.llm.backbone import backbone_from_config
+            from recbole_llm.llm.loading import backbone_from_config
             from recbole_llm.llm.profiles import generate_profiles
 
             backbone = backbone if backbone is not None else backbone_from_config(self.config)
@@ -141,20 +142,12 @@ class RLMRecBase(LightGCN):
     def dropped_adjacency(self):
         """The normalised adjacency with each edge kept with probability ``rlmrec_keep_rate``
         (no renormalisation, as the authors' SpAdjEdgeDrop); the full one outside training."""
-        adj = self.norm_adj_matrix
-        if not self.training or self.keep_rate >= 1.0:
-            return adj
-        keep = torch.rand(adj.values().shape[0], device=adj.device) < self.keep_rate
-        # a subset of a coalesced tensor's entries is still sorted and duplicate-free
-        return torch.sparse_coo_tensor(adj.indices()[:, keep], adj.values()[keep], adj.shape, is_coalesced=True,
-                                       check_invariants=False)
+        if not self.training:
+            return self.norm_adj_matrix
+        return drop_edges(self.norm_adj_matrix, self.keep_rate, rescale=False)
 
     def propagate(self, ego, adj):
-        layers = [ego]
-        for _ in range(self.n_layers):
-            layers.append(torch.sparse.mm(adj, layers[-1]))
-        out = torch.stack(layers, dim=1).mean(dim=1)
-        return torch.split(out, [self.n_users, self.n_items])
+        return lightgcn_layer_mean(adj, *torch.split(ego, [self.n_users, self.n_items]), self.n_layers)
 
     def forward(self):
         return self.propagate(self.get_ego_embeddings(), self.norm_adj_matrix)

@@ -1,26 +1,10 @@
 """RLMRec-Con's and RLMRec-Gen's registration: the same hooks an outside plugin implements."""
 
-from recbole_llm.hookspecs import hookimpl
-from recbole_llm.paths import properties_dir
+from recbole_llm.models.builtin import builtin_hooks
 
+MODULE = "recbole_llm.models.rlmrec"
 
-@hookimpl
-def register_models():
-    from recbole_llm.models.rlmrec.model import RLMRecCon, RLMRecGen
-
-    return [RLMRecCon, RLMRecGen]
-
-
-@hookimpl
-def register_trainers():
-    from recbole_llm.models.rlmrec.trainer import RLMRecTrainer
-
-    return {"RLMRecCon": RLMRecTrainer, "RLMRecGen": RLMRecTrainer}
-
-
-@hookimpl
-def register_property_files():
-    model_dir = properties_dir() / "model"
-    shared = [str(model_dir / "llm.yaml"), str(model_dir / "RLMRec.yaml")]
-    return {"RLMRecCon": shared + [str(model_dir / "RLMRecCon.yaml")],
-            "RLMRecGen": shared + [str(model_dir / "RLMRecGen.yaml")]}
+register_models, register_trainers, register_property_files = builtin_hooks(
+    models=[f"{MODULE}.model:RLMRecCon", f"{MODULE}.model:RLMRecGen"],
+    trainers={name: f"{MODULE}.trainer:RLMRecTrainer" for name in ("RLMRecCon", "RLMRecGen")},
+    property_files={name: ["llm.yaml", "RLMRec.yaml", f"{name}.yaml"] for name in ("RLMRecCon", "RLMRecGen")})

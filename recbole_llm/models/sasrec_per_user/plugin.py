@@ -1,29 +1,10 @@
-"""SASRecPerUser's registration: the same hooks an outside plugin implements."""
+"""SASRecPerUser's registration: the same hooks an outside plugin implements.
 
-from recbole_llm.hookspecs import hookimpl
-from recbole_llm.paths import properties_dir
+SASRec's own defaults (RecBole's file) come first, then the adapter's settings."""
 
+from recbole_llm.models.builtin import builtin_hooks
 
-@hookimpl
-def register_models():
-    from recbole_llm.models.sasrec_per_user.model import SASRecPerUser
-
-    return [SASRecPerUser]
-
-
-@hookimpl
-def register_trainers():
-    from recbole_llm.models.sasrec_per_user.model import SASRecPerUserTrainer
-
-    return {"SASRecPerUser": SASRecPerUserTrainer}
-
-
-@hookimpl
-def register_property_files():
-    import recbole
-
-    from pathlib import Path
-
-    # SASRec's own defaults (RecBole's file), then the adapter's settings
-    sasrec_yaml = Path(recbole.__file__).parent / "properties" / "model" / "SASRec.yaml"
-    return {"SASRecPerUser": [str(sasrec_yaml), str(properties_dir() / "model" / "SASRecPerUser.yaml")]}
+register_models, register_trainers, register_property_files = builtin_hooks(
+    models=["recbole_llm.models.sasrec_per_user.model:SASRecPerUser"],
+    trainers={"SASRecPerUser": "recbole_llm.models.sasrec_per_user.model:SASRecPerUserTrainer"},
+    property_files={"SASRecPerUser": ["recbole:SASRec.yaml", "SASRecPerUser.yaml"]})

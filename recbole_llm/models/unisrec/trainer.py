@@ -67,13 +67,12 @@ class UniSRecTrainer(StagedTrainer):
     def _other_dataset(self, name):
         """``(train dataloader, text table, word-drop table)`` of dataset ``name``'s training split under
         this run's settings (split, sequence length, text encoder); random streams left untouched."""
-        import numpy as np
-        import torch
         from recbole.data import create_dataset, data_preparation
 
         from recbole_llm.config import Config
         from recbole_llm.data.features import item_text_embeddings
         from recbole_llm.data.text import item_texts
+        from recbole_llm.random_state import kept_random_state
 
         final = self.config.final_config_dict
         sub = {k: v for k, v in self.config.external_config_dict.items() if k != "dataset"}
@@ -82,12 +81,8 @@ class UniSRecTrainer(StagedTrainer):
             sub[key] = final[key]
         sub["train_neg_sample_args"] = None  # cross-entropy over all items (UniSRec's loss_type CE)
         config = Config(model="UniSRec", dataset=name, config_dict=sub)
-        state = (torch.get_rng_state(), np.random.get_state())
-        try:
+        with kept_random_state():
             train, _, _ = data_preparation(config, create_dataset(config))
-        finally:
-            torch.set_rng_state(state[0])
-            np.random.set_state(state[1])
         texts = item_texts(config, train.dataset, model_name=f"UniSRec (pre-training dataset {name})")
         device = self.model.plm_embedding.device
         plm = item_text_embeddings(config, train.dataset, texts=texts).to(device)

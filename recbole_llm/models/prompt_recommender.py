@@ -41,7 +41,8 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_llm.errors import ConfigError
-from recbole_llm.llm.backbone import backbone_from_config, inject_lora
+from recbole_llm.llm.adapters import inject_lora
+from recbole_llm.llm.loading import backbone_from_config
 from recbole_llm.llm.prompts import PromptBuilder, Vectors
 
 #: Output forms; ``item_head`` ranks all items, the others score given (sampled) candidates.

@@ -11,11 +11,9 @@ never sees a validation or test interaction.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
+from recbole_llm.data.interactions import interaction_fingerprint
 from recbole_llm.errors import TrainingDataMismatchError
-from recbole_llm.graph.interactions import interaction_fingerprint
+from recbole_llm.random_state import kept_random_state
 
 #: Settings of the run model that must not be handed to the pretrained model (its own training).
 RUN_ONLY = ("model", "MAX_ITEM_LIST_LENGTH", "train_neg_sample_args", "epochs", "learning_rate", "train_batch_size",
@@ -53,12 +51,8 @@ def split_view(config, model, extra, own_prefixes=()):
         sub[key] = final[key]
     sub.update(extra)
     view_config = Config(model=model, dataset=config["dataset"], config_dict=sub)
-    state = (torch.get_rng_state(), np.random.get_state())
-    try:
+    with kept_random_state():
         train, valid, test = data_preparation(view_config, create_dataset(view_config))
-    finally:
-        torch.set_rng_state(state[0])
-        np.random.set_state(state[1])
     return view_config, train, valid, test
 
 

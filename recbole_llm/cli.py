@@ -39,6 +39,9 @@ def _parser():
     parser.add_argument("--port", type=str, default="5678", help="master port (distributed)")
     parser.add_argument("--world_size", type=int, default=-1, help="total processes over all nodes")
     parser.add_argument("--group_offset", type=int, default=0, help="global rank of this node's first process")
+    parser.add_argument("--trust_checkpoint", action="store_true",
+                        help="load checkpoints you trust with torch's full unpickler (by default a file holding "
+                             "anything beyond what RecBole/recbole-llm checkpoints hold is refused)")
     parser.add_argument("--list-models", action="store_true", help="list the models and plugins, then exit")
     return parser
 
@@ -108,6 +111,8 @@ def main(argv=None):
 
     try:
         settings = _extra_settings(unknown)
+        if args.trust_checkpoint:
+            settings["trust_checkpoint"] = True
         if args.list_models:
             _print_models()
             return 0

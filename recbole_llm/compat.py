@@ -13,11 +13,13 @@ What breaks and where is written up in ``docs/recbole-compat.md``:
    ``Config.compatibility_settings`` (run by ``Config.__init__``) defines; a Config unpickled
    from a checkpoint never runs it, so ``load_data_and_model`` then ``trainer.evaluate`` in a
    fresh process failed. We set the same names, to the same types.
-2. torch >= 2.6 loads with ``weights_only=True``; RecBole's checkpoints pickle the Config, so
-   ``Trainer.resume_checkpoint``, ``Trainer.evaluate(load_best_model=True)`` and
-   ``load_data_and_model`` fail. RecBole's own modules get a ``torch`` whose ``load`` defaults to
-   ``weights_only=False`` (these files are the ones RecBole itself wrote); every other caller of
-   ``torch.load`` keeps torch's safe default.
+2. torch >= 2.6 loads with ``weights_only=True``, which cannot read RecBole's checkpoints (they
+   pickle the Config, with pickle protocol 4), so ``Trainer.resume_checkpoint``,
+   ``Trainer.evaluate(load_best_model=True)`` and ``load_data_and_model`` fail; loading them with
+   ``weights_only=False`` would run any code a file carries. RecBole's trainer and quick-start
+   modules get a ``torch`` whose ``load`` of a path is :func:`recbole_llm.safe_pickle.torch_load_for_recbole`
+   (exactly what RecBole's checkpoints hold, nothing that runs code; the full unpickler only under
+   ``--trust_checkpoint``); every other caller of ``torch.load`` keeps torch's own default.
 3. scipy 1.17's ``dok_matrix`` has no ``_update`` (LightGCN, NGCF, GCMC, SpectralCF, NCL, KGIN,
    MCCLK build their adjacency with it). We add it back with its old meaning (bulk dict update).
 4. RecBole wraps models in ``DistributedDataParallel(model, device_ids=[local_rank])``, which
@@ -89,8 +91,8 @@ def _numpy_aliases():
 
 
 class _TorchWithCheckpointLoad(types.ModuleType):
-    """``torch`` as seen by RecBole's modules: identical except ``load`` unpickles full objects
-    unless the caller says otherwise (RecBole checkpoints contain its Config)."""
+    """``torch`` as seen by RecBole's modules: identical except ``load``, which reads RecBole's
+    checkpoints (its Config, enums, model classes) without running code from the file."""
 
     def __init__(self, torch_module):
         super().__init__("torch")
@@ -100,8 +102,9 @@ class _TorchWithCheckpointLoad(types.ModuleType):
         return getattr(self.__dict__["_torch"], name)
 
     def load(self, *args, **kwargs):
-        kwargs.setdefault("weights_only", False)
-        return self.__dict__["_torch"].load(*args, **kwargs)
+        from recbole_llm.safe_pickle import torch_load_for_recbole
+
+        return torch_load_for_recbole(*args, **kwargs)
 
 
 def _torch_checkpoint_load():

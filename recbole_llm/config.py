@@ -21,7 +21,8 @@ import recbole
 import torch
 from recbole.config import Config as RecBoleConfig
 
-from recbole_llm.config_checks import check_common_settings
+from recbole_llm.config_checks import (check_common_settings, check_known_keys, check_model_setting_types,
+                                       known_setting_keys)
 from recbole_llm.errors import ConfigError, RecBoleLLMError
 from recbole_llm.paths import default_data_dir, properties_dir
 from recbole_llm.plugins import get_registry
@@ -34,6 +35,28 @@ _RECBOLE_EXAMPLE_DATA = _RECBOLE_PROPERTIES.parent / "dataset_example"
 
 class DatasetNotFoundError(RecBoleLLMError, FileNotFoundError):
     """The dataset's atomic files are nowhere to be found and no provider can fetch them."""
+
+
+_LITERAL_TYPES = (str, int, float, list, tuple, dict, bool, type(None))
+
+
+def parse_setting(text: str):
+    """A setting given as text, as the value RecBole's ``eval`` made of it for every literal, with
+    no code run: Python literals through :func:`ast.literal_eval` (numbers, ``None``, ``True``,
+    strings, lists, tuples and dicts of them: ``1e-3``, ``[5, 10]``, ``{'RS': [0.8, 0.1, 0.1]}``),
+    ``true``/``false`` in any case as booleans (RecBole's fallback), anything else (a name, a
+    path, a template, an expression) the string itself."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        value = text
+    if not isinstance(value, _LITERAL_TYPES):  # e.g. a set or a complex number: kept as written
+        value = text
+    if value is text and text.strip().lower() in ("true", "false"):
+        value = text.strip().lower() == "true"
+    return value
 
 
 class Config(RecBoleConfig):
@@ -67,6 +90,13 @@ class Config(RecBoleConfig):
         config dict; unlike RecBole, the library never reads ``sys.argv`` itself, so embedding
         programs and test runners cannot leak their own flags into a model's config."""
         return {}
+
+    def _convert_config_dict(self, config_dict):
+        """String values of the config dict (``--key=value`` flags, a suite's ``config:`` block,
+        ``config_dict`` from Python) parsed as literals, never evaluated: RecBole's own version
+        passes them to ``eval``, so a value could run code. See :func:`parse_setting`."""
+        return {key: parse_setting(value) if isinstance(value, str) else value
+                for key, value in config_dict.items()}
 
     # --- YAML files -------------------------------------------------------------------------
     def _read_yaml(self, file, kind):
@@ -172,7 +202,13 @@ class Config(RecBoleConfig):
 
     # --- defaults, data path ---------------------------------------------------------------
     def _set_default_parameters(self):
+        check_known_keys(self.external_config_dict, known_setting_keys())
         check_common_settings(self.final_config_dict)
+        recbole_yaml = _RECBOLE_PROPERTIES / "model" / f"{self.model}.yaml"
+        if recbole_yaml.is_file():
+            check_model_setting_types(self.final_config_dict, self._read_yaml(recbole_yaml, "Property file"),
+                                      self.model, self.external_config_dict)
+        self._check_device_request()
         try:
             super()._set_default_parameters()
         except ValueError as exc:
@@ -250,6 +286,19 @@ class Config(RecBoleConfig):
         return all((Path(folder) / name).is_file() for name in self._inter_file_names(self.dataset))
 
     # --- devices ---------------------------------------------------------------------------
+    def _check_device_request(self):
+        """A GPU asked for explicitly (``use_gpu: True`` or a ``cuda`` device given by the user) on
+        a machine where torch sees none is refused; RecBole would silently train on the CPU.
+        (RecBole's own default ``use_gpu: True`` means "a GPU if there is one" and stays so.)"""
+        given = self.external_config_dict
+        device = given.get("device")
+        asked = given.get("use_gpu") is True or (isinstance(device, str) and device.strip().lower().startswith("cuda"))
+        if asked and not torch.cuda.is_available():
+            what = f"device={device!r}" if isinstance(device, str) and "cuda" in device.lower() else "use_gpu=True"
+            raise ConfigError(f"Setting {what} asks for a CUDA GPU, but torch sees none on this machine "
+                              f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). Drop the "
+                              "setting to run on the CPU, or install a CUDA build of torch on a machine with a GPU.")
+
     def _init_device(self):
         """RecBole's device setup, plus distributed training on CPU with the gloo backend
         (RecBole 1.2.1 hard-codes NCCL and CUDA devices)."""
@@ -259,12 +308,17 @@ class Config(RecBoleConfig):
         cfg = self.final_config_dict
         cfg["gpu_id"] = str(cfg.get("gpu_id", ""))
         if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group(
-                backend="gloo",
-                rank=cfg["local_rank"] + cfg["offset"],
-                world_size=cfg["world_size"],
-                init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
-            )
+            try:
+                torch.distributed.init_process_group(
+                    backend="gloo",
+                    rank=cfg["local_rank"] + cfg["offset"],
+                    world_size=cfg["world_size"],
+                    init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
+                )
+            except (RuntimeError, OSError, ValueError) as exc:  # torch's DistNetworkError is a RuntimeError
+                reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"distributed training could not start at {cfg['ip']}:{cfg['port']} ({reason}). "
+                                  "Pick a free --port, or check --ip.") from None
         cfg["device"] = torch.device("cpu")
         cfg["single_spec"] = False
         if cfg["local_rank"] != 0:

@@ -3,16 +3,20 @@ RecBole uses them, so that ``--learning_rate=abc`` or ``--epochs=-1`` ends in on
 the key, the value and what is allowed (:class:`~recbole_llm.errors.ConfigError`) instead of a
 traceback from torch or an untrained model being evaluated.
 
-Values arrive as RecBole makes them: YAML types from files, and command-line strings passed
-through ``eval`` by ``Config._convert_config_dict`` (``--epochs=5`` is ``5``, ``--topk=[5,10]`` a
-list, ``--learning_rate=abc`` stays the string ``'abc'``). Model-specific keys are checked by the
-models themselves.
+Values arrive typed: YAML types from files, and command-line strings parsed as literals (never
+evaluated) by ``Config._convert_config_dict`` (``--epochs=5`` is ``5``, ``--topk=[5,10]`` a list,
+``--learning_rate=abc`` stays the string ``'abc'``). Model-specific keys are checked by the models
+themselves; :func:`check_known_keys` refuses keys nothing reads (misspellings).
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import numbers
 import re
+from functools import lru_cache
+from pathlib import Path
 
 from recbole_llm.errors import ConfigError
 
@@ -61,8 +65,9 @@ def _check_number(cfg, key, positive, example):
     if key not in cfg:
         return
     value = cfg[key]
-    if not _is_number(value) or value != value or (value <= 0 if positive else value < 0):
-        raise _bad(key, value, f"expected a number {'> 0' if positive else '>= 0'}", example)
+    if not _is_number(value) or not math.isfinite(value) or (value <= 0 if positive else value < 0):
+        finite = "" if not _is_number(value) or math.isfinite(value) else ", not infinite or NaN"
+        raise _bad(key, value, f"expected a number {'> 0' if positive else '>= 0'}{finite}", example)
 
 
 def check_common_settings(cfg) -> None:
@@ -83,6 +88,7 @@ def check_common_settings(cfg) -> None:
     _check_number(cfg, "weight_decay", False, "--weight_decay=0.0")
     if "seed" in cfg and not _is_int(cfg["seed"]):
         raise _bad("seed", cfg["seed"], "expected an integer", "--seed=2020")
+    _check_load_col(cfg)
     topk = _check_topk(cfg)
     _check_metrics(cfg, topk)
     _check_eval_args(cfg)
@@ -155,12 +161,18 @@ def _check_metrics(cfg, topk):
         raise _bad("valid_metric", valid_metric, f"{name} takes no @k", f"--valid_metric={name}")
 
 
-def _check_ratios(key, value):
+def _check_ratios(key, value, validates=True):
     if (not isinstance(value, (list, tuple)) or len(value) != 3
-            or not all(_is_number(r) and r >= 0 for r in value) or sum(value) <= 0 or value[0] <= 0):
+            or not all(_is_number(r) and math.isfinite(r) and r >= 0 for r in value) or value[0] <= 0):
         raise _bad(key, value, "expected 3 non-negative ratios [train, valid, test] with train > 0 "
                    "(RecBole normalises them by their sum)",
                    "--eval_args=\"{'split': {'RS': [0.8, 0.1, 0.1]}}\"")
+    if value[2] <= 0:
+        raise _bad(key, value, "the test ratio is 0, so the test split would be empty and the run would report "
+                   "no test result; give the test part a share", "[0.8, 0.1, 0.1]")
+    if value[1] <= 0 and validates:
+        raise _bad(key, value, "the validation ratio is 0 but the run validates (eval_step > 0); give validation "
+                   "a share, or pass --eval_step=0 to train without validation", "[0.8, 0.1, 0.1]")
 
 
 def _check_eval_args(cfg):
@@ -170,6 +182,7 @@ def _check_eval_args(cfg):
     if not isinstance(args, dict):
         raise _bad("eval_args", args, "expected a mapping with keys split, order, group_by, mode",
                    "--eval_args=\"{'split': {'RS': [0.8, 0.1, 0.1]}, 'order': 'RO', 'mode': 'full'}\"")
+    _check_subkeys("eval_args", args, EVAL_ARGS_KEYS)
     split = args.get("split")
     if not (split is None and cfg.get("benchmark_filename")) and "split" in args:
         if not isinstance(split, dict) or len(split) != 1 or next(iter(split)) not in SPLITS:
@@ -177,7 +190,7 @@ def _check_eval_args(cfg):
                        "{'TS': ratios}", "{'RS': [0.8, 0.1, 0.1]} or {'LS': 'valid_and_test'}")
         (mode, value), = split.items()
         if mode in ("RS", "TS"):
-            _check_ratios(f"eval_args.split.{mode}", value)
+            _check_ratios(f"eval_args.split.{mode}", value, validates=cfg.get("eval_step", 1) != 0)
         elif value not in LS_MODES:
             raise _bad("eval_args.split.LS", value, f"expected one of {', '.join(LS_MODES)}")
     if "order" in args and args["order"] not in ("RO", "TO"):
@@ -208,6 +221,7 @@ def _check_train_neg_sample_args(cfg):
     if not isinstance(args, dict):
         raise _bad(key, args, "expected a mapping like {'distribution': 'uniform', 'sample_num': 1} or None "
                    "(no negative sampling)")
+    _check_subkeys(key, args, NEG_SAMPLE_KEYS)
     dist = args.get("distribution", "uniform")
     if dist is None or dist in ("None", "none"):
         return
@@ -221,3 +235,145 @@ def _check_train_neg_sample_args(cfg):
         raise _bad(f"{key}.dynamic", args["dynamic"], "expected true or false")
     if "candidate_num" in args and not (_is_int(args["candidate_num"]) and args["candidate_num"] >= 0):
         raise _bad(f"{key}.candidate_num", args["candidate_num"], "expected an integer >= 0")
+
+
+EVAL_ARGS_KEYS = ("split", "order", "group_by", "mode")
+NEG_SAMPLE_KEYS = ("distribution", "sample_num", "alpha", "dynamic", "candidate_num")
+
+
+def _suggestion(key, known):
+    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_subkeys(where, mapping, known):
+    for key in mapping:
+        if key not in known:
+            raise ConfigError(f"unknown key {key!r} in {where}{_suggestion(key, known)} "
+                              f"({where} takes {', '.join(known)}).")
+
+
+def _check_load_col(cfg):
+    """``load_col``: ~ (every column) or ``{file suffix: [column, ...]}``."""
+    if "load_col" not in cfg:
+        return
+    value = cfg["load_col"]
+    if value is None or value == "None":
+        return
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, (list, tuple)) and all(isinstance(c, str) for c in v)
+            for k, v in value.items()):
+        raise _bad("load_col", value, "expected ~ (load every column) or a mapping from file suffix to a list of "
+                   "column names", "--load_col=\"{'inter': ['user_id', 'item_id', 'timestamp']}\"")
+
+
+def check_model_setting_types(cfg, defaults: dict, model: str, given) -> None:
+    """The ``given`` keys among a RecBole model's YAML ``defaults`` must have the default's kind
+    (integer, number, boolean): ``--n_layers=abc`` for LightGCN is refused here, not by a
+    ``TypeError`` deep in the model."""
+    for key in given:
+        if key not in defaults or key not in cfg:
+            continue
+        default, value = defaults[key], cfg[key]
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool) or value in (0, 1), "true or false"
+        elif isinstance(default, int):
+            ok, kind = _is_int(value), "an integer"
+        elif isinstance(default, float):
+            ok, kind = _is_number(value) and math.isfinite(value), "a finite number"
+        else:
+            continue
+        if not ok:
+            raise _bad(key, value, f"{model} expects {kind} (its default is {default!r})", f"--{key}={default!r}")
+
+
+# --- unknown keys --------------------------------------------------------------------------------
+#: Settings the code reads without a YAML default, found by these access patterns.
+_ACCESS = re.compile(r"""(?:config|cfg|final|final_config_dict|settings|sub|external_config_dict)"""
+                     r"""(?:\[|\.get\(|\.setdefault\()\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""")
+_SCHEMA = re.compile(r"""["']([A-Za-z_][A-Za-z0-9_]*)["']\s*:\s*(?:Int|Float|Bool|Str|Choice)\(""")
+
+
+def _yaml_keys(folder: Path, recursive=True) -> set:
+    import yaml
+
+    keys = set()
+    for path in (folder.rglob("*.yaml") if recursive else folder.glob("*.yaml")):
+        if path.name == "url.yaml":  # RecBole's dataset download addresses, not settings
+            continue
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except Exception:  # a broken property file is reported where it is loaded
+            continue
+        if isinstance(data, dict):
+            keys.update(str(k) for k in data)
+    return keys
+
+
+def _source_keys(package_dir: Path) -> set:
+    keys = set()
+    for path in package_dir.rglob("*.py"):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        keys.update(_ACCESS.findall(text))
+        keys.update(_SCHEMA.findall(text))
+    return keys
+
+
+@lru_cache(maxsize=1)
+def _static_known_keys() -> frozenset:
+    import recbole
+
+    import recbole_llm
+    from recbole_llm.paths import properties_dir
+
+    recbole_dir = Path(recbole.__file__).resolve().parent
+    ours = properties_dir()
+    keys = _yaml_keys(recbole_dir / "properties")
+    for sub in ("", "model", "dataset", "protocol"):
+        keys |= _yaml_keys(ours / sub, recursive=bool(sub))
+    keys |= _source_keys(recbole_dir) | _source_keys(Path(recbole_llm.__file__).resolve().parent)
+    return frozenset(keys)
+
+
+def known_setting_keys(registry=None) -> frozenset:
+    """Every setting something reads: RecBole's property files and the keys its code reads,
+    recbole-llm's property files and code, the plugins' property files and the keys plugins declare
+    through the ``register_setting_keys`` hook."""
+    from recbole_llm.plugins import get_registry
+
+    registry = registry or get_registry()
+    cached = _KNOWN_BY_REGISTRY.get(id(registry))
+    if cached is not None and cached[0] is registry:
+        return cached[1]
+    keys = set(_static_known_keys())
+    for files in registry.property_files.values():
+        for file in files:
+            keys |= _file_keys(file)
+    keys |= set(getattr(registry, "setting_keys", {}) or {})
+    _KNOWN_BY_REGISTRY[id(registry)] = (registry, frozenset(keys))
+    return frozenset(keys)
+
+
+_KNOWN_BY_REGISTRY: dict = {}
+
+
+def _file_keys(file) -> set:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
+    except Exception:
+        return set()
+    return {str(k) for k in data} if isinstance(data, dict) else set()
+
+
+def check_known_keys(keys, known, where="") -> None:
+    """:class:`ConfigError` for the first key of ``keys`` that nothing reads (a misspelling), with
+    the closest known key."""
+    for key in keys:
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r}{_suggestion(key, known)}{where} (a plugin declares the "
+                              "settings it reads through its register_setting_keys hook).")

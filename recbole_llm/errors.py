@@ -26,3 +26,13 @@ class CorruptFileError(RecBoleLLMError, OSError):
 class TrainingDataMismatchError(RecBoleLLMError, ValueError):
     """A reused artefact (checkpoint, cache) was built from other training interactions than this
     run's training split; using it would leak validation/test interactions or mix datasets."""
+
+
+class UntrustedFileError(CorruptFileError):
+    """A checkpoint or cache asks for objects outside what recbole-llm's files hold; loading it
+    could run code, so it is refused unless the user says they trust it (``--trust_checkpoint``)."""
+
+
+class TrainingDivergedError(RecBoleLLMError, ArithmeticError):
+    """The training loss or the model's weights became NaN or infinite; metrics of such a model
+    would be meaningless, so the run stops."""

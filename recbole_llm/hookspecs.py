@@ -80,3 +80,13 @@ def register_datasets():
     official source, verify, convert to RecBole atomic files) and may ship default
     dataset properties (field loading, item-text template).
     """
+
+
+@hookspec
+def register_setting_keys():
+    """Return the setting names the plugin reads (a list of strings, or a dict name -> description).
+
+    recbole-llm refuses settings nothing reads ("unknown setting 'learning_rat'; did you mean
+    'learning_rate'?"). Keys in a plugin's property files are known already; declare here the
+    ones it reads without a default (e.g. optional paths).
+    """

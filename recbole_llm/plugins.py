@@ -50,6 +50,7 @@ class Registry:
     trainers: dict = field(default_factory=dict)  # model name -> trainer class
     property_files: dict = field(default_factory=dict)  # model name -> [paths]
     datasets: dict = field(default_factory=dict)  # dataset name -> provider
+    setting_keys: dict = field(default_factory=dict)  # setting name -> plugin that declared it
     dataset_plugin: dict = field(default_factory=dict)
     plugins: list = field(default_factory=list)  # names of plugins loaded
     errors: list = field(default_factory=list)  # human-readable problems
@@ -207,6 +208,14 @@ def build_registry(plugin_manager=None, extra_plugins=(), load_entry_points=True
                 continue
             registry.datasets[name] = provider
             registry.dataset_plugin[name] = plugin
+    for plugin, keys in _call_each(pm, registry, "register_setting_keys"):
+        names = list(keys) if isinstance(keys, (list, tuple, set, frozenset, dict)) else None
+        if names is None or not all(isinstance(k, str) and k for k in names):
+            registry.report(f"recbole-llm plugin {plugin!r}: register_setting_keys() must return a list of "
+                            f"setting names, got {keys!r}. It was ignored.")
+            continue
+        for key in names:
+            registry.setting_keys.setdefault(key, plugin)
     registry.plugin_manager = pm
     return registry
 

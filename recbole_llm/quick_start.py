@@ -21,9 +21,12 @@ from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
 from recbole_llm.config import Config
+from recbole_llm.errors import CorruptFileError, TrainingDataMismatchError
 from recbole_llm.memory import peak_rss_mb
 from recbole_llm.paths import check_output_folders
 from recbole_llm.protocol import PerUserRecorder
+from recbole_llm.safe_pickle import trusted_loading
+from recbole_llm.training.divergence import check_finite_weights, guard_finite_training
 from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error, plain
 
 
@@ -99,6 +102,12 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
     t0 = time.perf_counter()
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     check_output_folders(config)
+    with trusted_loading(bool(config["trust_checkpoint"])):
+        return _run_experiment(config, t0, saved, queue, on_trained)
+
+
+def _run_experiment(config, t0, saved, queue, on_trained):
+    config.final_config_dict["dataset_fingerprint"] = dataset_fingerprint(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -109,7 +118,9 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
 
     dataset = create_dataset(config)
     logger.info(dataset)
+    _check_topk_against_items(config, dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    _check_split_not_empty(config, test_data)
     t_data = time.perf_counter()
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -122,12 +133,14 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
         logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    guard_finite_training(trainer)
     timer = _RunTimer(trainer)
     t_model = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
     t_fit = time.perf_counter()
+    check_finite_weights(trainer.model, config, "after training")
     with PerUserRecorder(trainer, test_data) as per_user:
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     t_test = time.perf_counter()
@@ -168,6 +181,27 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
     return result
 
 
+def _check_topk_against_items(config, dataset):
+    """A cut-off beyond the number of items cannot be ranked (torch.topk fails deep in evaluation)."""
+    from recbole_llm.errors import ConfigError
+
+    topk = config["topk"]
+    ks = [topk] if isinstance(topk, int) else list(topk or [])
+    n_items = int(dataset.item_num) - 1  # id 0 is RecBole's padding
+    if ks and max(ks) > n_items:
+        raise ConfigError(f"Setting topk={topk!r} is invalid: {config['dataset']} has {n_items} items, so a list "
+                          f"cannot hold {max(ks)}. Use cut-offs up to {n_items}, e.g. --topk=[10,20].")
+
+
+def _check_split_not_empty(config, test_data):
+    from recbole_llm.errors import ConfigError
+
+    dataset = getattr(test_data, "dataset", None) or getattr(test_data, "_dataset", None)
+    if dataset is not None and len(dataset) == 0:
+        raise ConfigError(f"The test split of {config['dataset']} is empty with eval_args={config['eval_args']!r}; "
+                          "the run would report no test result. Give the test part a share of the interactions.")
+
+
 def total_parameters(model) -> int:
     """Parameters of ``model`` plus those of an LLM it keeps outside its modules (``model.backbone``,
     out of the state dict on purpose), each tensor counted once (LoRA tensors live in both)."""
@@ -197,6 +231,7 @@ def run_recbole_llm(
     With ``nproc > 1`` it runs RecBole's distributed path (gloo on CPU, NCCL on GPUs), spawning
     ``nproc`` processes, and returns rank 0's result.
     """
+    _check_distributed_args(nproc, world_size, ip, port, group_offset)
     if nproc == 1 and world_size <= 0:
         result = run_experiment(model, dataset, config_file_list, config_dict, saved=saved, queue=queue)
         result.pop("stats")
@@ -226,6 +261,38 @@ def run_recbole_llm(
             raise
         raise error from None
     return None if queue.empty() else queue.get()
+
+
+def _check_distributed_args(nproc, world_size, ip, port, group_offset):
+    """Distributed settings checked before any process starts (a wrong world size made every rank
+    wait forever for ranks that never come)."""
+    from recbole_llm.errors import ConfigError
+
+    def bad(text):
+        return ConfigError(text + " See README, 'Running models' (--nproc).")
+
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise bad(f"--nproc={nproc!r} is invalid: the number of processes on this machine must be an integer >= 1.")
+    if not isinstance(world_size, int) or isinstance(world_size, bool) or (world_size != -1 and world_size < 1):
+        raise bad(f"--world_size={world_size!r} is invalid: the total number of processes must be >= 1 "
+                  "(or -1: --nproc).")
+    if not isinstance(group_offset, int) or isinstance(group_offset, bool) or group_offset < 0:
+        raise bad(f"--group_offset={group_offset!r} is invalid: it must be an integer >= 0.")
+    total = nproc if world_size == -1 else world_size
+    if group_offset + nproc > total:
+        raise bad(f"--nproc={nproc} with --group_offset={group_offset} needs ranks up to {group_offset + nproc - 1}, "
+                  f"but --world_size={total} has ranks 0..{total - 1}.")
+    if total > nproc and str(ip) in ("localhost", "127.0.0.1", "::1"):
+        raise bad(f"--world_size={total} asks for {total - nproc} process(es) beyond this machine's --nproc={nproc}, "
+                  f"but --ip={ip} lets no other machine join; the run would wait forever. On one machine omit "
+                  "--world_size; across machines give the master's address with --ip and each machine's --group_offset.")
+    if nproc > 1 or total > 1:
+        try:
+            port_number = int(str(port))
+        except ValueError:
+            port_number = -1
+        if not 1 <= port_number <= 65535:
+            raise bad(f"--port={port!r} is invalid: a TCP port number between 1 and 65535.")
 
 
 _RANK_ERROR = "__recbole_llm_error__"
@@ -274,19 +341,52 @@ def _run_rank(rank, *args):
         raise
 
 
-def load_data_and_model(model_file):
+#: The atomic files RecBole reads for a dataset (``<dataset>.<suffix>``).
+_ATOMIC_SUFFIXES = ("inter", "user", "item", "kg", "link", "net")
+
+
+def dataset_fingerprint(config) -> dict:
+    """``{file name: sha1}`` of the atomic files of ``config``'s dataset (those RecBole reads).
+    Stored in the config, hence in every checkpoint, so that ``load_data_and_model`` can refuse a
+    dataset edited since training (it would re-split other interactions without a word)."""
+    import hashlib
+    from pathlib import Path
+
+    folder, name = Path(config["data_path"] or "."), str(config["dataset"])
+    parts = config["benchmark_filename"] or [None]
+    names = [f"{name}.{suffix}" for suffix in _ATOMIC_SUFFIXES if suffix != "inter"]
+    names += [f"{name}.{part}.inter" if part else f"{name}.inter" for part in parts]
+    fingerprint = {}
+    for file_name in sorted(names):
+        path = folder / file_name
+        if path.is_file():
+            h = hashlib.sha1()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            fingerprint[file_name] = h.hexdigest()
+    return fingerprint
+
+
+def load_data_and_model(model_file, trust=False):
     """Reload a checkpoint written by any registered model (plugins included).
 
-    Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's.
+    Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's. The file
+    is read without running code from it (:mod:`recbole_llm.safe_pickle`); ``trust=True`` loads a
+    file you trust with torch's full unpickler. The model class is the one registered under the
+    checkpoint's model name, and a dataset whose files changed since training is refused.
     """
-    from recbole_llm.errors import CorruptFileError
+    from recbole.config.configurator import Config as RecBoleConfig
+
     from recbole_llm.training.checkpoint import load_checked
 
     remedy = "Pass the .pth file a training run wrote (under checkpoint_dir, saved/ by default), or train again."
-    checkpoint = load_checked(model_file, "Model checkpoint", remedy)
-    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
+    checkpoint = load_checked(model_file, "Model checkpoint", remedy, trust=trust)
+    if (not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint)
+            or not isinstance(checkpoint["config"], RecBoleConfig)):
         raise CorruptFileError(f"Model checkpoint {model_file} is not a RecBole checkpoint (no config/state_dict). {remedy}")
     config = checkpoint["config"]
+    _check_dataset_unchanged(config, model_file)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -297,9 +397,26 @@ def load_data_and_model(model_file):
     train_data, valid_data, test_data = data_preparation(config, dataset)
 
     init_seed(config["seed"], config["reproducibility"])
-    model_class = getattr(config, "model_class", None) or get_model(config["model"])
+    model_class = get_model(config["model"])
     model = model_class(config, train_data._dataset).to(config["device"])
-    model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
+    with trusted_loading(trust):
+        model.load_state_dict(checkpoint["state_dict"])
+        model.load_other_parameter(checkpoint.get("other_parameter"))
     logging.getLogger(__name__).debug("loaded %s from %s", config["model"], model_file)
     return config, model, dataset, train_data, valid_data, test_data
+
+
+def _check_dataset_unchanged(config, model_file):
+    stored = config["dataset_fingerprint"]
+    if not stored:
+        getLogger(__name__).warning(
+            "checkpoint %s records no dataset fingerprint (written before recbole-llm stored one, or by RecBole "
+            "itself): cannot check that %s is unchanged since training", model_file, config["dataset"])
+        return
+    current = dataset_fingerprint(config)
+    changed = sorted(name for name in set(stored) | set(current) if stored.get(name) != current.get(name))
+    if changed:
+        raise TrainingDataMismatchError(
+            f"Model checkpoint {model_file}: dataset file(s) {', '.join(changed)} in {config['data_path']} changed "
+            "since this model was trained, so re-splitting them would not give the interactions it was trained "
+            "and evaluated on. Restore the files the run used, or train again on the edited data.")

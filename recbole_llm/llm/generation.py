@@ -42,13 +42,29 @@ class GenerationCache:
         self._data: dict[str, str] = {}
         self._lock = threading.Lock()
         if self.path.is_file():
-            with open(self.path, encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a line cut by a crash
-                    self._data[row["k"]] = row["text"]
+            self._read()
+
+    def _read(self):
+        """Load the answers; only a last line cut by a crash (no newline, the start of a row) is
+        skipped, anything else unreadable raises :class:`CorruptFileError` naming file and line."""
+        from recbole_llm.errors import CorruptFileError
+
+        with open(self.path, "rb") as fh:
+            lines = fh.read().split(b"\n")
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+                if not (isinstance(row, dict) and isinstance(row.get("k"), str) and isinstance(row.get("text"), str)):
+                    raise ValueError("not a {k, text} row")
+            except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                if number == len(lines) and raw.startswith(b'{"k"'):
+                    continue  # the last row, cut by a crash
+                raise CorruptFileError(
+                    f"generation cache {self.path}, line {number}: not a cached answer ({type(exc).__name__}). "
+                    f"Delete the file; the texts are generated again on the next run.") from None
+            self._data[row["k"]] = row["text"]
 
     def __len__(self):
         return len(self._data)

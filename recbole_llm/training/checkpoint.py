@@ -2,7 +2,9 @@
 
 Files are written with :func:`recbole_llm.files.write_atomic` (never half-written under the real
 name); a file that cannot
-be read raises :class:`~recbole_llm.errors.CorruptFileError` naming the file and the remedy.
+be read raises :class:`~recbole_llm.errors.CorruptFileError` naming the file and the remedy. Reads
+never run code from the file (:mod:`recbole_llm.safe_pickle`): a file asking for more than our
+checkpoints and caches hold raises :class:`~recbole_llm.errors.UntrustedFileError`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from recbole_llm.errors import CorruptFileError
+from recbole_llm import safe_pickle
+from recbole_llm.errors import CorruptFileError, UntrustedFileError
 from recbole_llm.files import write_atomic
 
 
@@ -26,16 +29,19 @@ def write_json_atomic(data, path) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, sort_keys=True)))
 
 
-def load_checked(path, what: str, remedy: str, map_location="cpu"):
-    """``torch.load`` a file we (or RecBole) wrote; a missing or unreadable file raises
-    :class:`CorruptFileError` with ``what`` it is and ``remedy`` (how to start that part anew)."""
-    import torch
-
+def load_checked(path, what: str, remedy: str, map_location="cpu", kind: str = "checkpoint", trust=None):
+    """Load a file we (or RecBole) wrote, safely (:func:`recbole_llm.safe_pickle.load`; ``kind``
+    ``"cache"`` admits tensors and plain data only, ``"checkpoint"`` RecBole's Config and model
+    classes too; ``trust`` as there). A missing or unreadable file raises :class:`CorruptFileError`
+    with ``what`` it is and ``remedy`` (how to start that part anew); a refused one
+    :class:`UntrustedFileError`."""
     path = Path(path)
     if not path.is_file():
         raise CorruptFileError(f"{what} {path} does not exist. {remedy}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return safe_pickle.load(path, what, kind=kind, trust=trust, map_location=map_location, remedy=remedy)
+    except UntrustedFileError:
+        raise
     except Exception as exc:  # pickle, zip and EOF errors all mean the same to the user
         raise CorruptFileError(
             f"{what} {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}). "

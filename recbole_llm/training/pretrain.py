@@ -28,6 +28,7 @@ from recbole_llm.paths import cache_dir
 from recbole_llm.random_state import kept_random_state
 from recbole_llm.training import distributed
 from recbole_llm.training.checkpoint import load_checked, save_atomic
+from recbole_llm.training.divergence import guard_finite_training
 from recbole_llm.training.progress import EpochLog
 
 #: Settings of the pretrained model that shape its cache key (besides the overrides given).
@@ -115,7 +116,13 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
     valid_fp = interaction_fingerprint(valid_data.dataset) if valid_data is not None else ""
     if checkpoint:
         blob = load_checked(checkpoint, f"{label}: the {model} checkpoint",
-                            "Pass a readable RecBole checkpoint or leave the setting empty to train one.")
+                            "Pass a readable RecBole checkpoint or leave the setting empty to train one.",
+                            trust=bool(config["trust_checkpoint"]))
+        ck_model = blob.get("config")["model"] if isinstance(blob, dict) and blob.get("config") is not None else None
+        if not isinstance(blob, dict) or "state_dict" not in blob or (ck_model is not None and ck_model != model):
+            what = f"a {ck_model} checkpoint" if ck_model else "not a RecBole checkpoint (no state_dict)"
+            raise ConfigError(f"{label}: checkpoint {checkpoint} is {what}; this setting takes a {model} checkpoint "
+                              f"(a {model} run's .pth under checkpoint_dir). Leave it empty to train {model} here.")
         found = checkpoint_training_fingerprint(blob, checkpoint)
         if found != train_fp:
             raise TrainingDataMismatchError(
@@ -140,8 +147,8 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
     cache_file = Path(cache_dir()) / "pretrain" / f"{model}-{config['dataset']}-{h.hexdigest()[:16]}.pth"
     remedy = f"Delete {cache_file} (or turn the cache off) to train {model} anew."
     if use_cache and cache_file.is_file():
-        blob = load_checked(cache_file, f"{label}: cached {model}", remedy)
-        if blob.get("train_fingerprint") != train_fp:
+        blob = load_checked(cache_file, f"{label}: cached {model}", remedy, kind="cache")
+        if not isinstance(blob, dict) or blob.get("train_fingerprint") != train_fp:
             raise TrainingDataMismatchError(
                 f"{label}: cache {cache_file} was trained on other interactions than this run's training split. {remedy}")
         net = model_class(sub, train_data.dataset)
@@ -150,12 +157,13 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
 
     net = model_class(sub, train_data.dataset).to(sub["device"])
     trainer = _LoggedTrainer(sub, net, label=f"{label} ({model})")
+    guard_finite_training(trainer)
     best, best_result = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
     # under DDP only rank 0 saved the best epoch (its file name has rank 0's clock): every rank loads that file
     distributed.barrier()
     best_file = distributed.broadcast_object(trainer.saved_model_file)
     if valid_data is not None and Path(best_file).is_file():
-        state = load_checked(best_file, f"{label}: best {model} epoch", remedy)
+        state = load_checked(best_file, f"{label}: best {model} epoch", remedy, trust=bool(config["trust_checkpoint"]))
         net.load_state_dict(state["state_dict"])
     if use_cache and distributed.rank() == 0:
         save_atomic({"state_dict": net.state_dict(), "train_fingerprint": train_fp, "valid_fingerprint": valid_fp,

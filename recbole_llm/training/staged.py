@@ -47,6 +47,7 @@ import torch
 from torch.nn.utils.clip_grad import clip_grad_norm_
 
 from recbole_llm.data.interactions import interaction_fingerprint
+from recbole_llm.errors import CorruptFileError
 from recbole_llm.memory import peak_rss_mb, reset_peak_rss
 from recbole_llm.training import distributed as collective
 from recbole_llm.training.checkpoint import load_checked, read_json_checked, save_atomic, write_json_atomic
@@ -160,6 +161,7 @@ class StagedTrainer(Trainer):
             return
         m = self.model
         save_atomic({
+            "model": self.model_name,
             "stage": stage,
             "next_epoch": next_epoch,
             "state_dict": m.state_dict(),
@@ -179,19 +181,53 @@ class StagedTrainer(Trainer):
         path = self.run_dir / "latest.pth"
         if not path.is_file():
             return None
-        blob = load_checked(path, f"{self.model_name}'s resume checkpoint", self._restart_hint())
-        self.model.load_state_dict(blob["state_dict"])
-        self.model.load_other_parameter(blob["other_parameter"])
-        self.best_valid_score = blob["best_valid_score"]
-        self.best_valid_result = blob["best_valid_result"]
-        self.cur_step = blob["cur_step"]
-        self.train_loss_dict.update(blob.get("train_loss_dict") or {})
-        self.stage_times.update(blob.get("stage_times") or {})
-        self.stage_stats.update(blob.get("stage_stats") or {})
-        self.load_trainer_state(blob.get("trainer_state") or {})
-        if blob.get("grad_scaler") and self.grad_scaler.is_enabled():
-            self.grad_scaler.load_state_dict(blob["grad_scaler"])
+        what = f"{self.model_name}'s resume checkpoint"
+        blob = load_checked(path, what, self._restart_hint(), kind="cache")  # we wrote it: tensors and plain data
+        if not isinstance(blob, dict) or "stage" not in blob or blob.get("model", self.model_name) != self.model_name:
+            found = (f"a {type(blob).__name__}" if not isinstance(blob, dict) else
+                     "not a staged trainer's checkpoint" if "stage" not in blob else f"a {blob.get('model')} checkpoint")
+            raise CorruptFileError(f"{what} {path} is {found}, not {self.model_name}'s resume state. "
+                                   f"{self._restart_hint()}")
+        try:
+            self.model.load_state_dict(blob["state_dict"])
+            self.model.load_other_parameter(blob["other_parameter"])
+            self.best_valid_score = blob["best_valid_score"]
+            self.best_valid_result = blob["best_valid_result"]
+            self.cur_step = blob["cur_step"]
+            self.train_loss_dict.update(blob.get("train_loss_dict") or {})
+            self.stage_times.update(blob.get("stage_times") or {})
+            self.stage_stats.update(blob.get("stage_stats") or {})
+            self.load_trainer_state(blob.get("trainer_state") or {})
+            if blob.get("grad_scaler") and self.grad_scaler.is_enabled():
+                self.grad_scaler.load_state_dict(blob["grad_scaler"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise CorruptFileError(f"{what} {path} does not fit this {self.model_name} model ({reason}). "
+                                   f"{self._restart_hint()}") from None
         return blob
+
+    def _checked_state(self, state, state_file):
+        """``state.json`` as this trainer wrote it: a mapping with these keys and types, and a
+        ``saved_model_file`` inside ``checkpoint_dir`` (anything else is refused, never loaded)."""
+        types = {"completed": list, "stage": (str, type(None)), "epoch": int, "finished": bool,
+                 "saved_model_file": (str, type(None))}
+        problem = None
+        if not isinstance(state, dict):
+            problem = f"it holds a {type(state).__name__}, not a mapping"
+        else:
+            for key, kind in types.items():
+                if key in state and not isinstance(state[key], kind):
+                    problem = f"{key} is {state[key]!r}"
+                    break
+            saved = state.get("saved_model_file")
+            if problem is None and saved:
+                root = Path(self.checkpoint_dir).resolve()
+                if root not in Path(saved).resolve().parents:
+                    problem = f"saved_model_file {saved} is outside the checkpoint folder {root}"
+        if problem:
+            raise CorruptFileError(f"{self.model_name}'s run state {state_file} is not one this trainer wrote "
+                                   f"({problem}). {self._restart_hint()}")
+        return state
 
     def _open_run(self, train_data, valid_data):
         """Create or reopen the run folder; return the latest checkpoint to resume from, or None."""
@@ -201,7 +237,8 @@ class StagedTrainer(Trainer):
         state_file = self.run_dir / "state.json"
         state = None
         if self.resume and state_file.is_file():
-            state = read_json_checked(state_file, f"{self.model_name}'s run state", self._restart_hint())
+            state = self._checked_state(read_json_checked(state_file, f"{self.model_name}'s run state",
+                                                          self._restart_hint()), state_file)
         self.barrier()  # every rank has read the state before rank 0 may replace it
         if state is not None:
             if not state.get("finished"):

@@ -72,6 +72,9 @@ class GLTA(GeneralRecommender):
         if self.inference == "first_k" and self.infer_slots > self.n_slots:
             raise ConfigError(f"GLTA setting glta_infer_slots={s.infer_slots} is invalid: it must be between 0 "
                               f"(= glta_slots) and glta_slots ({self.n_slots}).")
+        if self.n_slots > dataset.item_num - 1:
+            raise ConfigError(f"GLTA setting glta_slots={self.n_slots} is invalid: a user's slots name distinct items, "
+                              f"so at most the {dataset.item_num - 1} items of {config['dataset']} (the paper uses 10 to 30).")
         self.history_len = s.history_items
         self.graph_dim = s.graph_embedding_size
         # -- training split (the dataset RecBole passes to a model is the training split) -----

@@ -20,8 +20,9 @@ def cached_hop_table(dataset, max_hops: int, use_cache: bool = True) -> HopTable
     fingerprint = interaction_fingerprint(dataset)
     path = Path(cache_dir()) / "hops" / f"{fingerprint[:20]}-K{int(max_hops)}.pth"
     if use_cache and path.is_file():
-        blob = load_checked(path, "GraphAttentiveGPT2's hop table cache", f"Delete {path} to rebuild it.")
-        if blob.get("fingerprint") == fingerprint and int(blob.get("max_hops", -1)) == int(max_hops):
+        blob = load_checked(path, "GraphAttentiveGPT2's hop table cache", f"Delete {path} to rebuild it.",
+                            kind="cache")
+        if isinstance(blob, dict) and blob.get("fingerprint") == fingerprint and int(blob.get("max_hops", -1)) == int(max_hops):
             return HopTable(blob["codes"], int(blob["n_users"]), int(blob["n_items"]), int(max_hops), fingerprint, 0.0)
         logger.warning("hop table cache %s belongs to another training split; rebuilding it", path)
     table = hop_table(interaction_matrix(dataset), max_hops, fingerprint)

@@ -147,7 +147,8 @@ def test_profiles_come_from_training_interactions_only(env):
     changed = _change_held_out(env, "tiny_changed")
     seen = {}
     for dataset in ("tiny", changed):
-        config, model, train, valid, test = build(env, "RLMRecCon", dataset=dataset, eval_args=LOO)
+        # rm_dup_inter: ~ keeps a held-out pair that repeats a training pair, so the training split stays as it was
+        config, model, train, valid, test = build(env, "RLMRecCon", dataset=dataset, eval_args=LOO, rm_dup_inter=None)
         if dataset == "tiny":  # (the changed copy may repeat a training item in valid/test)
             held = {(u, i) for data in (valid, test) for u, i in zip(
                 data.dataset.inter_feat[data.dataset.uid_field].tolist(),

@@ -80,3 +80,10 @@ def register_datasets():
     official source, verify, convert to RecBole atomic files) and may ship default
     dataset properties (field loading, item-text template).
     """
+
+
+@hookspec
+def register_search_spaces():
+    """Return ``{model_name: yaml_path}``: the hyperparameter search space ``recbole-llm tune``
+    uses for a model when no ``--space`` is given (format: ``recbole_llm/tune/space.py``).
+    """

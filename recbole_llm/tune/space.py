@@ -228,8 +228,13 @@ def find_space(model_name, space_file=None) -> Space:
 
 def check_against_config(space: Space, config, overrides) -> None:
     """Every searched and fixed key must be a setting of the model (present in its resolved config),
-    and no searched key may also be given on the command line."""
-    known = config.final_config_dict
+    and no searched key may also be given on the command line. ``config`` is built with the space's
+    fixed settings and the command line's applied (a sequential CE model's fixed
+    ``train_neg_sample_args: ~`` is needed to build it at all)."""
+    # the Config was built with the fixed part applied: a fixed key counts as known only if it also
+    # comes from elsewhere (RecBole's and the model's property files, config files, the command line)
+    fixed_only = set(space.fixed) - set(config.internal_config_dict) - set(config.file_config_dict) - set(overrides)
+    known = set(config.final_config_dict) - fixed_only
     for section, keys in (("search", space.params), ("fixed", space.fixed)):
         unknown = [k for k in keys if k not in known]
         if unknown:

@@ -90,9 +90,10 @@ class _Reporter:
 # storage
 # ----------------------------------------------------------------------------------------------
 def open_storage(storage, out: Path):
-    """An Optuna storage from ``--storage``: None -> ``<out>/study.db``; ``journal:PATH`` or a
+    """``(storage, lock file)`` from ``--storage``: None -> ``<out>/study.db``; ``journal:PATH`` or a
     ``.journal``/``.log`` path -> a journal file; a ``.db``/``.sqlite`` path -> SQLite; any other
-    ``scheme://`` -> that database (SQLAlchemy URL)."""
+    ``scheme://`` -> that database (SQLAlchemy URL). The lock file (beside a local storage) lets
+    workers on one machine create the study and enqueue its first trial once."""
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -115,13 +116,15 @@ def open_storage(storage, out: Path):
         Path(journal).parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return JournalStorage(JournalFileBackend(str(journal)))
+            return JournalStorage(JournalFileBackend(str(journal))), Path(f"{journal}.lock")
+    lock = out / ".study.lock"
     if text.startswith("sqlite:///"):
-        Path(text[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        lock = Path(f"{text[len('sqlite:///'):]}.lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
     try:
         # SQLite: wait for a busy database instead of failing at once (several local workers)
         kwargs = {"connect_args": {"timeout": 60}} if text.startswith("sqlite") else {}
-        return RDBStorage(text, engine_kwargs=kwargs)
+        return RDBStorage(text, engine_kwargs=kwargs), lock
     except Exception as exc:  # a wrong URL, a missing driver, an unreachable server
         raise ConfigError(f"--storage {storage!r} cannot be opened: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}.") from None
@@ -251,7 +254,7 @@ class Tuner:
             raise ConfigError(f"--budget-hours must be > 0, got {o.budget_hours}.")
         self.space = find_space(o.model, o.space_file)
         config = Config(model=o.model, dataset=o.dataset, config_file_list=o.config_files,
-                        config_dict=dict(o.overrides) or None)
+                        config_dict={**self.space.fixed, **o.overrides})
         check_against_config(self.space, config, o.overrides)
         cfg = config.final_config_dict
         if not cfg.get("eval_step") or int(cfg["eval_step"]) <= 0:
@@ -264,7 +267,7 @@ class Tuner:
         self.overrides = {k: cfg[k] for k in o.overrides}
         self.defaults = {name: cfg.get(name) for name in self.space.params}
         self.study_name = o.study_name or f"{self.model}-{o.dataset}"
-        self.storage = open_storage(o.storage, self.out)
+        self.storage, self.lock_path = open_storage(o.storage, self.out)
         self.storage_label = o.storage or str(self.out / "study.db")
 
     def _sampler(self, n_existing, parallel):
@@ -288,7 +291,7 @@ class Tuner:
     def open_study(self):
         direction = "maximize" if self.bigger else "minimize"
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress line reports each trial
-        with _FileLock(self.out / ".study.lock"):
+        with _FileLock(self.lock_path):
             study = optuna.create_study(storage=self.storage, study_name=self.study_name, direction=direction,
                                         sampler=self._sampler(0, False), pruner=self._pruner(),
                                         load_if_exists=True)

@@ -24,7 +24,6 @@ from recbole_llm.training.staged import Stage, StagedTrainer
 from recbole_llm.tune.space import parse_space, read_space_file
 from recbole_llm.tune.study import TuneOptions, Tuner
 
-from conftest import write_tiny_dataset
 from tests_support.outside_plugin import make_outside_plugin
 from tests_support.reload import REPO_ROOT, fresh_env
 
@@ -94,13 +93,23 @@ def test_cli_searched_key_also_on_the_command_line_exits_2(tiny_data, capsys):
     assert code == 2 and "--learning_rate is given on the command line but is also searched" in err
 
 
-def test_every_shipped_space_parses_and_names_its_source():
-    folder = REPO_ROOT / "properties" / "search"
-    files = sorted(folder.glob("*.yaml"))
-    assert {"BPR", "LightGCN", "SASRec", "MultiVAE"} <= {f.stem for f in files}
+def test_every_shipped_space_names_its_source_knows_its_keys_and_holds_the_defaults():
+    """Each properties/search file: a header comment citing where its ranges come from, keys that are
+    settings of the model, and the model's defaults inside the space (the study's first trial)."""
+    from recbole_llm.config import Config
+    from recbole_llm.tune.space import check_against_config
+
+    files = sorted((REPO_ROOT / "properties" / "search").glob("*.yaml"))
+    assert {"BPR", "LightGCN", "SASRec", "MultiVAE", "NeuMF", "GLTA", "HeLLM", "GraphAttentiveGPT2"} <= {
+        f.stem for f in files}
     for f in files:
-        read_space_file(f)
-        assert "http" in f.read_text().split("fixed:")[0].split("search:")[0] or "paper" in f.read_text().lower(), f
+        header = [line for line in f.read_text().splitlines() if line.startswith("#")]
+        assert len(header) >= 2 and any(k in " ".join(header) for k in ("http", "et al.", "properties/model/")), f
+        space = read_space_file(f)
+        config = Config(model=f.stem, dataset="ml-100k", config_dict=dict(space.fixed))
+        check_against_config(space, config, {})
+        outside = {n: config[n] for n, p in space.params.items() if p.optuna_value(config[n]) is None}
+        assert not outside, (f.stem, outside)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,10 +217,10 @@ def register_search_spaces():
 '''
 
 
-def _worker(root, out, n_trials, storage=None, extra=(), model="BPR", space="s.yaml", site=None):
+def _worker(root, out, n_trials, storage=None, extra=(), model="BPR", space="s.yaml", site=None, settings=TINY):
     cmd = [sys.executable, "-m", "recbole_llm.cli", "tune", f"--model={model}", "--dataset=tiny",
            f"--trials={n_trials}", f"--out={out}", f"--data_path={root / 'data'}",
-           *[f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in TINY.items()], *extra]
+           *[f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items()], *extra]
     if space:
         cmd.append(f"--space={space}")
     if storage:
@@ -242,7 +251,8 @@ def test_a_plugin_model_is_tuned_with_the_space_its_plugin_registers(tiny_data):
         "# test space\nfixed: {epochs: 3}\nsearch:\n  learning_rate: {choice: [0.01, 0.05]}\n"
         "  embedding_size: {choice: [8, 12]}\n")
     out = tiny_data / "plugin-study"
-    log = _finish(_worker(tiny_data, out, 3, model="PopPlusMF", space=None, site=site))
+    settings = {k: v for k, v in TINY.items() if k != "embedding_size"}  # searched by the plugin's space
+    log = _finish(_worker(tiny_data, out, 3, model="PopPlusMF", space=None, site=site, settings=settings))
     rows = _rows(out)
     assert [r["state"] for r in rows] == ["COMPLETE"] * 3, log
     # the first trial is the plugin's own defaults (PopPlusMF.yaml: lr 0.01, embedding_size 12)

@@ -11,6 +11,7 @@ resumes its study; the outputs (best.yaml, trials.csv, history.png) are rewritte
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def _parser():
@@ -67,7 +68,12 @@ def main(argv=None):
             config_files=config_files, overrides=overrides, seed=args.tune_seed, pruner=args.pruner,
             pruner_startup_trials=args.pruner_startup_trials, pruner_warmup_steps=args.pruner_warmup_steps,
             default_trial=not args.no_default_trial, keep_checkpoints=args.keep_checkpoints)
-        tune(opts)
+        summary = tune(opts)
+        if summary["best_value"] is not None:
+            default = summary["default_value"]
+            print(f"best valid {summary['valid_metric']}: {summary['best_value']:.4f} (trial {summary['best_trial']})"
+                  + (f", defaults: {default:.4f}" if default is not None else "")
+                  + f"; best configuration: {Path(summary['out']) / 'best.yaml'}")
     except Exception as exc:
         if os.environ.get("RECBOLE_LLM_DEBUG"):
             raise

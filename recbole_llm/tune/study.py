@@ -445,12 +445,32 @@ class Tuner:
         cfg.update({name: p.decode(best.params[name]) for name, p in self.space.params.items()})
         return best, cfg
 
+    def summary(self, study) -> dict:
+        """What the study found and what it cost (for tables that show tuning budgets): best trial,
+        its value and configuration, the defaults' value, trial counts, trial wall and CPU seconds."""
+        trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+        best, cfg = self.best_config(study)
+        default = next((t for t in trials if t.user_attrs.get("default") and t.state == TrialState.COMPLETE), None)
+        count = lambda state: sum(t.state == state for t in trials)  # noqa: E731
+        return {
+            "model": self.model, "dataset": self.opts.dataset, "study": self.study_name,
+            "storage": self.storage_label, "out": str(self.out), "valid_metric": self.metric,
+            "best_trial": best.number if best else None, "best_value": best.value if best else None,
+            "best_config": json.loads(json.dumps(cfg, default=str)) if cfg is not None else None,
+            "default_value": default.value if default else None,
+            "trials_complete": count(TrialState.COMPLETE), "trials_pruned": count(TrialState.PRUNED),
+            "trials_failed": count(TrialState.FAIL), "trials_running": count(TrialState.RUNNING),
+            "trial_wall_s": round(sum(float(t.user_attrs.get("wall_s") or 0) for t in trials), 1),
+            "trial_cpu_s": round(sum(float(t.user_attrs.get("cpu_s") or 0) for t in trials), 1),
+        }
+
     def write_outputs(self, study, plot=True):
         import yaml
 
         self.out.mkdir(parents=True, exist_ok=True)
         trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
         _write_atomic(self.out / "trials.csv", _trials_csv(trials, self.space))
+        _write_atomic(self.out / "summary.json", json.dumps(self.summary(study), indent=1) + "\n")
         best, cfg = self.best_config(study)
         if best is not None:
             finished = [t for t in trials if t.state in FINISHED]
@@ -519,6 +539,8 @@ def _write_atomic(path, text):
     os.replace(tmp, path)
 
 
-def tune(opts: TuneOptions, log=print):
-    """Run (or resume, or join) the study described by ``opts``; return the Optuna study."""
-    return Tuner(opts, log=log).run()
+def tune(opts: TuneOptions, log=print) -> dict:
+    """Run (or resume, or join) the study described by ``opts``; return :meth:`Tuner.summary`
+    (also written to ``<out>/summary.json`` beside best.yaml, trials.csv and history.png)."""
+    tuner = Tuner(opts, log=log)
+    return tuner.summary(tuner.run())

@@ -203,6 +203,13 @@ def test_a_trial_whose_first_epochs_are_bad_is_pruned_and_test_is_never_evaluate
     assert trials[2].intermediate_values[stopped - 1] < min(t.intermediate_values[stopped - 1] for t in trials[:2])
     assert all(set(t.user_attrs["valid"]) == {"ndcg@10"} for t in trials[:2])
     assert "pruned" in lines[2] and "best" in lines[2]
+    # best.yaml is a config file a normal run takes: the best trial's settings come back from it
+    from recbole_llm.config import Config
+
+    best = Config(model=model, dataset="tiny", config_file_list=[str(tiny_data / "t" / "best.yaml")],
+                  config_dict={"data_path": str(tiny_data / "data")})
+    assert (best["learning_rate"], best["epochs"], best["valid_metric"], best["eval_args"]["order"]) == (
+        0.05, 8, "NDCG@10", "RO")
     assert not (tiny_data / "t" / "trials").exists() or not any((tiny_data / "t" / "trials").iterdir())
 
 
@@ -217,7 +224,9 @@ def register_search_spaces():
 '''
 
 
-def _worker(root, out, n_trials, storage=None, extra=(), model="BPR", space="s.yaml", site=None, settings=TINY):
+def _worker(root, out, n_trials, storage=None, extra=(), model="BPR", space="s.yaml", site=None, settings=TINY,
+            **changes):
+    settings = {**settings, **changes}
     cmd = [sys.executable, "-m", "recbole_llm.cli", "tune", f"--model={model}", "--dataset=tiny",
            f"--trials={n_trials}", f"--out={out}", f"--data_path={root / 'data'}",
            *[f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items()], *extra]
@@ -251,7 +260,8 @@ def test_a_plugin_model_is_tuned_with_the_space_its_plugin_registers(tiny_data):
         "# test space\nfixed: {epochs: 3}\nsearch:\n  learning_rate: {choice: [0.01, 0.05]}\n"
         "  embedding_size: {choice: [8, 12]}\n")
     out = tiny_data / "plugin-study"
-    settings = {k: v for k, v in TINY.items() if k != "embedding_size"}  # searched by the plugin's space
+    # embedding_size is searched by the plugin's space, epochs fixed there (a --key=value would win)
+    settings = {k: v for k, v in TINY.items() if k not in ("embedding_size", "epochs")}
     log = _finish(_worker(tiny_data, out, 3, model="PopPlusMF", space=None, site=site, settings=settings))
     rows = _rows(out)
     assert [r["state"] for r in rows] == ["COMPLETE"] * 3, log
@@ -287,9 +297,10 @@ def test_a_killed_study_resumes_without_losing_or_repeating_a_finished_trial(tin
 
     (tiny_data / "s.yaml").write_text("search: {learning_rate: {loguniform: [1.0e-3, 1.0e-1]}}")
     out = tiny_data / "study"
-    proc = _worker(tiny_data, out, 4, extra=["--epochs=30"])
+    proc = _worker(tiny_data, out, 4, epochs=30)
 
     def running_after_a_finished_one():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
         if not (out / "study.db").exists():
             return None
         try:
@@ -304,7 +315,7 @@ def test_a_killed_study_resumes_without_losing_or_repeating_a_finished_trial(tin
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert _study(out).trials[killed.number].state == TrialState.RUNNING  # left behind by the dead worker
-    log = _finish(_worker(tiny_data, out, 4, extra=["--epochs=30"]))
+    log = _finish(_worker(tiny_data, out, 4, epochs=30))
     trials = sorted(_study(out).get_trials(), key=lambda t: t.number)
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 4, log
@@ -329,7 +340,7 @@ def test_two_workers_on_one_journal_storage_split_the_trials_without_duplicates(
 
     (tiny_data / "s.yaml").write_text("search: {learning_rate: {loguniform: [1.0e-3, 1.0e-1]}}")
     journal = tiny_data / "shared.journal"
-    procs = [_worker(tiny_data, tiny_data / f"w{i}", 6, storage=f"journal:{journal}", extra=["--epochs=6"])
+    procs = [_worker(tiny_data, tiny_data / f"w{i}", 6, storage=f"journal:{journal}", epochs=6)
              for i in range(2)]
     logs = [_finish(p) for p in procs]
     study = optuna.load_study(study_name="BPR-tiny", storage=JournalStorage(JournalFileBackend(str(journal))))

@@ -93,6 +93,14 @@ def test_cli_searched_key_also_on_the_command_line_exits_2(tiny_data, capsys):
     assert code == 2 and "--learning_rate is given on the command line but is also searched" in err
 
 
+def test_cli_unknown_model_and_missing_space_exit_2(tiny_data, capsys):
+    assert cli_main(["tune", "--model=NoSuchModel", "--dataset=tiny", f"--data_path={tiny_data / 'data'}"]) == 2
+    assert "NoSuchModel" in capsys.readouterr().err
+    assert cli_main(["tune", "--model=Pop", "--dataset=tiny", f"--data_path={tiny_data / 'data'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No search space for Pop" in err and "--space=FILE" in err
+
+
 def test_every_shipped_space_names_its_source_knows_its_keys_and_holds_the_defaults():
     """Each properties/search file: a header comment citing where its ranges come from, keys that are
     settings of the model, and the model's defaults inside the space (the study's first trial)."""

@@ -252,6 +252,9 @@ class Tuner:
             raise ConfigError(f"--trials must be >= 0, got {o.n_trials}.")
         if o.budget_hours is not None and not o.budget_hours > 0:
             raise ConfigError(f"--budget-hours must be > 0, got {o.budget_hours}.")
+        from recbole_llm.utils import get_model
+
+        get_model(o.model)  # an unknown model is named as such, not as a model without a space
         self.space = find_space(o.model, o.space_file)
         config = Config(model=o.model, dataset=o.dataset, config_file_list=o.config_files,
                         config_dict={**self.space.fixed, **o.overrides})

@@ -8,8 +8,8 @@
 * **Pruning**: the trainer's ``callback_fn`` (RecBole's ``fit`` and :class:`StagedTrainer` stages
   alike call it after every validation) reports the score as step 0, 1, 2, ... and raises
   :class:`optuna.TrialPruned` when the pruner says so.
-* **Sampling**: TPE, seeded per trial from ``seed`` and the number of trials already in the study,
-  so a single worker's study is reproducible and a resumed one does not replay its first draws.
+* **Sampling**: TPE, seeded per trial from ``seed`` and the trial's number, so a single worker's study
+  is reproducible, a resumed one does not replay its first draws and parallel workers differ.
   The first trial of a new study is the model's defaults (when they lie in the space): the
   "untuned" reference under the same protocol.
 * **Storage**: any Optuna storage: an SQLite file (default ``<out>/study.db``), a database URL, or
@@ -68,6 +68,36 @@ class TuneOptions:
     plot: bool = True
 
 
+class _TrialSeededTPE(optuna.samplers.BaseSampler):
+    """TPE seeded by ``seed`` and the trial's number: a study is reproducible with one worker, a resumed
+    study does not replay its first draws, and workers sharing a study (same history, same moment)
+    still draw different parameters, since no two trials share a number."""
+
+    def __init__(self, seed):
+        self.seed, self._number, self._tpe = int(seed), None, None
+
+    def _for(self, trial):
+        if trial.number != self._number:
+            self._number = trial.number
+            self._tpe = optuna.samplers.TPESampler(seed=(self.seed * 100003 + trial.number) % (2**32))
+        return self._tpe
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial):
+        self._for(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values):
+        self._for(trial).after_trial(study, trial, state, values)
+
+
 class _Surplus(Exception):
     """Another worker already started the study's last trial."""
 
@@ -121,13 +151,17 @@ def open_storage(storage, out: Path):
     if text.startswith("sqlite:///"):
         lock = Path(f"{text[len('sqlite:///'):]}.lock")
         lock.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # SQLite: wait for a busy database instead of failing at once (several local workers)
-        kwargs = {"connect_args": {"timeout": 60}} if text.startswith("sqlite") else {}
-        return RDBStorage(text, engine_kwargs=kwargs), lock
-    except Exception as exc:  # a wrong URL, a missing driver, an unreachable server
-        raise ConfigError(f"--storage {storage!r} cannot be opened: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}.") from None
+    # SQLite: wait for a busy database instead of failing at once (several local workers)
+    kwargs = {"connect_args": {"timeout": 60}} if text.startswith("sqlite") else {}
+    for attempt in range(3):
+        try:
+            with _FileLock(lock):  # local workers create the schema one at a time
+                return RDBStorage(text, engine_kwargs=kwargs), lock
+        except Exception as exc:  # a wrong URL, a missing driver, an unreachable server
+            error = exc
+            time.sleep(1.0 + attempt)  # or another process (elsewhere) was creating the schema: retry
+    raise ConfigError(f"--storage {storage!r} cannot be opened: {type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}.") from None
 
 
 class _FileLock:
@@ -273,11 +307,8 @@ class Tuner:
         self.storage, self.lock_path = open_storage(o.storage, self.out)
         self.storage_label = o.storage or str(self.out / "study.db")
 
-    def _sampler(self, n_existing, parallel):
-        # one seed per trial position: reproducible alone, no replayed draws when resumed; workers
-        # running side by side (with the same history) also mix in their pid
-        seed = int(self.opts.seed) * 1000 + n_existing + ((os.getpid() % 997) * 7919 if parallel else 0)
-        return optuna.samplers.TPESampler(seed=seed % (2**32))
+    def _sampler(self):
+        return _TrialSeededTPE(int(self.opts.seed))
 
     def _pruner(self):
         if self.opts.pruner == "none":
@@ -296,7 +327,7 @@ class Tuner:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # our progress line reports each trial
         with _FileLock(self.lock_path):
             study = optuna.create_study(storage=self.storage, study_name=self.study_name, direction=direction,
-                                        sampler=self._sampler(0, False), pruner=self._pruner(),
+                                        sampler=self._sampler(), pruner=self._pruner(),
                                         load_if_exists=True)
             identity = self._identity()
             stored = study.user_attrs.get("identity")
@@ -396,7 +427,6 @@ class Tuner:
             if o.budget_hours is not None and self._spent_hours(trials) >= o.budget_hours:
                 self.log(f"budget of {o.budget_hours:g} h of trial time spent ({self._spent_hours(trials):.2f} h)")
                 break
-            study.sampler = self._sampler(len(trials), parallel=bool(running))
             self._last_number = None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna's "fixed parameter out of range", experimental APIs

@@ -4,6 +4,7 @@
     recbole-llm --list-models
     recbole-llm benchmark --suite cpu_ml100k [...]      (see ``recbole-llm benchmark --help``)
     recbole-llm data {list,download,convert} [...]      (see ``recbole-llm data --help``)
+    recbole-llm tune --model=M --dataset=D --trials=20  (see ``recbole-llm tune --help``)
 
 RecBole's flags (``--model --dataset --config_files --nproc --ip --port --world_size
 --group_offset``) mean what they mean in RecBole's ``run_recbole.py``; every other
@@ -22,6 +23,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 SUBCOMMANDS = {
     "benchmark": ("recbole_llm.benchmark.cli", "main"),
     "data": ("atomic_data.__main__", "main"),
+    "tune": ("recbole_llm.tune.cli", "main"),
 }
 
 
@@ -29,7 +31,8 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="recbole-llm",
         description="Train and evaluate RecBole and recbole-llm models. Extra settings: --key=value.",
-        epilog="Subcommands: 'benchmark' (comparison tables), 'data' (download/convert datasets).",
+        epilog="Subcommands: 'benchmark' (comparison tables), 'data' (download/convert datasets), "
+               "'tune' (hyperparameter search).",
     )
     parser.add_argument("--model", "-m", type=str, default=None, help="model name (see --list-models)")
     parser.add_argument("--dataset", "-d", type=str, default=None, help="dataset name, e.g. ml-100k")

@@ -90,3 +90,10 @@ def register_setting_keys():
     'learning_rate'?"). Keys in a plugin's property files are known already; declare here the
     ones it reads without a default (e.g. optional paths).
     """
+
+
+@hookspec
+def register_search_spaces():
+    """Return ``{model_name: yaml_path}``: the hyperparameter search space ``recbole-llm tune``
+    uses for a model when no ``--space`` is given (format: ``recbole_llm/tune/space.py``).
+    """

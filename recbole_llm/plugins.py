@@ -51,6 +51,7 @@ class Registry:
     property_files: dict = field(default_factory=dict)  # model name -> [paths]
     datasets: dict = field(default_factory=dict)  # dataset name -> provider
     setting_keys: dict = field(default_factory=dict)  # setting name -> plugin that declared it
+    search_spaces: dict = field(default_factory=dict)  # model name -> search space YAML (recbole-llm tune)
     dataset_plugin: dict = field(default_factory=dict)
     plugins: list = field(default_factory=list)  # names of plugins loaded
     errors: list = field(default_factory=list)  # human-readable problems
@@ -197,6 +198,14 @@ def build_registry(plugin_manager=None, extra_plugins=(), load_entry_points=True
             registry.property_files.setdefault(model_name, []).extend(
                 str(p) for p in paths if Path(p).is_file()
             )
+    for plugin, spaces in _call_each(pm, registry, "register_search_spaces"):
+        for model_name, path in dict(spaces).items():
+            if not Path(path).is_file():
+                registry.report(f"recbole-llm plugin {plugin!r}: search space for {model_name!r} not found: {path}.")
+            elif model_name in registry.search_spaces:
+                registry.report(f"Search space for {model_name!r} registered twice (plugin {plugin!r}); keeping the first.")
+            else:
+                registry.search_spaces[model_name] = str(path)
     for plugin, providers in _call_each(pm, registry, "register_datasets"):
         for provider in providers:
             name = getattr(provider, "name", None)

@@ -87,8 +87,12 @@ class _RunTimer:
 
 @_missing_dependency_as_error
 def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None,
-                   on_trained=None):
+                   on_trained=None, callback_fn=None, test=True):
     """Train and test one model on one dataset; return RecBole's result dict plus ``"stats"``.
+
+    ``callback_fn(epoch, valid_score)`` is passed to the trainer's ``fit`` (RecBole's hook, called
+    after every validation; ``recbole-llm tune`` reports and prunes there). ``test=False`` stops after
+    training: the test split is not evaluated and ``test_result`` is ``None`` (tuning).
 
     ``on_trained(trainer, valid_data, test_data)``, if given, is called after the test evaluation (the
     best model loaded) and its return value is kept as ``result["on_trained"]``: benchmarks use it to
@@ -136,13 +140,17 @@ def _run_experiment(config, t0, saved, queue, on_trained):
     guard_finite_training(trainer)
     timer = _RunTimer(trainer)
     t_model = time.perf_counter()
+    # RecBole's DecisionTreeTrainer.fit takes no callback_fn: pass it only when there is one
+    hook = {"callback_fn": callback_fn} if callback_fn is not None else {}
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], **hook
     )
     t_fit = time.perf_counter()
     check_finite_weights(trainer.model, config, "after training")
+    test_result = None
     with PerUserRecorder(trainer, test_data) as per_user:
-        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        if test:  # tuning trials (recbole_llm.tune) never evaluate the test split
+            test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     t_test = time.perf_counter()
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())

@@ -16,6 +16,7 @@ Property files load in RecBole's order, with ours spliced in where RecBole loads
 import os
 from pathlib import Path
 
+from recbole_llm.safe_pickle import allow_config_class
 from recbole_llm import _recbole  # noqa: F401  (applies recbole_llm.compat; keep before RecBole imports)
 import recbole
 import torch
@@ -326,3 +327,6 @@ class Config(RecBoleConfig):
             cfg["show_progress"] = False
             cfg["verbose"] = False
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+allow_config_class(Config)  # checkpoints pickle the Config: safe_pickle admits it as a value

@@ -107,10 +107,10 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     check_output_folders(config)
     with trusted_loading(bool(config["trust_checkpoint"])):
-        return _run_experiment(config, t0, saved, queue, on_trained)
+        return _run_experiment(config, t0, saved, queue, on_trained, callback_fn, test)
 
 
-def _run_experiment(config, t0, saved, queue, on_trained):
+def _run_experiment(config, t0, saved, queue, on_trained, callback_fn=None, test=True):
     config.final_config_dict["dataset_fingerprint"] = dataset_fingerprint(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)

@@ -44,6 +44,17 @@ _TRUSTED = contextvars.ContextVar("recbole_llm_trusted_loading", default=False)
 _TORCH_EXCLUDED = {"torch._tensor._rebuild_from_type_v2", "torch._utils._rebuild_wrapper_subclass"}
 #: numpy dtype codes we rebuild: bool, signed/unsigned ints, floats, complex, unicode and byte strings.
 _NUMPY_DTYPE = re.compile(r"^[<>=|]?(b1|bool|[iu][1248]|f[248]|c(8|16)|[US]\d*)$")
+#: Config classes a checkpoint may hold besides RecBole's; ``recbole_llm.config`` adds its own on import
+#: (the data layer registers itself here, so this core module imports nothing above it).
+_CONFIG_CLASSES: list = []
+
+
+def allow_config_class(cls) -> None:
+    """Let checkpoints hold ``cls`` (a RecBole ``Config`` subclass) as a value, built like RecBole's."""
+    if cls not in _CONFIG_CLASSES:
+        _CONFIG_CLASSES.append(cls)
+
+
 _RECBOLE_ENUMS = ("ModelType", "KGDataLoaderState", "EvaluatorType", "InputType", "FeatureType", "FeatureSource")
 
 
@@ -100,9 +111,7 @@ class _Policy:
         from recbole.config.configurator import Config as RecBoleConfig
         from recbole.utils import enum_type
 
-        from recbole_llm.config import Config
-
-        for cls in (RecBoleConfig, Config):
+        for cls in (RecBoleConfig, *_CONFIG_CLASSES):
             self.globals[f"{cls.__module__}.{cls.__qualname__}"] = cls
             self.newobj.add(id(cls))
             self.plain_build.add(cls)
@@ -155,10 +164,10 @@ _POLICIES: dict = {}
 
 
 def _policy(kind):
-    # rebuilt when plugins change the registry (tests register plugins at run time)
+    # rebuilt when plugins change the registry (tests register plugins at run time) or a Config class joins
     from recbole_llm.plugins import get_registry
 
-    key = (kind, id(get_registry()) if kind == "checkpoint" else None)
+    key = (kind, (id(get_registry()), tuple(_CONFIG_CLASSES)) if kind == "checkpoint" else None)
     if key not in _POLICIES:
         _POLICIES[key] = _Policy(kind)
     return _POLICIES[key]

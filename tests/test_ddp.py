@@ -36,7 +36,7 @@ def test_ddp_training_runs_and_agrees_closely(ddp_data):
     multi = run_recbole_llm("BPR", "tiny", config_dict=dict(cfg), saved=True, nproc=2, port="29632")
     assert multi is not None and set(multi["test_result"]) == set(single["test_result"])
     assert multi["test_result"]["ndcg@10"] == pytest.approx(float(single["test_result"]["ndcg@10"]), abs=0.03)
-    assert list((ddp_data / "saved").glob("BPR-*.pth"))  # rank 0 saved the best model and reloaded it
+    assert list((ddp_data / "saved").glob("*/BPR-*.pth"))  # rank 0 saved (under the run id the ranks share) the best model and reloaded it
 
 
 # --------------------------------------------------------------------------- GraphAttentiveGPT2

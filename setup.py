@@ -9,8 +9,9 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-# every folder under properties/ (model/, dataset/, benchmarks/, protocol/, ...), so a new one ships too
-PROPERTY_SUBDIRS = sorted(p.name for p in (Path(__file__).resolve().parent / "properties").iterdir() if p.is_dir())
+# every folder under properties/ at any depth (model/, model/paper_values/, search/, protocol/, ...), so a new one ships too
+_PROPERTIES = Path(__file__).resolve().parent / "properties"
+PROPERTY_SUBDIRS = sorted(p.relative_to(_PROPERTIES).as_posix() for p in _PROPERTIES.rglob("*") if p.is_dir())
 
 setup(
     packages=find_packages(include=["recbole_llm", "recbole_llm.*", "atomic_data", "atomic_data.*"])

@@ -124,7 +124,8 @@ def _run_experiment(config, t0, saved, queue, on_trained, callback_fn=None, test
     logger.info(dataset)
     _check_topk_against_items(config, dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
-    _check_split_not_empty(config, test_data)
+    if test:  # a tuning trial never touches the test split
+        _check_split_not_empty(config, test_data)
     t_data = time.perf_counter()
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -147,9 +148,9 @@ def _run_experiment(config, t0, saved, queue, on_trained, callback_fn=None, test
     )
     t_fit = time.perf_counter()
     check_finite_weights(trainer.model, config, "after training")
-    test_result = None
-    with PerUserRecorder(trainer, test_data) as per_user:
-        if test:  # tuning trials (recbole_llm.tune) never evaluate the test split
+    test_result, per_user = None, None
+    if test:  # tuning trials (recbole_llm.tune) never evaluate the test split
+        with PerUserRecorder(trainer, test_data) as per_user:
             test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     t_test = time.perf_counter()
 
@@ -177,7 +178,7 @@ def _run_experiment(config, t0, saved, queue, on_trained, callback_fn=None, test
         "peak_rss_mb": peak_rss_mb(),
         "saved_model_file": getattr(trainer, "saved_model_file", None) if saved else None,
         "config": plain(dict(config.final_config_dict)),
-        "per_user_test": per_user.result(),  # {"users", "metrics"}: the test metrics per user
+        "per_user_test": per_user.result() if per_user else None,  # {"users", "metrics"}: the test metrics per user
     }
     if on_trained is not None:
         result["on_trained"] = on_trained(trainer, valid_data, test_data)

@@ -134,3 +134,17 @@ def tiny_data(tmp_path, monkeypatch):
     monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
     write_tiny_dataset(tmp_path / "data")
     return tmp_path
+
+
+def cli_in_process(args, capsys, tmp, model="BPR"):
+    """The CLI in-process on the tiny dataset: (exit code, stdout + stderr); never a traceback."""
+    base = [f"--model={model}", "--dataset=tiny", f"--data_path={tmp / 'data'}", "--epochs=1", "--state=WARNING",
+            "--show_progress=False", f"--checkpoint_dir={tmp / 'saved'}"]
+    given = {a.split("=", 1)[0] for a in args}
+    from recbole_llm.cli import main as cli_main
+
+    code = cli_main([a for a in base if a.split("=", 1)[0] not in given] + list(args))
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "Traceback" not in text
+    return code, text

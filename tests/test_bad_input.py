@@ -17,7 +17,7 @@ from recbole_llm.cli import main as cli_main
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigError, CorruptFileError, DataFormatError, MissingDependencyError
 
-from conftest import fast_config, write_tiny_dataset
+from conftest import cli_in_process as _cli, fast_config, write_tiny_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,18 +27,6 @@ def _env():
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests")] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env.pop("RECBOLE_LLM_DEBUG", None)
     return env
-
-
-def _cli(args, capsys, tmp):
-    """Run the CLI in-process on the tiny dataset; return (code, stdout + stderr)."""
-    base = ["--model=BPR", "--dataset=tiny", f"--data_path={tmp / 'data'}", "--epochs=1", "--state=WARNING",
-            "--show_progress=False", f"--checkpoint_dir={tmp / 'saved'}"]
-    given = {a.split("=", 1)[0] for a in args}
-    code = cli_main([a for a in base if a.split("=", 1)[0] not in given] + list(args))
-    out = capsys.readouterr()
-    text = out.out + out.err
-    assert "Traceback" not in text
-    return code, text
 
 
 def _inter(tmp):

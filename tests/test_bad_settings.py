@@ -20,21 +20,9 @@ from recbole_llm.cli import main as cli_main
 from recbole_llm.config import Config, parse_setting
 from recbole_llm.errors import ConfigError, TrainingDivergedError
 
-from conftest import fast_config
+from conftest import cli_in_process as _cli, fast_config
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _cli(args, capsys, tmp, model="BPR"):
-    """The CLI in-process on the tiny dataset: (exit code, stdout + stderr); never a traceback."""
-    base = [f"--model={model}", "--dataset=tiny", f"--data_path={tmp / 'data'}", "--epochs=1", "--state=WARNING",
-            "--show_progress=False", f"--checkpoint_dir={tmp / 'saved'}"]
-    given = {a.split("=", 1)[0] for a in args}
-    code = cli_main([a for a in base if a.split("=", 1)[0] not in given] + list(args))
-    out = capsys.readouterr()
-    text = out.out + out.err
-    assert "Traceback" not in text
-    return code, text
 
 
 def _error_line(text):

@@ -439,3 +439,23 @@ def test_epoch_record_is_a_trainer_hook(tiny_data):
         record.validated(score)
     assert record.epoch_times == [0.5, 0.25, 0.75, 0.5] and record.best_epoch(0.3) == 2  # the later of equal scores
     assert EpochRecord().best_epoch(0.3) is None
+
+
+def test_score_cache_recomputes_on_a_new_key_or_after_forgetting():
+    """The one score cache (GLTA, GraphAttentiveGPT2, the embedding scorers): a value is reused
+    under the same key and computed again when the key changes or after ``forget_cached()``."""
+    from recbole_llm.models.score_cache import ScoreCache
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return torch.full((2,), float(len(calls)))
+
+    cache = ScoreCache()
+    first = cache.cached(compute)
+    assert cache.cached(compute) is first and len(calls) == 1
+    assert cache.cached(compute, key=("v", 1)).tolist() == [2.0, 2.0] and cache.cached(compute, key=("v", 1))[0] == 2
+    assert len(calls) == 2
+    cache.forget_cached()
+    assert cache.cached(compute, key=("v", 1))[0] == 3 and len(calls) == 3

@@ -27,6 +27,7 @@ from recbole_llm.paths import check_output_folders
 from recbole_llm.protocol import PerUserRecorder
 from recbole_llm.safe_pickle import trusted_loading
 from recbole_llm.training.divergence import check_finite_weights, guard_finite_training
+from recbole_llm.training.epoch_record import EpochRecord, recording_epochs
 from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error, plain
 
 
@@ -46,43 +47,6 @@ def _missing_dependency_as_error(func):
             raise missing_dependency_error(name, exc.name) from exc
 
     return wrapper
-
-
-class _RunTimer:
-    """Records each training epoch's seconds and each validation's score by replacing the trainer
-    instance's ``_train_epoch`` / ``_valid_epoch`` with wrappers (monkeypatching) that return what the
-    originals return. Epochs that bypass these methods are not timed: a StagedTrainer sends only its
-    validated stage through them (its stages report through ``stage_times``)."""
-
-    def __init__(self, trainer):
-        self.epoch_times = []
-        self.valid_scores = []  # (epoch index, score)
-        self._last_epoch = -1
-        train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
-
-        def timed_train_epoch(train_data, epoch_idx, *args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return train_epoch(train_data, epoch_idx, *args, **kwargs)
-            finally:
-                self.epoch_times.append(time.perf_counter() - start)
-                self._last_epoch = epoch_idx
-
-        def recorded_valid_epoch(*args, **kwargs):
-            score, result = valid_epoch(*args, **kwargs)
-            self.valid_scores.append((self._last_epoch, score))
-            return score, result
-
-        trainer._train_epoch = timed_train_epoch
-        trainer._valid_epoch = recorded_valid_epoch
-
-    def best_epoch(self, best_score):
-        """Last epoch whose validation score equals the best one (RecBole's early stopping
-        keeps the later of equal scores)."""
-        epochs = [epoch for epoch, score in self.valid_scores if score == best_score]
-        if epochs:
-            return epochs[-1]
-        return self._last_epoch if self.epoch_times else None
 
 
 @_missing_dependency_as_error
@@ -137,9 +101,9 @@ def _run_experiment(config, t0, saved, queue, on_trained, callback_fn=None, test
         flops = get_flops(model, dataset, config["device"], logger, transform)
         logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = recording_epochs(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
     guard_finite_training(trainer)
-    timer = _RunTimer(trainer)
+    timer = trainer.epoch_record = EpochRecord()
     t_model = time.perf_counter()
     # RecBole's DecisionTreeTrainer.fit takes no callback_fn: pass it only when there is one
     hook = {"callback_fn": callback_fn} if callback_fn is not None else {}

@@ -421,3 +421,41 @@ def test_total_parameters_counts_an_llm_kept_outside_the_modules_once():
 
     assert total_parameters(Model()) == 30
     assert total_parameters(torch.nn.Linear(4, 2)) == 10  # no backbone: the model's own
+
+
+def test_epoch_record_is_a_trainer_hook(tiny_data):
+    """Run statistics come from a mixin in front of the trainer class, not from patched methods:
+    one epoch time per training epoch and the best epoch among the validations it saw."""
+    from recbole.trainer import Trainer
+
+    from recbole_llm.training.epoch_record import EpochRecord, RecordedEpochs, recording_epochs
+
+    cls = recording_epochs(Trainer)
+    assert cls is recording_epochs(Trainer) is recording_epochs(cls) and issubclass(cls, (RecordedEpochs, Trainer))
+    assert cls.__name__ == "Trainer"
+    record = EpochRecord()
+    for epoch, (seconds, score) in enumerate([(0.5, 0.1), (0.25, 0.3), (0.75, 0.3), (0.5, 0.2)]):
+        record.trained(epoch, seconds)
+        record.validated(score)
+    assert record.epoch_times == [0.5, 0.25, 0.75, 0.5] and record.best_epoch(0.3) == 2  # the later of equal scores
+    assert EpochRecord().best_epoch(0.3) is None
+
+
+def test_score_cache_recomputes_on_a_new_key_or_after_forgetting():
+    """The one score cache (GLTA, GraphAttentiveGPT2, the embedding scorers): a value is reused
+    under the same key and computed again when the key changes or after ``forget_cached()``."""
+    from recbole_llm.models.score_cache import ScoreCache
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return torch.full((2,), float(len(calls)))
+
+    cache = ScoreCache()
+    first = cache.cached(compute)
+    assert cache.cached(compute) is first and len(calls) == 1
+    assert cache.cached(compute, key=("v", 1)).tolist() == [2.0, 2.0] and cache.cached(compute, key=("v", 1))[0] == 2
+    assert len(calls) == 2
+    cache.forget_cached()
+    assert cache.cached(compute, key=("v", 1))[0] == 3 and len(calls) == 3

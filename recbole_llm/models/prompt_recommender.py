@@ -1,5 +1,6 @@
 """``PromptRecommender``: the shared body of LLM recommenders that read one prompt per user, mixing
-item texts with projected ID embeddings (CoLLM, LLaRA).
+item texts with projected ID embeddings (CoLLM, LLaRA), on ``LoRARecommender`` (the frozen LLM with
+LoRA and batched evaluation, shared with HeLLM).
 
 A RecBole sequential model (the user's history is ``ITEM_SEQ``). Subclasses only say how a prompt
 is written (:meth:`PromptRecommender.prompt`); this class owns the rest:
@@ -55,7 +56,38 @@ def projector(d_in, d_hidden, d_out, dropout=0.0, activation=nn.GELU):
     return nn.Sequential(nn.Linear(d_in, d_hidden), activation(), nn.Dropout(dropout), nn.Linear(d_hidden, d_out))
 
 
-class PromptRecommender(SequentialRecommender):
+class LoRARecommender(SequentialRecommender):
+    """Base of the sequential LLM recommenders (:class:`PromptRecommender`, HeLLM): a private copy of
+    the LLM with peft LoRA and its base weights frozen, LoRA dropout following ``train()`` /
+    ``eval()``, and evaluation in batches of ``<prefix>eval_batch_size``. The LLM is not a
+    submodule; its LoRA weights are registered in ``self.lora`` (a ParameterDict sharing the tensors
+    peft injected), so checkpoints hold them but not the LLM."""
+
+    def attach_llm(self, config, backbone, targets_key):
+        """``self.backbone`` (``backbone`` or one loaded from the ``llm_*`` settings), frozen, with
+        LoRA from ``self.settings`` (``lora_r``, ``lora_alpha``, ``lora_dropout``, ``lora_targets``,
+        named ``targets_key`` in errors)."""
+        s = self.settings
+        self.backbone = backbone if backbone is not None else backbone_from_config(config, shared=False, freeze=True)
+        self.backbone.freeze()
+        lora = inject_lora(self.backbone, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_targets, targets_key)
+        self.lora = nn.ParameterDict({name.replace(".", "__"): p for name, p in lora.items()})
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.backbone.model.train(mode)  # LoRA dropout follows the mode; the LLM's weights stay frozen
+        return self
+
+    def trainable_parameters(self):
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def in_batches(self, n, fn):
+        """``fn(start, stop)`` over ``range(n)`` in slices of ``eval_batch_size``, concatenated."""
+        step = self.settings.eval_batch_size
+        return torch.cat([fn(i, min(i + step, n)) for i in range(0, n, step)])
+
+
+class PromptRecommender(LoRARecommender):
     """Base class (see the module docstring); ``settings`` is the model's
     :class:`~recbole_llm.settings.Settings` (keys ``<prefix>output``, ``lora_*``, ``max_history``,
     ``title_max_tokens``, ``eval_batch_size`` and, for ``yes_no``, ``negatives``)."""
@@ -76,11 +108,7 @@ class PromptRecommender(SequentialRecommender):
             mode = config["eval_args"]["mode"]
             if "full" in (mode.values() if isinstance(mode, dict) else [mode]):
                 raise ConfigError(self._full_ranking_refused())
-        self.backbone = backbone if backbone is not None else backbone_from_config(config, shared=False, freeze=True)
-        self.backbone.freeze()
-        lora = inject_lora(self.backbone, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_targets,
-                           f"{self.prefix}lora_targets")
-        self.lora = nn.ParameterDict({name.replace(".", "__"): p for name, p in lora.items()})
+        self.attach_llm(config, backbone, f"{self.prefix}lora_targets")
         self.hidden = self.backbone.hidden_size
         self.builder = PromptBuilder(self.backbone, padding_side="left")
         self.titles = self._titles(config, dataset)
@@ -124,14 +152,6 @@ class PromptRecommender(SequentialRecommender):
     @property
     def dev(self):
         return self._anchor.device
-
-    def train(self, mode=True):
-        super().train(mode)
-        self.backbone.model.train(mode)  # LoRA dropout follows the mode; the LLM's weights stay frozen
-        return self
-
-    def trainable_parameters(self):
-        return [p for p in self.parameters() if p.requires_grad]
 
     def lora_parameters(self):
         return list(self.lora.values())
@@ -220,9 +240,7 @@ class PromptRecommender(SequentialRecommender):
         return -self.title_log_likelihood(interaction, target, self.train_hybrid).mean()
 
     def _in_batches(self, interaction, fn):
-        step = self.settings.eval_batch_size
-        n = len(interaction[self.ITEM_SEQ])
-        return torch.cat([fn(interaction[torch.arange(i, min(i + step, n))]) for i in range(0, n, step)])
+        return self.in_batches(len(interaction[self.ITEM_SEQ]), lambda a, b: fn(interaction[torch.arange(a, b)]))
 
     @torch.no_grad()
     def full_sort_predict(self, interaction):

@@ -27,8 +27,7 @@ from recbole.utils import InputType
 
 from recbole_llm.graph.interactions import normalized_adjacency
 from recbole_llm.graph.sparse import lightgcn_layer_mean
-from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, load_modalities,
-                                                     model_settings)
+from recbole_llm.models.baselines.multimodal import ModalityEncoder, MultimodalRecommender, model_settings
 from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import norm_reg
 
@@ -52,15 +51,10 @@ class BM3(MultimodalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        s = self.settings = BM3_SETTINGS.read(config)
-        d = s.embedding_size
-        feats = load_modalities(config, dataset, "BM3", s.mm_modalities)
-        self.modalities = list(feats)
+        feats = self.read_modalities(BM3_SETTINGS, config, dataset)
+        d = self.settings.embedding_size
         self.register_buffer("norm_adj", normalized_adjacency(dataset), persistent=False)
-        self.user_embedding = nn.Embedding(self.n_users, d)
-        self.item_id_embedding = nn.Embedding(self.n_items, d)
-        nn.init.xavier_uniform_(self.user_embedding.weight)
-        nn.init.xavier_uniform_(self.item_id_embedding.weight)
+        self.id_embeddings(d)
         self.predictor = nn.Linear(d, d)
         nn.init.xavier_normal_(self.predictor.weight)
         self.encoder = ModalityEncoder(feats, d, trainable=True, init="xavier_normal")

@@ -25,14 +25,12 @@ is never dense (MMRec: a dense ``n x n`` similarity) and is not cached to a file
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 from recbole.utils import InputType
 
 from recbole_llm.graph.interactions import degree_sensitive_pruning, normalized_adjacency, training_edges
 from recbole_llm.graph.knn import knn_graph
 from recbole_llm.graph.sparse import lightgcn_layer_mean
-from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, load_modalities,
-                                                     model_settings)
+from recbole_llm.models.baselines.multimodal import ModalityEncoder, MultimodalRecommender, model_settings
 from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import bpr_loss
 
@@ -55,10 +53,8 @@ class FREEDOM(MultimodalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        s = self.settings = FREEDOM_SETTINGS.read(config)
-        d = s.embedding_size
-        feats = load_modalities(config, dataset, "FREEDOM", s.mm_modalities)
-        self.modalities = list(feats)
+        feats = self.read_modalities(FREEDOM_SETTINGS, config, dataset)
+        d = self.settings.embedding_size
         # graphs of the training split (the dataset RecBole hands a model)
         self.register_buffer("norm_adj", normalized_adjacency(dataset), persistent=False)
         users, items = training_edges(dataset)
@@ -66,10 +62,7 @@ class FREEDOM(MultimodalRecommender):
         self.register_buffer("edge_items", items, persistent=False)
         self.register_buffer("mm_adj", self.frozen_item_graph(feats), persistent=False)
         self.masked_adj = None
-        self.user_embedding = nn.Embedding(self.n_users, d)
-        self.item_id_embedding = nn.Embedding(self.n_items, d)
-        nn.init.xavier_uniform_(self.user_embedding.weight)
-        nn.init.xavier_uniform_(self.item_id_embedding.weight)
+        self.id_embeddings(d)
         self.encoder = ModalityEncoder(feats, d, trainable=True)
 
     def frozen_item_graph(self, feats):

@@ -36,7 +36,7 @@ from recbole.utils import InputType
 
 from recbole_llm.graph.edges import edge_propagate, edge_softmax
 from recbole_llm.graph.interactions import training_edges
-from recbole_llm.models.baselines.multimodal import MultimodalRecommender, load_modalities, model_settings
+from recbole_llm.models.baselines.multimodal import MultimodalRecommender, model_settings
 from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import bpr_loss
 
@@ -59,9 +59,8 @@ class GRCN(MultimodalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        s = self.settings = GRCN_SETTINGS.read(config)
-        feats = load_modalities(config, dataset, "GRCN", s.mm_modalities)
-        self.modalities = list(feats)
+        feats = self.read_modalities(GRCN_SETTINGS, config, dataset)
+        s = self.settings
         users, items = training_edges(dataset)
         items = items + self.n_users  # node ids: users, then items
         # directed edges: user -> item, then item -> user

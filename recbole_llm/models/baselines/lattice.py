@@ -38,8 +38,7 @@ from recbole_llm.graph.edges import edge_propagate
 from recbole_llm.graph.interactions import normalized_adjacency
 from recbole_llm.graph.knn import cosine_values, knn_graph, knn_neighbours, symmetric_normalize
 from recbole_llm.graph.sparse import lightgcn_layer_mean
-from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, load_modalities,
-                                                     model_settings)
+from recbole_llm.models.baselines.multimodal import ModalityEncoder, MultimodalRecommender, model_settings
 from recbole_llm.settings import Choice, Float, Int
 from recbole_llm.training.losses import bpr_loss, l2_reg
 
@@ -63,19 +62,15 @@ class LATTICE(MultimodalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        s = self.settings = LATTICE_SETTINGS.read(config)
+        feats = self.read_modalities(LATTICE_SETTINGS, config, dataset)
+        s = self.settings
         d = s.embedding_size
-        feats = load_modalities(config, dataset, "LATTICE", s.mm_modalities)
-        self.modalities = list(feats)
         self.register_buffer("norm_adj", normalized_adjacency(dataset, norm="left", self_loops=True),
                              persistent=False)
         for name, f in feats.items():  # original graphs: fixed
             graph = knn_graph(f, s.knn_k, s.knn_chunk_size, self.valid_items, weighted=True)
             self.register_buffer(f"original_{name}", graph, persistent=False)
-        self.user_embedding = nn.Embedding(self.n_users, d)
-        self.item_id_embedding = nn.Embedding(self.n_items, d)
-        nn.init.xavier_uniform_(self.user_embedding.weight)
-        nn.init.xavier_uniform_(self.item_id_embedding.weight)
+        self.id_embeddings(d)
         self.encoder = ModalityEncoder(feats, s.feat_embed_dim, trainable=True)
         self.modal_weight = nn.Parameter(torch.full((len(feats),), 0.5))
         self.item_graph = None  # (src, dst, weight) of the current epoch, detached

@@ -96,6 +96,21 @@ class MultimodalRecommender(EmbeddingScores, GeneralRecommender):
         valid[0] = False  # RecBole's padding item
         self.register_buffer("valid_items", valid, persistent=False)
 
+    def read_modalities(self, schema: Settings, config, dataset) -> dict:
+        """Sets ``self.settings`` (``schema`` read from ``config``) and ``self.modalities``; returns the
+        ``{name: [item_num, dim]}`` features of the configured modalities (:func:`load_modalities`)."""
+        s = self.settings = schema.read(config)
+        feats = load_modalities(config, dataset, schema.model, s.mm_modalities)
+        self.modalities = list(feats)
+        return feats
+
+    def id_embeddings(self, dim: int, item_name: str = "item_id_embedding"):
+        """``user_embedding`` and the item ID table ``item_name``, Xavier-uniform (MMRec's init)."""
+        self.user_embedding = nn.Embedding(self.n_users, dim)
+        setattr(self, item_name, nn.Embedding(self.n_items, dim))
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(getattr(self, item_name).weight)
+
     def compute(self):
         raise NotImplementedError
 

@@ -31,8 +31,7 @@ from recbole.utils import InputType
 
 from recbole_llm.graph.interactions import normalized_adjacency
 from recbole_llm.graph.sparse import lightgcn_layer_mean
-from recbole_llm.models.baselines.multimodal import (ModalityEncoder, MultimodalRecommender, load_modalities,
-                                                     model_settings)
+from recbole_llm.models.baselines.multimodal import ModalityEncoder, MultimodalRecommender, model_settings
 from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import info_nce
 
@@ -58,15 +57,10 @@ class SLMRec(MultimodalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        s = self.settings = SLMREC_SETTINGS.read(config)
-        d = s.embedding_size
-        feats = load_modalities(config, dataset, "SLMRec", s.mm_modalities)
-        self.modalities = list(feats)
+        feats = self.read_modalities(SLMREC_SETTINGS, config, dataset)
+        d = self.settings.embedding_size
         self.register_buffer("norm_adj", normalized_adjacency(dataset), persistent=False)
-        self.user_embedding = nn.Embedding(self.n_users, d)
-        self.item_embedding = nn.Embedding(self.n_items, d)
-        nn.init.xavier_uniform_(self.user_embedding.weight)
-        nn.init.xavier_uniform_(self.item_embedding.weight)
+        self.id_embeddings(d, item_name="item_embedding")
         self.encoder = ModalityEncoder(feats, d, init="xavier_uniform", normalize=True)
         views = len(feats) + 1
         self.user_fusion = _linear(views * d, d)

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from recbole.utils import InputType
 
-from recbole_llm.models.baselines.multimodal import MultimodalRecommender, load_modalities, model_settings
+from recbole_llm.models.baselines.multimodal import MultimodalRecommender, model_settings
 from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import bpr_loss, norm_reg
 
@@ -36,10 +36,8 @@ class VBPR(MultimodalRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        s = self.settings = VBPR_SETTINGS.read(config)
-        d = s.embedding_size
-        feats = load_modalities(config, dataset, "VBPR", s.mm_modalities)
-        self.modalities = list(feats)
+        feats = self.read_modalities(VBPR_SETTINGS, config, dataset)
+        d = self.settings.embedding_size
         self.register_buffer("item_features", torch.cat(list(feats.values()), dim=1), persistent=False)
         self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, 2 * d)))
         self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, d)))

@@ -44,6 +44,7 @@ from recbole_llm.models.glta.gllm import GLLMLayer, gllm_loss
 from recbole_llm.models.glta.prompts import GLTAPrompts
 from recbole_llm.models.glta.scoring import autoregressive_scores, first_k_scores, first_logit_scores
 from recbole_llm.models.glta.settings import GLTA_SETTINGS, INFERENCE_MODES
+from recbole_llm.models.score_cache import ScoreCache
 from recbole_llm.training.pretrain import load_frozen_tables
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 _KV_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-class GLTA(GeneralRecommender):
+class GLTA(ScoreCache, GeneralRecommender):
     r"""GLTA (see the module docstring). Scores with the GLLM head over a frozen LLM."""
 
     type = ModelType.GENERAL
@@ -105,8 +106,6 @@ class GLTA(GeneralRecommender):
         # -- prompt machinery and caches --------------------------------------------------------
         self._kv_dtype = _KV_DTYPES[s.kv_cache_dtype]
         self._stores: dict[str, PrefixKVStore] = {}
-        self._score_cache_key = None
-        self._score_cache = None
         self._scoring_users = None  # under DDP: the users this rank's evaluation shard asks for
         self._recent_scores: dict = {}  # content hash -> scores of the last few parameter states
         self._content_key = None  # content hash of the current state, when known (after a load)
@@ -184,8 +183,7 @@ class GLTA(GeneralRecommender):
         """Forget cached scores (called when anything they depend on changes): bumps
         :attr:`parameter_version`."""
         self.parameter_version += 1
-        self._score_cache_key = None
-        self._score_cache = None
+        self.forget_cached()
         self._content_key = None
 
     def watch_optimizer(self, optimizer):
@@ -469,14 +467,13 @@ class GLTA(GeneralRecommender):
     def all_user_scores(self) -> torch.Tensor:
         """``[n_users, |I|]`` scores of every user, computed once per parameter state (valid and test
         prompts are identical: both are built from the training split only)."""
-        key = self._version_key()
-        if self._score_cache is not None and self._score_cache_key == key:
-            return self._score_cache
+        return self.cached(self._score_every_user, key=self._version_key())
+
+    def _score_every_user(self):
         recent_key = (self._content_key, self._scoring_users)
         if self._content_key is not None and recent_key in self._recent_scores:
             # e.g. the best epoch reloaded for the test evaluation
-            self._score_cache, self._score_cache_key = self._recent_scores[recent_key], key
-            return self._score_cache
+            return self._recent_scores[recent_key]
         was_training = self.training
         self.eval()
         scores = torch.full((self.n_users, self.n_items), float("-inf"))
@@ -489,7 +486,6 @@ class GLTA(GeneralRecommender):
             scores[torch.tensor(chunk)] = self.score_users(chunk).float().cpu()
         logger.info("GLTA scored %d users in %.1f s (%s)", len(users), time.perf_counter() - start, self.inference)
         self.train(was_training)
-        self._score_cache, self._score_cache_key = scores, key
         self.score_computations += 1
         self._recent_scores[(self._content_key or self._state_hash(), self._scoring_users)] = scores
         while len(self._recent_scores) > self.settings.score_cache_states:

@@ -50,6 +50,7 @@ from recbole_llm.llm.adapters import inject_lora, truncate_layers
 from recbole_llm.llm.loading import backbone_from_config
 from recbole_llm.models.graph_attentive_gpt2.corpus import check_item_fields
 from recbole_llm.models.graph_attentive_gpt2.settings import GAT_SETTINGS
+from recbole_llm.models.score_cache import ScoreCache
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Batch:
         self.tokens = int(sum(lengths))
 
 
-class GraphAttentiveGPT2(GeneralRecommender):
+class GraphAttentiveGPT2(ScoreCache, GeneralRecommender):
     r"""Graph-attentive causal LM recommender (see the module docstring)."""
 
     type = ModelType.GENERAL
@@ -145,7 +146,6 @@ class GraphAttentiveGPT2(GeneralRecommender):
         self.register_buffer("hop_codes", codes, persistent=False)
         self.register_buffer("bias_lut", bias_lut(s.graph_bias, s.max_hops, s.r_path, s.delta), persistent=False)
         self._piece_cache: dict = {}
-        self._score_cache = None
         self.token_stats = {"train": 0, "infer": 0}
 
     # ------------------------------------------------------------------------------------------
@@ -376,11 +376,11 @@ class GraphAttentiveGPT2(GeneralRecommender):
 
     def train(self, mode=True):
         if mode:
-            self._score_cache = None  # parameters may change from here on
+            self.forget_cached()  # parameters may change from here on
         return super().train(mode)
 
     def load_state_dict(self, *args, **kwargs):
-        self._score_cache = None
+        self.forget_cached()
         return super().load_state_dict(*args, **kwargs)
 
     @torch.no_grad()
@@ -388,11 +388,12 @@ class GraphAttentiveGPT2(GeneralRecommender):
         """``[n_users, |I|]`` scores of every user, computed once per evaluation in full batches of
         ``gat_eval_batch_size`` (RecBole's full-sort evaluator asks for a few users at a time) and kept
         until the model trains again or loads other weights."""
-        if getattr(self, "_score_cache", None) is None:
-            scores = torch.full((self.n_users, self.n_items), float("-inf"))
-            scores[1:] = self.score_users(range(1, self.n_users)).float().cpu()
-            self._score_cache = scores
-        return self._score_cache
+        return self.cached(self._score_every_user)
+
+    def _score_every_user(self):
+        scores = torch.full((self.n_users, self.n_items), float("-inf"))
+        scores[1:] = self.score_users(range(1, self.n_users)).float().cpu()
+        return scores
 
     def full_sort_predict(self, interaction):
         users = interaction[self.USER_ID].cpu()

@@ -46,14 +46,12 @@ import logging
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from recbole_llm.errors import ConfigError
-from recbole_llm.llm.adapters import inject_lora
-from recbole_llm.llm.loading import backbone_from_config
 from recbole_llm.models.hellm.prefix import forward_with_prefix, prefix_key_values
 from recbole_llm.models.hellm.settings import HELLM_SETTINGS, HELLMPRE_SETTINGS
+from recbole_llm.models.prompt_recommender import LoRARecommender
 from recbole_llm.training.pretrain import load_frozen_tables
 
 logger = logging.getLogger(__name__)
@@ -64,7 +62,7 @@ def _mlp(d_in, d_hidden, d_out, dropout):
                          nn.Linear(d_hidden, d_out), nn.GELU(), nn.Dropout(dropout))
 
 
-class HeLLM(SequentialRecommender):
+class HeLLM(LoRARecommender):
     """HeLLM (see the module docstring)."""
 
     input_type = InputType.POINTWISE
@@ -79,10 +77,7 @@ class HeLLM(SequentialRecommender):
                               "no input. Keep at least one of them True.")
         self.use_prefix, self.use_graph_id, self.use_seq_id = s.graph_prefix, s.graph_id, s.seq_id
         # -- the LLM: a private copy with LoRA on the feed-forward projections ----------------------
-        self.backbone = backbone if backbone is not None else backbone_from_config(config, shared=False, freeze=True)
-        self.backbone.freeze()
-        lora = inject_lora(self.backbone, s.lora_r, s.lora_alpha, s.lora_dropout, s.lora_targets, "hellm_lora_targets")
-        self.lora = nn.ParameterDict({name.replace(".", "__"): p for name, p in lora.items()})
+        self.attach_llm(config, backbone, "hellm_lora_targets")
         hidden, n_layers = self.backbone.hidden_size, self.backbone.num_layers
         # -- frozen stage-1 tables (filled by HeLLMTrainer) -----------------------------------------
         self.register_buffer("item_graph_emb", torch.zeros(self.n_items, d))
@@ -121,20 +116,12 @@ class HeLLM(SequentialRecommender):
         self.graph_source = self.seq_source = ""
 
     # ------------------------------------------------------------------------------------------
-    def train(self, mode=True):
-        super().train(mode)
-        self.backbone.model.train(mode)  # LoRA dropout follows the mode; the LLM's weights stay frozen
-        return self
-
     def set_item_embeddings(self, graph=None, seq=None, graph_source="", seq_source=""):
         """Copy stage-1 item tables (``[n_items, d]``) into the frozen buffers."""
         load_frozen_tables(self, {"item_graph_emb": graph, "item_seq_emb": seq}, "stage 1",
                            "embedding_size must equal the pretrained models' size.")
         self.graph_source = graph_source or self.graph_source
         self.seq_source = seq_source or self.seq_source
-
-    def trainable_parameters(self):
-        return [p for p in self.parameters() if p.requires_grad]
 
     # -- Eqs. 8-10 ---------------------------------------------------------------------------------
     def graph_features(self, item_seq, mask):
@@ -212,9 +199,7 @@ class HeLLM(SequentialRecommender):
     @torch.no_grad()
     def full_sort_predict(self, interaction):
         seq, lens = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        step = self.settings.eval_batch_size
-        out = [self.forward(seq[i : i + step], lens[i : i + step]) for i in range(0, len(seq), step)]
-        return torch.cat(out).to(seq.device)
+        return self.in_batches(len(seq), lambda a, b: self.forward(seq[a:b], lens[a:b])).to(seq.device)
 
     @torch.no_grad()
     def predict(self, interaction):

@@ -120,11 +120,11 @@ def test_shared_settings_change_the_run_key_and_paths_logging_and_switches_do_no
     assert run_key_of(_settings(data_root, model, **neutral), ["fingerprint"]) == key
 
 
-def _glta_args(root, *extra):
+def _glta_args(root, **changes):
     args = ["--model=GLTA", "--dataset=tiny", "--state=WARNING", "--show_progress=False"]
-    for key, value in glta_tiny_config(root).items():
+    for key, value in glta_tiny_config(root, **changes).items():
         args.append(f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}")
-    return args + list(extra)
+    return args
 
 
 def _cli(args, capsys):
@@ -154,9 +154,8 @@ def test_resume_with_a_changed_setting_is_refused_naming_the_key_and_a_copied_ru
     assert state["settings"]["item_text_template"] == "{movie_title} ({genre})"
     assert not Path(state["saved_model_file"]).is_absolute()
 
-    for changed, key in (("--item_text_template={genre}", "item_text_template"),
-                         ("--learning_rate=0.01", "learning_rate"), ("--glta_ua_epochs=5", "glta_ua_epochs")):
-        code, line = _cli(_glta_args(tiny_data, changed), capsys)
+    for key, value in (("item_text_template", "{genre}"), ("learning_rate", 0.01), ("glta_ua_epochs", 5)):
+        code, line = _cli(_glta_args(tiny_data, **{key: value}), capsys)
         assert code == 2, line
         assert f"was started with other settings: {key} (" in line and str(run_dir) in line
         assert "--checkpoint_dir" in line and "delete" in line

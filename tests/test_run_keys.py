@@ -176,3 +176,21 @@ def test_resume_with_a_changed_setting_is_refused_naming_the_key_and_a_copied_ru
     code, text = _cli(_glta_args(tiny_data), capsys)
     assert code == 0, text
     assert json.loads((run_dir / "state.json").read_text())["finished"]
+
+
+def test_describe_prints_every_setting_with_its_yaml_default_and_allowed_values(capsys):
+    from recbole_llm.cli import model_defaults
+    from recbole_llm.llm.loading import LLM_SETTINGS
+    from recbole_llm.models.glta.settings import GLTA_SETTINGS
+
+    assert cli_main(["--list-models", "--describe", "GLTA"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    defaults, files = model_defaults("GLTA")
+    assert any(f.endswith("GLTA.yaml") for f in files) and "[GLTA]" in lines and "[LLM]" in lines
+    for schema in (GLTA_SETTINGS, LLM_SETTINGS):
+        for key, spec in schema.keys.items():
+            [line] = [ln for ln in lines if ln.split()[:1] == [key]]
+            assert f"default: {defaults[key]!r}" in line and f"allowed: {spec.describe()}" in line, line
+            assert ("not in the run key" in line) == (key in RUN_KEY_EXCLUDE), line
+    assert cli_main(["--describe", "NoSuchModel"]) == 2
+    assert "Unknown model 'NoSuchModel'" in capsys.readouterr().err

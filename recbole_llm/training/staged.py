@@ -69,9 +69,9 @@ from recbole_llm.training.schedule import set_learning_rate, warmup_cosine
 RUN_KEY_EXCLUDE = frozenset({
     # paths and folders (the dataset's content is keyed by its fingerprints, not its folder)
     "checkpoint_dir", "data_path", "dataset_save_path", "dataloaders_save_path", "save_dataset",
-    "save_dataloaders", "run_id",
+    "save_dataloaders", "run_id", "benchmark_results_dir",
     # logging and verbosity
-    "state", "show_progress", "log_wandb", "wandb_project", "stage_log_interval",
+    "state", "show_progress", "log_wandb", "wandb_project", "stage_log_interval", "log_root", "tensorboard",
     # switches of content-keyed caches
     "llm_gguf_cache", "glta_graph_cache", "glta_gen_cache", "collm_graph_cache", "gat_hop_cache",
     "hellm_graph_cache", "hellm_sasrec_cache", "llara_sasrec_cache", "rlmrec_gen_cache",

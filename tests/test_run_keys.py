@@ -176,6 +176,11 @@ def test_resume_with_a_changed_setting_is_refused_naming_the_key_and_a_copied_ru
     code, text = _cli(_glta_args(tiny_data), capsys)
     assert code == 0, text
     assert json.loads((run_dir / "state.json").read_text())["finished"]
+    # a finished run is not resumed: other settings start a new run in its folder
+    code, text = _cli(_glta_args(tiny_data, learning_rate=0.01), capsys)
+    assert code == 0, text
+    again = json.loads((run_dir / "state.json").read_text())
+    assert again["finished"] and again["run_key"] != state["run_key"] and again["settings"]["learning_rate"] == 0.01
 
 
 def test_describe_prints_every_setting_with_its_yaml_default_and_allowed_values(capsys):

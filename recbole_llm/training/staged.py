@@ -317,6 +317,9 @@ class StagedTrainer(Trainer):
                     return blob
                 # completed stages but no latest.pth: the run folder lost its checkpoint
                 load_checked(self.run_dir / "latest.pth", f"{self.model_name}'s resume checkpoint", self._restart_hint())
+        # starting over: a previous run's latest.pth must not be resumed into (or taken as progress of) this one
+        if self.rank == 0:
+            (self.run_dir / "latest.pth").unlink(missing_ok=True)
         # the best model goes into the run folder, named by this trainer's run id (unique per run)
         best = f"{self.model_name}-{Path(self.saved_model_file).parent.name}.pth"
         self.saved_model_file = str(self.run_dir / best)

@@ -2,6 +2,7 @@
 
     recbole-llm --model=GLTA --dataset=ml-100k [--config_files="a.yaml b.yaml"] [--key=value ...]
     recbole-llm --list-models
+    recbole-llm --list-models --describe GLTA           (each setting: default, allowed values)
     recbole-llm benchmark --suite cpu_ml100k [...]      (see ``recbole-llm benchmark --help``)
     recbole-llm data {list,download,convert} [...]      (see ``recbole-llm data --help``)
     recbole-llm tune --model=M --dataset=D --trials=20  (see ``recbole-llm tune --help``)
@@ -46,6 +47,8 @@ def _parser():
                         help="load checkpoints you trust with torch's full unpickler (by default a file holding "
                              "anything beyond what RecBole/recbole-llm checkpoints hold is refused)")
     parser.add_argument("--list-models", action="store_true", help="list the models and plugins, then exit")
+    parser.add_argument("--describe", metavar="MODEL", default=None,
+                        help="print MODEL's settings (default from its YAML, allowed values), then exit")
     return parser
 
 
@@ -100,6 +103,76 @@ def _print_models():
         print(f"PROBLEM: {error}")
 
 
+def model_schemas(model_name):
+    """The :class:`~recbole_llm.settings.Settings` schemas a registered model reads: those in its
+    class's module and in its package's ``settings`` module (each once)."""
+    import importlib
+
+    from recbole_llm.settings import Settings
+    from recbole_llm.utils import get_model
+
+    cls = get_model(model_name)
+    modules = [sys.modules[cls.__module__]]
+    package = cls.__module__.rpartition(".")[0]
+    try:
+        modules.append(importlib.import_module(f"{package}.settings"))
+    except ImportError:
+        pass
+    found = {}
+    for module in modules:
+        for value in vars(module).values():
+            if isinstance(value, Settings):
+                found.setdefault(id(value), value)
+    return list(found.values())
+
+
+def model_defaults(model_name):
+    """``(defaults, files)``: the settings a model's YAML gives (recbole-llm's overall file, then the
+    files its plugin registered), read as RecBole reads them, and those files."""
+    from recbole_llm.config import Config
+    from recbole_llm.paths import properties_dir
+    from recbole_llm.plugins import get_registry
+
+    files = [str(properties_dir() / "overall.yaml")] + list(get_registry().property_files.get(model_name, []))
+    reader = Config.__new__(Config)  # only its YAML reader: no dataset is needed to read defaults
+    reader.yaml_loader = reader._build_yaml_loader()
+    defaults = {}
+    for file in files:
+        defaults.update(reader._read_yaml(file, "Property file"))
+    return defaults, files
+
+
+#: Shared property files and the schema of their keys (a model loading the file reads them).
+SHARED_SCHEMAS = {"llm.yaml": ("recbole_llm.llm.loading", "LLM_SETTINGS")}
+
+
+def _describe_model(model_name):
+    import importlib
+
+    from recbole_llm.training.staged import RUN_KEY_EXCLUDE
+    from recbole_llm.utils import plain
+
+    schemas = model_schemas(model_name)
+    defaults, files = model_defaults(model_name)
+    for file in files:
+        module, name = SHARED_SCHEMAS.get(os.path.basename(file), (None, None))
+        shared = getattr(importlib.import_module(module), name) if module else None
+        if shared is not None and all(shared is not s for s in schemas):
+            schemas.append(shared)
+    print(f"{model_name} settings (defaults from {', '.join(files)}):")
+    if not schemas:
+        print("  (this model has no settings schema; see its YAML)")
+    for schema in schemas:
+        print(f"\n[{schema.model}]")
+        width = max(len(k) for k in schema.keys)
+        for key, spec in schema.keys.items():
+            default = plain(defaults[key]) if key in defaults else "(not in the YAML)"
+            doc = getattr(spec, "doc", None)
+            neutral = "  (does not change results: not in the run key)" if key in RUN_KEY_EXCLUDE else ""
+            print(f"  {key:<{width}}  default: {default!r:<12}  allowed: {spec.describe()}{neutral}"
+                  + (f"  -- {doc}" if doc else ""))
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
@@ -116,6 +189,9 @@ def main(argv=None):
         settings = _extra_settings(unknown)
         if args.trust_checkpoint:
             settings["trust_checkpoint"] = True
+        if args.describe:
+            _describe_model(args.describe)
+            return 0
         if args.list_models:
             _print_models()
             return 0

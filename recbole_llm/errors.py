@@ -28,6 +28,11 @@ class TrainingDataMismatchError(RecBoleLLMError, ValueError):
     run's training split; using it would leak validation/test interactions or mix datasets."""
 
 
+class ResumeSettingsError(ConfigError):
+    """An unfinished run would be resumed under other result-affecting settings than it started
+    with (the run would mix two configurations); the message names the keys and how to start anew."""
+
+
 class UntrustedFileError(CorruptFileError):
     """A checkpoint or cache asks for objects outside what recbole-llm's files hold; loading it
     could run code, so it is refused unless the user says they trust it (``--trust_checkpoint``)."""

@@ -325,7 +325,7 @@ def test_stage_resume_refuses_what_it_did_not_write(tiny_data, capsys):
     assert code == 2 and "holds a list, not a mapping" in line
     outside = _evil_file(tiny_data / "outside.pth", marker)
     code, line = attempt(dict(unfinished, saved_model_file=str(outside)), genuine)
-    assert code == 2 and "is outside the checkpoint folder" in line and not marker.exists()
+    assert code == 2 and "is outside the run folder" in line and not marker.exists()
     # the genuine state resumes and finishes
     code, _ = attempt(unfinished, genuine)
     assert code == 0 and not marker.exists()

@@ -9,14 +9,17 @@ GraphAttentiveGPT2: three; HeLLM: two) subclasses :class:`StagedTrainer` and ret
   ``learning_rate``/``weight_decay``. ``validate=True`` adds RecBole's validation every
   ``eval_step`` epochs, early stopping after ``stopping_step`` and the best-model checkpoint
   (``saved_model_file``) that ``evaluate`` reloads.
-* **Resume**: the run folder ``<checkpoint_dir>/<Model>-<dataset>-<run key>/`` holds ``state.json``
-  (completed stages, current stage, next epoch) and ``latest.pth`` (trainable state, other
-  parameters, optimiser, best validation so far), both written atomically after every epoch and
-  stage. Rerunning the same command after a kill (between or inside epochs) continues at that
-  stage and epoch; an epoch cut short is run again from its start, with the same random stream
-  (stages seed their epochs from the run seed and the epoch index). The run key hashes the
-  model's settings (except epoch counts, batch sizes and file paths of reused artefacts), the
-  dataset, seed, split settings and the training/validation interactions. ``stage_resume: False``
+* **Resume**: the run folder ``<checkpoint_dir>/<Model>-<dataset>-<data key>/`` (the data key
+  hashes the model, dataset and training/validation interactions) holds ``state.json`` (completed
+  stages, current stage, next epoch, the run key and the settings it hashes, the best model's file
+  name) and ``latest.pth`` (trainable state, other parameters, optimiser, best validation so far),
+  both written atomically after every epoch and stage, and the best-model file; paths inside are
+  relative, so a copied run folder works on its own copy. Rerunning the same command after a kill
+  (between or inside epochs) continues at that stage and epoch; an epoch cut short is run again
+  from its start, with the same random stream (stages seed their epochs from the run seed and the
+  epoch index). The run key hashes every resolved setting except :data:`RUN_KEY_EXCLUDE` (paths,
+  logging, cache switches, ...), plus the interactions: rerunning with any other setting that
+  changes results is refused with the keys named, never half applied. ``stage_resume: False``
   starts over; a finished run starts over when launched again (its caches make that cheaper).
 * **Distributed** (RecBole's DDP, ``--nproc``): every rank builds the same chunk list from the
   same seed; :meth:`run_batches` gives each rank its round-robin share (padded so that all ranks
@@ -47,17 +50,58 @@ import torch
 from torch.nn.utils.clip_grad import clip_grad_norm_
 
 from recbole_llm.data.interactions import interaction_fingerprint
-from recbole_llm.errors import CorruptFileError
+from recbole_llm.errors import CorruptFileError, ResumeSettingsError
 from recbole_llm.memory import peak_rss_mb, reset_peak_rss
 from recbole_llm.training import distributed as collective
 from recbole_llm.training.checkpoint import load_checked, read_json_checked, save_atomic, write_json_atomic
 from recbole_llm.training.progress import EpochLog, StepProgress
 from recbole_llm.training.schedule import set_learning_rate, warmup_cosine
 
-#: Settings left out of the run key, so that an interrupted run can be resumed with other values of
-#: them (more epochs, say). Several do change what a run computes (batch sizes, stopping steps, a
-#: reused checkpoint, the key/value cache dtype): a resume under new values continues the same run.
-RUN_KEY_EXCLUDE = ("_epochs", "_batch_size", "_checkpoint", "_stopping_step", "_cache", "_resume")
+#: Resolved-config keys left out of the run key because they do not change what a run computes:
+#: where files go and how much is logged, switches of caches whose artefacts are themselves keyed by
+#: their content (turning one off recomputes the same thing), the trust flag, the resume switch, and
+#: DDP rendezvous details (which rank, address, port; ``nproc``/``world_size`` stay in: training
+#: shards the batches and pads the last round, so tests/test_ddp.py finds metrics close, not equal).
+#: Device placement is left out too: where a run computes is not a setting of its method.
+#: Everything else is in, epoch counts included: a stage's learning-rate schedule spans all its
+#: epochs (``warmup_cosine`` over ``epochs * steps``) and it validates at its last epoch, so a run
+#: resumed with more epochs would not be the run those epochs describe.
+RUN_KEY_EXCLUDE = frozenset({
+    # paths and folders (the dataset's content is keyed by its fingerprints, not its folder)
+    "checkpoint_dir", "data_path", "dataset_save_path", "dataloaders_save_path", "save_dataset",
+    "save_dataloaders", "run_id", "benchmark_results_dir",
+    # logging and verbosity
+    "state", "show_progress", "log_wandb", "wandb_project", "stage_log_interval", "log_root", "tensorboard",
+    # switches of content-keyed caches
+    "llm_gguf_cache", "glta_graph_cache", "glta_gen_cache", "collm_graph_cache", "gat_hop_cache",
+    "hellm_graph_cache", "hellm_sasrec_cache", "llara_sasrec_cache", "rlmrec_gen_cache",
+    # resume and trust switches
+    "stage_resume", "trust_checkpoint",
+    # device placement and DDP rendezvous
+    "device", "gpu_id", "use_gpu", "local_rank", "ip", "port", "offset",
+})
+
+
+def run_settings(config) -> dict:
+    """``config``'s resolved settings as plain values, less :data:`RUN_KEY_EXCLUDE`: what defines
+    a staged run (its run key is their hash plus the training/validation interactions')."""
+    from recbole_llm.utils import plain
+
+    final = config.final_config_dict
+    return {key: plain(final[key]) for key in sorted(final) if key not in RUN_KEY_EXCLUDE}
+
+
+def run_key_of(settings: dict, fingerprints=()) -> str:
+    """The run key: hash of :func:`run_settings`'s dict and the interactions' fingerprints."""
+    h = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
+    for fingerprint in fingerprints:
+        h.update(fingerprint.encode())
+    return h.hexdigest()[:12]
+
+
+def settings_differences(stored: dict, current: dict) -> list:
+    """The keys whose values differ between two :func:`run_settings` dicts (sorted)."""
+    return sorted(k for k in set(stored) | set(current) if stored.get(k, "<unset>") != current.get(k, "<unset>"))
 
 
 @dataclass
@@ -95,7 +139,7 @@ class Stage:
 class StagedTrainer(Trainer):
     """Runs ``self.stages()`` in order (see the module docstring)."""
 
-    #: Prefix of the model's own settings (e.g. ``"glta_"``); they, and ``llm_*``, define the run key.
+    #: Prefix of the model's own settings (e.g. ``"glta_"``).
     settings_prefix = ""
 
     def __init__(self, config, model):
@@ -128,23 +172,30 @@ class StagedTrainer(Trainer):
         """Restore what :meth:`trainer_state` returned."""
 
     def run_settings(self) -> dict:
-        """The settings that define a run (hashed into the run key)."""
-        cfg = self.config.final_config_dict
-        prefixes = tuple(p for p in (self.settings_prefix, "llm_") if p)
-        keep = {k: cfg[k] for k in sorted(cfg) if k.startswith(prefixes) and not any(x in k for x in RUN_KEY_EXCLUDE)}
-        keep.update({k: cfg.get(k) for k in ("model", "dataset", "seed", "eval_args", "train_neg_sample_args")})
-        return keep
+        """The settings that define a run: the whole resolved config as plain values, less
+        :data:`RUN_KEY_EXCLUDE` (hashed into the run key and stored in the run's state)."""
+        return run_settings(self.config)
 
     # ------------------------------------------------------------------------------------------
     # run folder, state and latest checkpoint
     # ------------------------------------------------------------------------------------------
-    def run_key(self, train_data, valid_data=None) -> str:
-        from recbole_llm.utils import plain
-
-        h = hashlib.sha1(json.dumps(plain(self.run_settings()), sort_keys=True).encode())
-        h.update(interaction_fingerprint(train_data.dataset).encode())
+    def _data_fingerprints(self, train_data, valid_data):
+        prints = [interaction_fingerprint(train_data.dataset)]
         if valid_data is not None:
-            h.update(interaction_fingerprint(valid_data.dataset).encode())
+            prints.append(interaction_fingerprint(valid_data.dataset))
+        return prints
+
+    def run_key(self, train_data, valid_data=None) -> str:
+        """Hash of :meth:`run_settings` and the training/validation interactions."""
+        return run_key_of(self.run_settings(), self._data_fingerprints(train_data, valid_data))
+
+    def run_folder_key(self, train_data, valid_data=None) -> str:
+        """Names the run folder: model, dataset and its training/validation interactions, not the
+        other settings, so that rerunning a command with a changed setting finds the unfinished run
+        and refuses to mix the two (``_open_run``) instead of silently starting another one."""
+        h = hashlib.sha1(json.dumps([self.model_name, str(self.config["dataset"])]).encode())
+        for fingerprint in self._data_fingerprints(train_data, valid_data):
+            h.update(fingerprint.encode())
         return h.hexdigest()[:12]
 
     def _restart_hint(self):
@@ -208,9 +259,9 @@ class StagedTrainer(Trainer):
 
     def _checked_state(self, state, state_file):
         """``state.json`` as this trainer wrote it: a mapping with these keys and types, and a
-        ``saved_model_file`` inside ``checkpoint_dir`` (anything else is refused, never loaded)."""
+        ``saved_model_file`` inside the run folder (anything else is refused, never loaded)."""
         types = {"completed": list, "stage": (str, type(None)), "epoch": int, "finished": bool,
-                 "saved_model_file": (str, type(None))}
+                 "saved_model_file": (str, type(None)), "run_key": str}
         problem = None
         if not isinstance(state, dict):
             problem = f"it holds a {type(state).__name__}, not a mapping"
@@ -221,18 +272,28 @@ class StagedTrainer(Trainer):
                     break
             saved = state.get("saved_model_file")
             if problem is None and saved:
-                root = Path(self.checkpoint_dir).resolve()
-                if root not in Path(saved).resolve().parents:
-                    problem = f"saved_model_file {saved} is outside the checkpoint folder {root}"
+                # stored relative to the run folder (a copied run folder keeps its own best model)
+                root = self.run_dir.resolve()
+                if Path(saved).is_absolute() or root not in (root / saved).resolve().parents:
+                    problem = f"saved_model_file {saved} is outside the run folder {root}"
+            if problem is None and not isinstance(state.get("settings", {}), dict):
+                problem = f"settings is {state['settings']!r}"
         if problem:
             raise CorruptFileError(f"{self.model_name}'s run state {state_file} is not one this trainer wrote "
                                    f"({problem}). {self._restart_hint()}")
         return state
 
     def _open_run(self, train_data, valid_data):
-        """Create or reopen the run folder; return the latest checkpoint to resume from, or None."""
+        """Create or reopen the run folder; return the latest checkpoint to resume from, or None.
+
+        An unfinished run is resumed only under the settings it started with (its ``state.json``
+        keeps them): with any result-affecting setting changed, :class:`ResumeSettingsError` names
+        the keys. A finished run, or one that saved nothing yet, starts over. The best model is
+        kept inside the run folder and its path stored relative to it."""
         key = self.run_key(train_data, valid_data)
-        self.run_dir = Path(self.checkpoint_dir) / f"{self.model_name}-{self.config['dataset']}-{key}"
+        settings = self.run_settings()
+        folder = f"{self.model_name}-{self.config['dataset']}-{self.run_folder_key(train_data, valid_data)}"
+        self.run_dir = Path(self.checkpoint_dir) / folder
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state_file = self.run_dir / "state.json"
         state = None
@@ -240,23 +301,45 @@ class StagedTrainer(Trainer):
             state = self._checked_state(read_json_checked(state_file, f"{self.model_name}'s run state",
                                                           self._restart_hint()), state_file)
         self.barrier()  # every rank has read the state before rank 0 may replace it
-        if state is not None:
-            if not state.get("finished"):
+        if state is not None and not state.get("finished"):
+            started = bool(state.get("completed")) or (self.run_dir / "latest.pth").is_file()
+            if state.get("run_key") != key and started:
+                self._refuse_changed_settings(state, settings)
+            if state.get("run_key") == key:
                 blob = self._load_latest()
                 if blob is not None or not state.get("completed"):
                     self._state = state
                     if state.get("saved_model_file"):
-                        self.saved_model_file = state["saved_model_file"]
+                        self.saved_model_file = str(self.run_dir / state["saved_model_file"])
                     self.logger.info(set_color(f"{self.model_name} resumes", "green") + f" run {self.run_dir}: "
                                      f"completed {state.get('completed')}, next: {state.get('stage')} "
                                      f"epoch {state.get('epoch', 0)}")
                     return blob
                 # completed stages but no latest.pth: the run folder lost its checkpoint
                 load_checked(self.run_dir / "latest.pth", f"{self.model_name}'s resume checkpoint", self._restart_hint())
-        self._state = {"run_key": key, "completed": [], "stage": None, "epoch": 0, "finished": False,
-                       "saved_model_file": self.saved_model_file}
+        # starting over: a previous run's latest.pth must not be resumed into (or taken as progress of) this one
+        if self.rank == 0:
+            (self.run_dir / "latest.pth").unlink(missing_ok=True)
+        # the best model goes into the run folder, named by this trainer's run id (unique per run)
+        best = f"{self.model_name}-{Path(self.saved_model_file).parent.name}.pth"
+        self.saved_model_file = str(self.run_dir / best)
+        self._state = {"run_key": key, "settings": settings, "completed": [], "stage": None, "epoch": 0,
+                       "finished": False, "saved_model_file": best}
         self._write_state()
         return None
+
+    def _refuse_changed_settings(self, state, settings):
+        stored = state.get("settings")
+        if isinstance(stored, dict):
+            keys = settings_differences(stored, settings)
+            shown = ", ".join(f"{k} ({stored.get(k, '<unset>')!r} -> {settings.get(k, '<unset>')!r})"
+                              for k in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        else:
+            shown = "settings this version cannot compare (its state.json names none)"
+        raise ResumeSettingsError(
+            f"{self.model_name}'s unfinished run {self.run_dir} was started with other settings: {shown}. "
+            f"Resuming would mix the two. Rerun with its settings to resume it, or start fresh: pass another "
+            f"--checkpoint_dir, --stage_resume=False, or delete {self.run_dir}.")
 
     # ------------------------------------------------------------------------------------------
     # distributed training (RecBole's DDP)

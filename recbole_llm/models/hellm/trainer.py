@@ -61,11 +61,6 @@ class HeLLMTrainer(StagedTrainer):
         super().__init__(config, model)
         self.s = model.settings
 
-    def run_settings(self):
-        keep = super().run_settings()
-        keep.update({k: self.config.final_config_dict.get(k) for k in HELLMPRE_SETTINGS.keys})
-        return keep
-
     def stages(self):
         m, s = self.model, self.s
         stages = []

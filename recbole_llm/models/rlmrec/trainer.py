@@ -18,20 +18,10 @@ from __future__ import annotations
 from recbole_llm.llm.generation import GenerationStats
 from recbole_llm.training.staged import Stage, StagedTrainer
 
-#: RecBole keys that define an RLMRec run besides the ``rlmrec_*`` and ``llm_*`` settings.
-RUN_KEYS = ("embedding_size", "n_layers", "reg_weight", "learning_rate", "weight_decay", "text_encoder",
-            "item_text_template", "item_text_fields", "item_text_max_tokens")
-
-
 class RLMRecTrainer(StagedTrainer):
     """Runs RLMRec's stages (see the module docstring)."""
 
     settings_prefix = "rlmrec_"
-
-    def run_settings(self):
-        keep = super().run_settings()
-        keep.update({k: self.config[k] for k in RUN_KEYS})
-        return keep
 
     def stages(self):
         m = self.model

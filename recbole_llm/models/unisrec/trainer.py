@@ -20,21 +20,10 @@ from __future__ import annotations
 
 from recbole_llm.training.staged import Stage, StagedTrainer
 
-#: RecBole keys that define a UniSRec run besides the ``unisrec_*`` settings.
-RUN_KEYS = ("n_layers", "n_heads", "hidden_size", "inner_size", "hidden_dropout_prob", "attn_dropout_prob",
-            "MAX_ITEM_LIST_LENGTH", "learning_rate", "weight_decay", "text_encoder", "item_text_template",
-            "item_text_fields", "item_text_max_tokens")
-
-
 class UniSRecTrainer(StagedTrainer):
     """Runs UniSRec's stages (see the module docstring)."""
 
     settings_prefix = "unisrec_"
-
-    def run_settings(self):
-        keep = super().run_settings()
-        keep.update({k: self.config[k] for k in RUN_KEYS})
-        return keep
 
     def stages(self):
         m, s = self.model, self.model.settings

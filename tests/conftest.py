@@ -148,3 +148,23 @@ def cli_in_process(args, capsys, tmp, model="BPR"):
     text = out.out + out.err
     assert "Traceback" not in text
     return code, text
+
+
+def glta_cli_args(root, *extra, **changes):
+    """``--key=value`` arguments of the tiny GLTA run (:func:`glta_tiny_config` with ``changes``)."""
+    args = ["--model=GLTA", "--dataset=tiny", "--state=WARNING", "--show_progress=False"]
+    for key, value in glta_tiny_config(root, **changes).items():
+        args.append(f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}")
+    return args + list(extra)
+
+
+def cli_error_line(args, capsys):
+    """Run the CLI in-process: (exit code, its one error line, else all it printed); never a traceback."""
+    from recbole_llm.cli import main as cli_main
+
+    code = cli_main(args)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "Traceback" not in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("recbole-llm: error: ")]
+    return code, (lines[0] if len(lines) == 1 else text)

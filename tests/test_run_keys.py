@@ -14,7 +14,7 @@ from recbole_llm.config import Config
 from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str
 from recbole_llm.training.staged import RUN_KEY_EXCLUDE, run_key_of, run_settings
 
-from conftest import glta_tiny_config, write_tiny_dataset
+from conftest import cli_error_line as _cli, glta_cli_args as _glta_args, glta_tiny_config, write_tiny_dataset
 
 #: Settings modules holding the schemas of the staged models, and the model whose resolved config
 #: holds each schema's keys (HeLLMPre's keys are HeLLM's pretraining block, LLM's are every LLM model's).
@@ -118,22 +118,6 @@ def test_shared_settings_change_the_run_key_and_paths_logging_and_switches_do_no
         neutral.update(hellm_graph_cache=False, hellm_sasrec_cache=False)
     assert set(neutral) <= RUN_KEY_EXCLUDE
     assert run_key_of(_settings(data_root, model, **neutral), ["fingerprint"]) == key
-
-
-def _glta_args(root, **changes):
-    args = ["--model=GLTA", "--dataset=tiny", "--state=WARNING", "--show_progress=False"]
-    for key, value in glta_tiny_config(root, **changes).items():
-        args.append(f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}")
-    return args
-
-
-def _cli(args, capsys):
-    code = cli_main(args)
-    out = capsys.readouterr()
-    text = out.out + out.err
-    assert "Traceback" not in text
-    lines = [ln for ln in text.splitlines() if ln.startswith("recbole-llm: error: ")]
-    return code, (lines[0] if len(lines) == 1 else text)
 
 
 def test_resume_with_a_changed_setting_is_refused_naming_the_key_and_a_copied_run_folder_works_alone(

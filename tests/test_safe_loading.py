@@ -21,7 +21,7 @@ from recbole_llm import safe_pickle
 from recbole_llm.cli import main as cli_main
 from recbole_llm.errors import ConfigError, CorruptFileError, TrainingDataMismatchError, UntrustedFileError
 
-from conftest import fast_config, glta_tiny_config
+from conftest import cli_error_line as _cli, fast_config, glta_cli_args as _glta_args
 
 TRUST = "--trust_checkpoint"
 LGCN = {"epochs": 1, "n_layers": 1, "reg_weight": 1e-4, "require_pow": False}  # LightGCN on BPR's split
@@ -273,23 +273,6 @@ def test_generation_cache_of_random_bytes(tmp_path):
 
 
 # --- stage resume (GLTA on the tiny Llama) ------------------------------------------------------------
-def _glta_args(root, *extra):
-    cfg = glta_tiny_config(root)
-    args = ["--model=GLTA", "--dataset=tiny", "--state=WARNING", "--show_progress=False"]
-    for key, value in cfg.items():
-        args.append(f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}")
-    return args + list(extra)
-
-
-def _cli(args, capsys):
-    code = cli_main(args)
-    out = capsys.readouterr()
-    text = out.out + out.err
-    assert "Traceback" not in text
-    lines = [ln for ln in text.splitlines() if ln.startswith("recbole-llm: error: ")]
-    return code, (lines[0] if len(lines) == 1 else text)
-
-
 def test_stage_resume_refuses_what_it_did_not_write(tiny_data, capsys):
     from recbole_llm.llm.testing import save_tiny_llama
 

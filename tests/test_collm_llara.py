@@ -278,18 +278,23 @@ def planted(tmp_path_factory):
         yield root, pop, mp
 
 
+def planted_settings(name):
+    """CoLLM's or LLaRA's settings for the planted-data runs (also tests_support/parity_metrics.py)."""
+    # short prompts: in a random 2-layer LLM attention is near uniform, so every text token dilutes the items
+    return (dict(collm_graph_epochs=20, collm_graph_learning_rate=0.01, collm_lora_epochs=1, collm_cie_epochs=8,
+                collm_cie_learning_rate=0.01, collm_lora_learning_rate=0.005, collm_samples_per_epoch=0,
+                collm_history_ids=True, collm_prompt_next="In:{history} U:{user} Out:",
+                collm_text_prompt_next="In:{history} Out:")
+           if name == "CoLLM" else
+           dict(llara_sasrec_epochs=5, llara_epochs=5, llara_learning_rate=0.005, llara_samples_per_epoch=0,
+                llara_curriculum=False, llara_lora_targets="q_proj,v_proj", llara_prompt="In:{history} Out:"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["CoLLM", "LLaRA"])
 def test_beats_pop_on_planted_structure(planted, name):
     root, pop, _ = planted
-    # short prompts: in a random 2-layer LLM attention is near uniform, so every text token dilutes the items
-    extra = (dict(collm_graph_epochs=20, collm_graph_learning_rate=0.01, collm_lora_epochs=1, collm_cie_epochs=8,
-                  collm_cie_learning_rate=0.01, collm_lora_learning_rate=0.005, collm_samples_per_epoch=0,
-                  collm_history_ids=True, collm_prompt_next="In:{history} U:{user} Out:",
-                  collm_text_prompt_next="In:{history} Out:")
-             if name == "CoLLM" else
-             dict(llara_sasrec_epochs=5, llara_epochs=5, llara_learning_rate=0.005, llara_samples_per_epoch=0,
-                  llara_curriculum=False, llara_lora_targets="q_proj,v_proj", llara_prompt="In:{history} Out:"))
+    extra = planted_settings(name)
     ours = run_experiment(name, "tiny", config_dict=tiny_config(root, name, stopping_step=10, **extra))
     assert_beats_pop(ours, pop, metric="ndcg@20")
 

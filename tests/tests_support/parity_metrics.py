@@ -55,17 +55,10 @@ def _setup(case, root):
         write_tiny_dataset(root / "data")
         return case, unisrec_config(root, unisrec_pretrain_epochs=1, epochs=4, eval_step=2)
     if case in ("CoLLM", "LLaRA"):  # test_collm_llara.py::test_beats_pop_on_planted_structure
-        from test_collm_llara import tiny_config
+        from test_collm_llara import planted_settings, tiny_config
         write_ring_dataset(root / "data", n_users=40, n_items=30, length=10)
         save_tiny_llama(root / "llm")
-        extra = (dict(collm_graph_epochs=20, collm_graph_learning_rate=0.01, collm_lora_epochs=1, collm_cie_epochs=8,
-                      collm_cie_learning_rate=0.01, collm_lora_learning_rate=0.005, collm_samples_per_epoch=0,
-                      collm_history_ids=True, collm_prompt_next="In:{history} U:{user} Out:",
-                      collm_text_prompt_next="In:{history} Out:")
-                 if case == "CoLLM" else
-                 dict(llara_sasrec_epochs=5, llara_epochs=5, llara_learning_rate=0.005, llara_samples_per_epoch=0,
-                      llara_curriculum=False, llara_lora_targets="q_proj,v_proj", llara_prompt="In:{history} Out:"))
-        return case, tiny_config(root, case, stopping_step=10, **extra)
+        return case, tiny_config(root, case, stopping_step=10, **planted_settings(case))
     if case.startswith("MM-"):  # test_baselines_multimodal.py::test_loss_falls_and_beats_pop
         from test_baselines_multimodal import N_ITEMS, N_USERS, tiny_config, write_features
         name, modalities = case[3:].split(":")

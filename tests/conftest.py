@@ -168,3 +168,14 @@ def cli_error_line(args, capsys):
     assert "Traceback" not in text
     lines = [ln for ln in text.splitlines() if ln.startswith("recbole-llm: error: ")]
     return code, (lines[0] if len(lines) == 1 else text)
+
+
+def import_benchmarks(monkeypatch, *names):
+    """Fresh imports of ``benchmarks/<name>.py`` scripts (``_common`` reloaded too), as ``{name: module}``."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    for name in ("_common", *names):
+        sys.modules.pop(name, None)
+    return {name: importlib.import_module(name) for name in names}

@@ -1,22 +1,18 @@
 """The one-process comparison scripts' shared helper (benchmarks/_common.py): overrides, and result
 tables written from a report dict (JSON + markdown rendered from it), for gat_gpt2_ml100k and glta_ml100k."""
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+from conftest import import_benchmarks
+
 
 
 @pytest.fixture
 def scripts(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    for name in ("_common", "gat_gpt2_ml100k", "glta_ml100k"):
-        sys.modules.pop(name, None)
-    return {name: importlib.import_module(name) for name in ("_common", "gat_gpt2_ml100k", "glta_ml100k")}
+    return import_benchmarks(monkeypatch, "_common", "gat_gpt2_ml100k", "glta_ml100k")
 
 
 def _entry(test, **extra):

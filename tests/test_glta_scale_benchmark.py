@@ -2,22 +2,19 @@
 dataset has the promised shape and planted structure and is read back by RecBole's atomic format; the
 ``--stages`` rules; bad options exit with code 2."""
 
-import importlib
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+from conftest import import_benchmarks
+
 
 
 @pytest.fixture
 def mods(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    for name in ("_common", "ml1m_shaped", "glta_scale"):
-        sys.modules.pop(name, None)
-    return importlib.import_module("ml1m_shaped"), importlib.import_module("glta_scale")
+    loaded = import_benchmarks(monkeypatch, "ml1m_shaped", "glta_scale")
+    return loaded["ml1m_shaped"], loaded["glta_scale"]
 
 
 def test_generated_data_has_the_requested_shape_and_is_seeded(mods):

@@ -2,7 +2,6 @@
 tables written from a report dict (JSON + markdown rendered from it), for gat_gpt2_ml100k and glta_ml100k."""
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -2,7 +2,6 @@
 dataset has the promised shape and planted structure and is read back by RecBole's atomic format; the
 ``--stages`` rules; bad options exit with code 2."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -205,6 +205,7 @@ def test_duplicated_rows_never_reach_two_splits(tiny_data, split):
     assert any("kept, as rm_dup_inter is set to None" in n for n in config.data_notes)
 
 
+@pytest.mark.slow
 def test_rules_are_in_the_log_of_the_real_cli(tmp_path):
     """Through run_recbole_llm.py: the byte-order mark and duplicate rules are printed and in ./log."""
     write_tiny_dataset(tmp_path / "data")
@@ -296,6 +297,7 @@ def test_corrupt_benchmark_store_is_one_line(tmp_path, monkeypatch, capsys):
     assert "results store" in err and "results.sqlite cannot be used (file is not a database)" in err
 
 
+@pytest.mark.slow
 def test_locked_benchmark_store_is_one_line_after_a_short_wait(tmp_path, monkeypatch, capsys):
     from recbole_llm.benchmark.store import ResultsStore
 
@@ -341,6 +343,7 @@ def test_atomic_data_name_cannot_leave_out(tmp_path, capsys, name):
 
 
 # --- distributed: checked before the processes start -------------------------------------------
+@pytest.mark.slow
 def test_nproc_2_with_bad_data_is_one_line(tmp_path):
     write_tiny_dataset(tmp_path / "data")
     inter = tmp_path / "data" / "tiny" / "tiny.inter"

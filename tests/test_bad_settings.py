@@ -117,6 +117,7 @@ def test_plugin_declares_the_keys_it_reads(tiny_data):
         plugins.set_registry(saved)
 
 
+@pytest.mark.slow
 def test_every_shipped_suite_uses_known_settings(tmp_path, monkeypatch, capsys):
     """The unknown-key check must not refuse our own suites (their config/protocol blocks)."""
     monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
@@ -143,6 +144,7 @@ def test_distributed_arguments_refused_before_spawning(tiny_data, capsys, args, 
     assert code == 2 and expected in _error_line(text), text
 
 
+@pytest.mark.slow
 def test_world_size_beyond_nproc_exits_quickly_through_the_real_cli(tmp_path):
     """Issue 19: this used to hang for 12 minutes."""
     from conftest import write_tiny_dataset
@@ -217,6 +219,7 @@ def test_default_use_gpu_still_runs_on_cpu(tiny_data):
     assert config["use_gpu"] is True  # RecBole's default: a GPU if there is one
 
 
+@pytest.mark.slow
 def test_port_in_use_fails_every_rank_with_one_line(tiny_data, capsys):
     """Rank 0 cannot listen on a port another program holds: the run ends (the other rank, which
     waits for rank 0, is stopped too) with one line naming the address."""

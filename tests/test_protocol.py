@@ -192,6 +192,7 @@ def test_bad_history_mask_is_a_config_error(synth):
         _evaluate(FixedGeneral, synth, "everything")
 
 
+@pytest.mark.slow
 def test_cli_rejects_unknown_protocol_with_exit_2():
     proc = subprocess.run([sys.executable, str(REPO / "run_recbole_llm.py"), "--model=Pop", "--dataset=ml-100k",
                            "--protocol=nope"], capture_output=True, text=True, cwd=REPO,
@@ -233,6 +234,7 @@ def _start(lr, ckpt, out):
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_sharing_a_checkpoint_dir_report_their_own_metrics(tmp_path):
     import json
 

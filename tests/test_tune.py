@@ -260,6 +260,7 @@ def _rows(out):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_a_plugin_model_is_tuned_with_the_space_its_plugin_registers(tiny_data):
     site = make_outside_plugin(tiny_data / "site")
     pkg = site / "outside_plugin"
@@ -300,6 +301,7 @@ def _study(out):
     return optuna.load_study(study_name="BPR-tiny", storage=f"sqlite:///{out / 'study.db'}")
 
 
+@pytest.mark.slow
 def test_a_killed_study_resumes_without_losing_or_repeating_a_finished_trial(tiny_data):
     from optuna.trial import TrialState
 
@@ -341,6 +343,7 @@ def test_a_killed_study_resumes_without_losing_or_repeating_a_finished_trial(tin
     assert len(_rows(out)) == len(trials)
 
 
+@pytest.mark.slow
 def test_two_workers_on_one_journal_storage_split_the_trials_without_duplicates(tiny_data):
     import optuna
     from optuna.storages import JournalStorage

@@ -12,8 +12,8 @@ TRAINABLE = ("full", "frozen", "lora")
 class StrList(Spec):
     """A list of strings (optionally restricted to ``choices``)."""
 
-    def __init__(self, choices=None, nullable=False):
-        super().__init__(nullable)
+    def __init__(self, choices=None, **common):
+        super().__init__(**common)
         self.choices = choices
 
     def describe(self):

@@ -2,21 +2,15 @@
 ``properties/model/CoLLM.yaml`` only (the LLM's ``llm_*`` keys in ``properties/model/llm.yaml``;
 ``CoLLM-paper.yaml`` overrides for the paper's setup)."""
 
-from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str
+from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str, lightgcn_stage
+
+#: Stage "graph": RecBole's LightGCN on a general view of the training split (cached).
+GRAPH_STAGE = lightgcn_stage("collm_graph_")
 
 COLLM_SETTINGS = Settings("CoLLM", prefix="collm_", keys={
     "collm_output": Choice("item_head", "yes_no"),
     # stage "graph": RecBole's LightGCN on the training split (cached)
-    "collm_graph_embedding_size": Int(min=1),
-    "collm_graph_layers": Int(min=1),
-    "collm_graph_reg_weight": Float(min=0),
-    "collm_graph_epochs": Int(min=0),
-    "collm_graph_learning_rate": Float(gt=0),
-    "collm_graph_batch_size": Int(min=1),
-    "collm_graph_stopping_step": Int(min=0),
-    "collm_graph_eval_step": Int(min=0),
-    "collm_graph_checkpoint": Str(nullable=True),
-    "collm_graph_cache": Bool(),
+    **GRAPH_STAGE.keys,
     # CIE: the mapping of LightGCN embeddings to LLM tokens
     "collm_proj_mid_times": Int(min=1),
     "collm_proj_dropout": Float(min=0, max=1),

@@ -1,7 +1,10 @@
 """GLTA's settings: what each key must be. Their defaults live in ``properties/model/GLTA.yaml``
 only (the LLM's ``llm_*`` keys in ``properties/model/llm.yaml``)."""
 
-from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str
+from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str, lightgcn_stage
+
+#: Stage 1, RecBole's LightGCN; it trains on the run's own loader, so RecBole's train_batch_size is its batch size.
+GRAPH_STAGE = lightgcn_stage("glta_graph_", batch_size=False)
 
 INFERENCE_MODES = ("first_k", "autoregressive", "first_logit")
 
@@ -13,16 +16,7 @@ GLTA_SETTINGS = Settings("GLTA", prefix="glta_", keys={
     "glta_prediction_tokens": Bool(),
     "glta_inference": Choice(*INFERENCE_MODES),
     # stage graph: RecBole's LightGCN
-    "glta_graph_embedding_size": Int(min=1),
-    "glta_graph_n_layers": Int(min=1),
-    "glta_graph_reg_weight": Float(min=0),
-    "glta_graph_require_pow": Bool(),
-    "glta_graph_epochs": Int(min=0),
-    "glta_graph_learning_rate": Float(gt=0),
-    "glta_graph_stopping_step": Int(min=0),
-    "glta_graph_eval_step": Int(min=0),
-    "glta_graph_checkpoint": Str(nullable=True),
-    "glta_graph_cache": Bool(),
+    **GRAPH_STAGE.keys,
     # stage item_text
     "glta_ia_epochs": Int(min=0),
     "glta_ia_learning_rate": Float(gt=0),

@@ -2,7 +2,12 @@
 ``properties/model/HeLLMPre.yaml`` and ``properties/model/HeLLM.yaml`` only (the LLM's ``llm_*``
 keys in ``properties/model/llm.yaml``; ``HeLLM-paper.yaml`` overrides for the paper's setup)."""
 
-from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str
+from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str, pretrain_stage, sasrec_stage
+
+#: Stage 1: HeLLMPre (graph embeddings) and RecBole's SASRec (hidden size: HeLLMPre's embedding_size),
+#: both on the training split.
+GRAPH_STAGE = pretrain_stage("hellm_graph_", "HeLLMPre")
+SASREC_STAGE = sasrec_stage("hellm_sasrec_", hidden_size=False)
 
 MODALITIES = ("auto", "text", "image", "text+image")
 
@@ -35,23 +40,8 @@ HELLM_SETTINGS = Settings("HeLLM", prefix="hellm_", keys={
     "hellm_seq_id": Bool(),
     "hellm_bilinear": Bool(),
     # stage 1: HeLLMPre (graph embeddings) and RecBole's SASRec, both on the training split
-    "hellm_graph_epochs": Int(min=0),
-    "hellm_graph_learning_rate": Float(gt=0),
-    "hellm_graph_batch_size": Int(min=1),
-    "hellm_graph_stopping_step": Int(min=0),
-    "hellm_graph_eval_step": Int(min=0),
-    "hellm_graph_checkpoint": Str(nullable=True),
-    "hellm_graph_cache": Bool(),
-    "hellm_sasrec_epochs": Int(min=0),
-    "hellm_sasrec_learning_rate": Float(gt=0),
-    "hellm_sasrec_batch_size": Int(min=1),
-    "hellm_sasrec_stopping_step": Int(min=0),
-    "hellm_sasrec_n_layers": Int(min=1),
-    "hellm_sasrec_n_heads": Int(min=1),
-    "hellm_sasrec_inner_size": Int(min=1),
-    "hellm_sasrec_dropout": Float(min=0, max=1),
-    "hellm_sasrec_checkpoint": Str(nullable=True),
-    "hellm_sasrec_cache": Bool(),
+    **GRAPH_STAGE.keys,
+    **SASREC_STAGE.keys,
     # prefixes (Eqs. 8-11)
     "hellm_prefix_len": Int(min=1),
     "hellm_prefix_hidden": Int(min=1),

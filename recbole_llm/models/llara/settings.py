@@ -2,22 +2,15 @@
 ``properties/model/LLaRA.yaml`` only (the LLM's ``llm_*`` keys in ``properties/model/llm.yaml``;
 ``LLaRA-paper.yaml`` overrides for the paper's setup)."""
 
-from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str
+from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str, sasrec_stage
+
+#: Stage "sasrec": RecBole's SASRec on the training sequences (cached).
+SASREC_STAGE = sasrec_stage("llara_sasrec_")
 
 LLARA_SETTINGS = Settings("LLaRA", prefix="llara_", keys={
     "llara_output": Choice("item_head", "candidates"),
     # stage "sasrec": RecBole's SASRec on the training sequences (cached)
-    "llara_sasrec_hidden_size": Int(min=1),
-    "llara_sasrec_epochs": Int(min=0),
-    "llara_sasrec_learning_rate": Float(gt=0),
-    "llara_sasrec_batch_size": Int(min=1),
-    "llara_sasrec_stopping_step": Int(min=0),
-    "llara_sasrec_n_layers": Int(min=1),
-    "llara_sasrec_n_heads": Int(min=1),
-    "llara_sasrec_inner_size": Int(min=1),
-    "llara_sasrec_dropout": Float(min=0, max=1),
-    "llara_sasrec_checkpoint": Str(nullable=True),
-    "llara_sasrec_cache": Bool(),
+    **SASREC_STAGE.keys,
     # hybrid item representation and curriculum
     "llara_proj_hidden": Int(min=0),
     "llara_curriculum": Bool(),

@@ -151,18 +151,20 @@ class Choice(Spec):
 
 
 class IntList(Spec):
-    """A list of integers, each within ``min`` (a YAML list, e.g. ``[600]``)."""
+    """A list of integers, each ``>= min`` (a YAML list, e.g. ``[600]``)."""
 
-    def __init__(self, min=None, **common):
+    def __init__(self, min=None, non_empty=False, **common):
         super().__init__(**common)
-        self.min = min
+        self.min, self.non_empty = min, non_empty
 
     def describe(self):
-        return ("a list of integers" + (f" >= {self.min}" if self.min is not None else "")
-                + (" or ~" if self.nullable else ""))
+        return (("a non-empty list" if self.non_empty else "a list") + " of integers"
+                + (f" >= {self.min}" if self.min is not None else "") + (" or ~" if self.nullable else ""))
 
     def convert(self, value):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValueError
+        if self.non_empty and not value:
             raise ValueError
         if self.min is not None and any(v < self.min for v in value):
             raise ValueError

@@ -228,3 +228,15 @@ def test_describe_prints_every_setting_with_default_allowed_values_doc_and_wheth
     assert "default: True" in cache and cache.endswith("changes results: no (not in the run key)")
     assert cli_main(["--describe", "NoSuchModel"]) == 2
     assert "Unknown model 'NoSuchModel'" in capsys.readouterr().err
+
+
+def test_a_plugin_registering_something_else_than_schemas_is_reported_and_ignored():
+    class BadSettings:
+        @staticmethod
+        @plugins.hookspecs.hookimpl
+        def register_settings():
+            return {"BPR": ["embedding_size"]}
+
+    with pytest.warns(plugins.PluginWarning, match=r"plugin 'bad': register_settings\(\) for 'BPR' must give"):
+        registry = plugins.build_registry(extra_plugins=[("bad", BadSettings)], load_entry_points=False)
+    assert "BPR" not in registry.settings and registry.settings["GLTA"]

@@ -19,8 +19,8 @@ GraphAttentiveGPT2: three; HeLLM: two) subclasses :class:`StagedTrainer` and ret
   from its start, with the same random stream (stages seed their epochs from the run seed and the
   epoch index). The run key hashes every resolved setting that changes results (a model's own
   settings by their schema's ``changes_results`` flag, general ones unless listed in
-  :data:`GENERAL_KEYS_NOT_CHANGING_RESULTS`: paths, logging, device), plus the interactions: rerunning with any other setting that
-  changes results is refused with the keys named, never half applied. ``stage_resume: False``
+  :data:`GENERAL_KEYS_NOT_CHANGING_RESULTS`: paths, logging, device), plus the interactions:
+  rerunning with any other setting that changes results is refused with the keys named, never half applied. ``stage_resume: False``
   starts over; a finished run starts over when launched again (its caches make that cheaper).
 * **Distributed** (RecBole's DDP, ``--nproc``): every rank builds the same chunk list from the
   same seed; :meth:`run_batches` gives each rank its round-robin share (padded so that all ranks

@@ -20,8 +20,9 @@ GraphAttentiveGPT2: three; HeLLM: two) subclasses :class:`StagedTrainer` and ret
   epoch index). The run key hashes every resolved setting that changes results (a model's own
   settings by their schema's ``changes_results`` flag, general ones unless listed in
   :data:`GENERAL_KEYS_NOT_CHANGING_RESULTS`: paths, logging, device), plus the interactions:
-  rerunning with any other setting that changes results is refused with the keys named, never half applied. ``stage_resume: False``
-  starts over; a finished run starts over when launched again (its caches make that cheaper).
+  rerunning with any other setting that changes results is refused with the keys named, never half
+  applied. ``stage_resume: False`` starts over; a finished run starts over when launched again (its
+  caches make that cheaper).
 * **Distributed** (RecBole's DDP, ``--nproc``): every rank builds the same chunk list from the
   same seed; :meth:`run_batches` gives each rank its round-robin share (padded so that all ranks
   take the same number of steps), gradients are averaged across ranks before clipping and the

@@ -93,7 +93,7 @@ def token_pairs(data):
     return set(zip(users.tolist(), items.tolist()))
 
 
-# ------------------------------------------------------------------------------ settings (registration: test_settings_registry.py)
+# ----------------------------------------------------------- settings (registration: test_settings_registry.py)
 @pytest.mark.parametrize("name", MODELS)
 def test_a_modality_nothing_provides_is_refused_naming_the_model(name):
     values = yaml.safe_load((properties_dir() / "model" / f"{name}.yaml").read_text())

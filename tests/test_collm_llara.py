@@ -78,7 +78,7 @@ def pairs(data):
     return set(zip(ds.inter_feat[ds.uid_field].tolist(), ds.inter_feat[ds.iid_field].tolist()))
 
 
-# ------------------------------------------------------------------------------ settings (registration: test_settings_registry.py)
+# ----------------------------------------------------------- settings (registration: test_settings_registry.py)
 def test_bad_settings_and_inputs_get_short_errors(env):
     with pytest.raises(ConfigError, match="collm_output.*one of item_head, yes_no"):
         build(env, "CoLLM", collm_output="candidates")

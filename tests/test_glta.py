@@ -62,7 +62,7 @@ def split_pairs(data):
     return set(zip(ds.inter_feat[ds.uid_field].tolist(), ds.inter_feat[ds.iid_field].tolist()))
 
 
-# ------------------------------------------------------------------------------ settings (registration: test_settings_registry.py)
+# ----------------------------------------------------------- settings (registration: test_settings_registry.py)
 @pytest.mark.parametrize("key,value,expected", [
     ("glta_inference", "best", "one of first_k, autoregressive, first_logit"),
     ("glta_ua_epochs", -1, "an integer >= 0"),

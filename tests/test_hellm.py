@@ -68,7 +68,7 @@ def pairs(data):
     return set(zip(ds.inter_feat[ds.uid_field].tolist(), ds.inter_feat[ds.iid_field].tolist()))
 
 
-# ------------------------------------------------------------------------------ settings (registration: test_settings_registry.py)
+# ----------------------------------------------------------- settings (registration: test_settings_registry.py)
 @pytest.mark.parametrize("key,value,expected", [
     ("hellmpre_temperature", 0.0, "a number > 0"),
     ("hellmpre_modalities", "audio", "one of auto, text, image, text+image"),

@@ -63,7 +63,7 @@ def build(root, model, dataset="tiny", **overrides):
     return config, MODELS[model](config, train._dataset), train, valid, test
 
 
-# ------------------------------------------------------------------------------ settings (registration: test_settings_registry.py)
+# ----------------------------------------------------------- settings (registration: test_settings_registry.py)
 @pytest.mark.parametrize("model,key,value,expected", [
     ("RLMRecCon", "rlmrec_profile_source", "chatgpt", "one of generated, generated_users, item_text"),
     ("RLMRecGen", "rlmrec_mask_ratio", 0.0, "a number > 0"),

@@ -1,8 +1,8 @@
 """SASRecPerUser: RecBole's SASRec on a per-user random split, scored per user by the general evaluator.
 
 Checks (registration and settings: test_settings_registry.py): the training samples are the
-time-ordered prefixes of the training split only (validation/test interactions changed: identical tables); the scoring prompt
-is the user's newest training items; the loss falls; on planted sequential data (a ring walk) it
+time-ordered prefixes of the training split only (validation/test interactions changed: identical
+tables); the scoring prompt is the user's newest training items; the loss falls; on planted sequential data (a ring walk) it
 beats Pop under the RO split with all of a user's held-out items as positives; bad settings fail
 with a ConfigError."""
 

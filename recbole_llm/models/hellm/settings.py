@@ -25,14 +25,14 @@ HELLMPRE_SETTINGS = Settings("HeLLMPre", prefix="hellmpre_", keys={
     "hellmpre_modalities": Choice(*MODALITIES, doc=(
         "item features of the I2I graph: auto (text if present, image if image_feat.npy exists) | text | image | "
         "text+image")),
-    "hellmpre_knn_chunk_size": Int(min=1, doc="rows of the cosine kNN computed at a time (memory only)"),
+    "hellmpre_knn_chunk_size": Int(min=1, doc="rows of the cosine kNN computed at a time (a memory bound; float rounding may differ)"),
     # Eq. 12
     "hellmpre_temperature": Float(gt=0, doc="tau of the contrastive terms (Eq. 12)"),
     "hellmpre_user_loss_ratio": Float(min=0, doc="alpha, weight of the user contrastive term (Eq. 12)"),
     "hellmpre_item_loss_ratio": Float(min=0, doc="beta, weight of the item contrastive term (Eq. 12)"),
     "hellmpre_reg_weight": Float(min=0, doc="lambda, L2 weight on the fused embeddings (Eq. 12)"),
     "hellmpre_cl_chunk_size": Int(min=1, doc=(
-        "anchors per chunk of the all-node contrastive loss (memory only; same sums)")),
+        "anchors per chunk of the all-node contrastive loss (a memory bound; float rounding may differ)")),
     "hellmpre_cl_anchors": Int(min=0, doc=(
         "contrastive anchors per step (0 = every node, the authors'; k = k random nodes)")),
 })

@@ -49,7 +49,8 @@ LATTICE_SETTINGS = model_settings("LATTICE", {
     "n_ui_layers": Int(min=0, doc="LightGCN layers on the user-item graph"),
     "n_layers": Int(min=0, doc="propagation steps on the learned item graph"),
     "knn_k": Int(min=1, doc="neighbours per item in the item-item kNN graphs"),
-    "knn_chunk_size": Int(min=1, doc="rows of the kNN search computed at a time (a memory bound; float rounding may differ)"),
+    "knn_chunk_size": Int(min=1, doc=(
+        "rows of the kNN search computed at a time (a memory bound; float rounding may differ)")),
     "lambda_coeff": Float(min=0, max=1, doc="weight of the original (feature) graph against the learned one"),
     "reg_weight": Float(min=0, doc="L2 weight on the batch's embeddings"),
 })

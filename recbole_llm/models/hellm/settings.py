@@ -25,7 +25,8 @@ HELLMPRE_SETTINGS = Settings("HeLLMPre", prefix="hellmpre_", keys={
     "hellmpre_modalities": Choice(*MODALITIES, doc=(
         "item features of the I2I graph: auto (text if present, image if image_feat.npy exists) | text | image | "
         "text+image")),
-    "hellmpre_knn_chunk_size": Int(min=1, doc="rows of the cosine kNN computed at a time (a memory bound; float rounding may differ)"),
+    "hellmpre_knn_chunk_size": Int(min=1, doc=(
+        "rows of the cosine kNN computed at a time (a memory bound; float rounding may differ)")),
     # Eq. 12
     "hellmpre_temperature": Float(gt=0, doc="tau of the contrastive terms (Eq. 12)"),
     "hellmpre_user_loss_ratio": Float(min=0, doc="alpha, weight of the user contrastive term (Eq. 12)"),

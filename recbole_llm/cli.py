@@ -104,26 +104,14 @@ def _print_models():
 
 
 def model_schemas(model_name):
-    """The :class:`~recbole_llm.settings.Settings` schemas a registered model reads: those in its
-    class's module and in its package's ``settings`` module (each once)."""
-    import importlib
-
-    from recbole_llm.settings import Settings
+    """The :class:`~recbole_llm.settings.Settings` schemas a registered model reads, as its plugin
+    registered them (hook ``register_settings``); ``[]`` for RecBole's own models. An unknown name is
+    refused by :func:`recbole_llm.utils.get_model` (listing the models there are)."""
+    from recbole_llm.training.staged import model_settings_schemas
     from recbole_llm.utils import get_model
 
-    cls = get_model(model_name)
-    modules = [sys.modules[cls.__module__]]
-    package = cls.__module__.rpartition(".")[0]
-    try:
-        modules.append(importlib.import_module(f"{package}.settings"))
-    except ImportError:
-        pass
-    found = {}
-    for module in modules:
-        for value in vars(module).values():
-            if isinstance(value, Settings):
-                found.setdefault(id(value), value)
-    return list(found.values())
+    get_model(model_name)
+    return model_settings_schemas(model_name)
 
 
 def model_defaults(model_name):
@@ -142,35 +130,23 @@ def model_defaults(model_name):
     return defaults, files
 
 
-#: Shared property files and the schema of their keys (a model loading the file reads them).
-SHARED_SCHEMAS = {"llm.yaml": ("recbole_llm.llm.loading", "LLM_SETTINGS")}
-
-
 def _describe_model(model_name):
-    import importlib
-
-    from recbole_llm.training.staged import RUN_KEY_EXCLUDE
+    """Print each setting of ``model_name``'s schemas: default (from its YAML), allowed values,
+    whether it changes results (and so is in a staged run's key) and its one-line doc."""
     from recbole_llm.utils import plain
 
     schemas = model_schemas(model_name)
     defaults, files = model_defaults(model_name)
-    for file in files:
-        module, name = SHARED_SCHEMAS.get(os.path.basename(file), (None, None))
-        shared = getattr(importlib.import_module(module), name) if module else None
-        if shared is not None and all(shared is not s for s in schemas):
-            schemas.append(shared)
     print(f"{model_name} settings (defaults from {', '.join(files)}):")
     if not schemas:
         print("  (this model has no settings schema; see its YAML)")
     for schema in schemas:
         print(f"\n[{schema.model}]")
-        width = max(len(k) for k in schema.keys)
         for key, spec in schema.keys.items():
             default = plain(defaults[key]) if key in defaults else "(not in the YAML)"
-            doc = getattr(spec, "doc", None)
-            neutral = "  (does not change results: not in the run key)" if key in RUN_KEY_EXCLUDE else ""
-            print(f"  {key:<{width}}  default: {default!r:<12}  allowed: {spec.describe()}{neutral}"
-                  + (f"  -- {doc}" if doc else ""))
+            changes = "yes" if spec.changes_results else "no (not in the run key)"
+            print(f"  {key}  default: {default!r}  allowed: {spec.describe()}  changes results: {changes}")
+            print(f"      {spec.doc}")
 
 
 def main(argv=None):

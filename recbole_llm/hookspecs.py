@@ -93,6 +93,16 @@ def register_setting_keys():
 
 
 @hookspec
+def register_settings():
+    """Return ``{model_name: [Settings, ...]}``: the schemas (``recbole_llm.settings.Settings``) of
+    the settings a model reads, each setting with its type, one-line doc and whether it changes
+    results. ``recbole-llm --describe MODEL`` prints them; a staged run's key holds a model's schema
+    keys exactly where ``changes_results`` is True (keys outside every schema are RecBole's: all in,
+    except the few in ``recbole_llm.training.staged.GENERAL_KEYS_NOT_CHANGING_RESULTS``).
+    """
+
+
+@hookspec
 def register_search_spaces():
     """Return ``{model_name: yaml_path}``: the hyperparameter search space ``recbole-llm tune``
     uses for a model when no ``--space`` is given (format: ``recbole_llm/tune/space.py``).

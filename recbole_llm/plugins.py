@@ -52,6 +52,7 @@ class Registry:
     datasets: dict = field(default_factory=dict)  # dataset name -> provider
     setting_keys: dict = field(default_factory=dict)  # setting name -> plugin that declared it
     search_spaces: dict = field(default_factory=dict)  # model name -> search space YAML (recbole-llm tune)
+    settings: dict = field(default_factory=dict)  # model name -> [Settings schemas]
     dataset_plugin: dict = field(default_factory=dict)
     plugins: list = field(default_factory=list)  # names of plugins loaded
     errors: list = field(default_factory=list)  # human-readable problems
@@ -206,6 +207,18 @@ def build_registry(plugin_manager=None, extra_plugins=(), load_entry_points=True
                 registry.report(f"Search space for {model_name!r} registered twice (plugin {plugin!r}); keeping the first.")
             else:
                 registry.search_spaces[model_name] = str(path)
+    from recbole_llm.settings import Settings
+
+    for plugin, schemas in _call_each(pm, registry, "register_settings"):
+        for model_name, found in dict(schemas).items():
+            found = [found] if isinstance(found, Settings) else list(found)
+            if not all(isinstance(schema, Settings) for schema in found):
+                registry.report(f"recbole-llm plugin {plugin!r}: register_settings() for {model_name!r} must give "
+                                f"recbole_llm.settings.Settings schemas, got {found!r}. It was ignored.")
+            elif model_name in registry.settings:
+                registry.report(f"Settings of {model_name!r} registered twice (plugin {plugin!r}); keeping the first.")
+            else:
+                registry.settings[model_name] = found
     for plugin, providers in _call_each(pm, registry, "register_datasets"):
         for provider in providers:
             name = getattr(provider, "name", None)

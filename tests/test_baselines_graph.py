@@ -1,15 +1,13 @@
-"""HCCF, LightGCN+, HCCF+ and MD-CVAE: registration, settings, loss falls, beats Pop on planted data,
+"""HCCF, LightGCN+, HCCF+ and MD-CVAE: loss falls, beats Pop on planted data,
 graphs and histories from the training split only, a clear error without item text.
 
 Tiny generated datasets; item texts through the shipped MiniLM (cached under the test's tmp dir).
 """
 
-import re
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
@@ -17,12 +15,9 @@ from conftest import fast_config, write_tiny_dataset
 from recbole_llm.config import Config
 from recbole_llm.data.text import MissingItemTextError
 from recbole_llm.graph.interactions import normalized_adjacency
-from recbole_llm.models.baselines.hccf import HCCF, HCCF_SETTINGS
-from recbole_llm.models.baselines.md_cvae import MDCVAE, MDCVAE_SETTINGS
-from recbole_llm.models.baselines.text_alignment import (LIGHTGCN_KEYS, TEXT_ALIGNMENT_KEYS, HCCFPlus,
-                                                         LightGCNPlus)
-from recbole_llm.paths import properties_dir
-from recbole_llm.plugins import get_registry
+from recbole_llm.models.baselines.hccf import HCCF
+from recbole_llm.models.baselines.md_cvae import MDCVAE
+from recbole_llm.models.baselines.text_alignment import HCCFPlus, LightGCNPlus
 from recbole_llm.quick_start import run_experiment
 from tests_support.baselines import assert_beats_pop, assert_loss_falls, loss_trace
 
@@ -62,32 +57,6 @@ def build(root, model, dataset="tiny", **overrides):
     init_seed(config["seed"], config["reproducibility"])
     train, valid, test = data_preparation(config, create_dataset(config))
     return config, MODELS[model](config, train._dataset), train, valid, test
-
-
-# ------------------------------------------------------------------------------ registration, settings
-def test_registered_through_the_plugin_hooks():
-    registry = get_registry()
-    for name, cls in MODELS.items():
-        assert registry.models[name] is cls
-        assert registry.model_plugin[name] == "recbole_llm.models.baselines.plugin_graph"
-    files = {name: [Path(p).name for p in registry.property_files[name]] for name in MODELS}
-    assert files == {"HCCF": ["HCCF.yaml"], "LightGCNPlus": ["LightGCNPlus.yaml", "text_alignment.yaml"],
-                     "HCCFPlus": ["HCCF.yaml", "text_alignment.yaml"], "MDCVAE": ["MDCVAE.yaml"]}
-
-
-def test_yaml_keys_are_the_settings_schema_keys():
-    def keys(name):
-        return set(yaml.safe_load((properties_dir() / "model" / name).read_text()))
-
-    training = {"epochs", "learning_rate", "train_batch_size"}
-    assert keys("HCCF.yaml") - training == set(HCCF_SETTINGS.keys)
-    assert keys("text_alignment.yaml") == set(TEXT_ALIGNMENT_KEYS)
-    assert keys("LightGCNPlus.yaml") == set(LIGHTGCN_KEYS)
-    assert keys("MDCVAE.yaml") - training - {"mlp_hidden_size"} == set(MDCVAE_SETTINGS.keys)
-    for name in FILES:  # defaults live in the YAML only
-        source = (PACKAGE / name).read_text()
-        assert not re.search(r"config\.get\(", source), name
-        assert not re.search(r"config\[\s*[\"'](hccf|mdcvae|text_align)_", source), name
 
 
 # ------------------------------------------------------------------------------ training

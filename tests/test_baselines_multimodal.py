@@ -1,4 +1,4 @@
-"""Multimodal baselines (VBPR, GRCN, LATTICE, SLMRec, BM3, FREEDOM): registration and settings, the
+"""Multimodal baselines (VBPR, GRCN, LATTICE, SLMRec, BM3, FREEDOM): modality settings, the
 sparse chunked kNN graph against MMRec's dense construction, interaction graphs from the training
 split only, missing features, image-only runs, loss falls and beats Pop on planted structure."""
 
@@ -23,13 +23,11 @@ from recbole_llm.models.baselines.bm3 import BM3_SETTINGS
 from recbole_llm.models.baselines.freedom import FREEDOM_SETTINGS
 from recbole_llm.models.baselines.grcn import GRCN_SETTINGS
 from recbole_llm.models.baselines.lattice import LATTICE_SETTINGS
-from recbole_llm.models.baselines.multimodal import MultimodalTrainer
 from recbole_llm.models.baselines.slmrec import SLMREC_SETTINGS
 from recbole_llm.models.baselines.vbpr import VBPR_SETTINGS
 from recbole_llm.paths import properties_dir
-from recbole_llm.plugins import get_registry
 from recbole_llm.quick_start import run_experiment
-from recbole_llm.utils import get_model, get_trainer
+from recbole_llm.utils import get_model
 from tests_support.baselines import assert_beats_pop, assert_loss_falls, loss_trace
 
 PACKAGE = Path(__file__).resolve().parent.parent / "recbole_llm" / "models" / "baselines"
@@ -37,7 +35,6 @@ MODELS = ["VBPR", "GRCN", "LATTICE", "SLMRec", "BM3", "FREEDOM"]
 SETTINGS = {"VBPR": VBPR_SETTINGS, "GRCN": GRCN_SETTINGS, "LATTICE": LATTICE_SETTINGS, "SLMRec": SLMREC_SETTINGS,
             "BM3": BM3_SETTINGS, "FREEDOM": FREEDOM_SETTINGS}
 # RecBole's own keys a model YAML may set besides the model's schema
-RECBOLE_KEYS = {"learning_rate", "train_batch_size", "weight_decay", "train_neg_sample_args"}
 # random 80/10/10 per user: several test items per user (leave-one-out on 80 users is too noisy to compare)
 LOO = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}
 SPLIT = {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user", "mode": "full"}
@@ -96,21 +93,10 @@ def token_pairs(data):
     return set(zip(users.tolist(), items.tolist()))
 
 
-# ------------------------------------------------------------------------------ registration, settings
-def test_registered_through_the_plugin_hooks():
-    registry = get_registry()
-    for name in MODELS:
-        assert get_model(name).__name__ == name
-        assert registry.model_plugin[name] == "recbole_llm.models.baselines.plugin_multimodal"
-        assert [Path(p).name for p in registry.property_files[name]] == [f"{name}.yaml"]
-    assert get_trainer(None, "FREEDOM") is MultimodalTrainer and get_trainer(None, "LATTICE") is MultimodalTrainer
-
-
+# ----------------------------------------------------------- settings (registration: test_settings_registry.py)
 @pytest.mark.parametrize("name", MODELS)
-def test_yaml_keys_equal_schema_keys(name):
+def test_a_modality_nothing_provides_is_refused_naming_the_model(name):
     values = yaml.safe_load((properties_dir() / "model" / f"{name}.yaml").read_text())
-    assert set(values) - RECBOLE_KEYS == set(SETTINGS[name].keys)
-    SETTINGS[name].read(values)  # the defaults are valid
     with pytest.raises(ConfigError, match=rf"{name} setting mm_modalities"):
         SETTINGS[name].read({**values, "mm_modalities": "audio"})
 

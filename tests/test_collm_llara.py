@@ -1,4 +1,4 @@
-"""CoLLM and LLaRA: registration and settings, vectors injected at exactly their placeholders, only
+"""CoLLM and LLaRA: bad settings, vectors injected at exactly their placeholders, only
 the intended parameters train, pretrained LightGCN/SASRec from the training split only, loss falls,
 planted structure, and the authors' output forms (Yes/No, candidate title likelihood) under uni100.
 
@@ -6,12 +6,10 @@ Tiny generated datasets and a tiny random Llama (saved with save_pretrained, loa
 real llm_path code path); everything runs in seconds on CPU.
 """
 
-import re
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
@@ -26,11 +24,8 @@ from recbole_llm.models.collm.trainer import CoLLMTrainer
 from recbole_llm.models.llara.model import LLaRA
 from recbole_llm.models.llara.settings import LLARA_SETTINGS
 from recbole_llm.models.llara.trainer import LLaRATrainer, curriculum_hybrid
-from recbole_llm.paths import properties_dir
-from recbole_llm.plugins import get_registry
 from recbole_llm.quick_start import run_experiment
 from recbole_llm.data.views import sequence_training_pairs
-from recbole_llm.utils import get_model, get_trainer
 from tests_support.baselines import assert_beats_pop, assert_loss_falls, loss_trace
 
 ROOT = Path(__file__).resolve().parent.parent / "recbole_llm" / "models"
@@ -83,26 +78,7 @@ def pairs(data):
     return set(zip(ds.inter_feat[ds.uid_field].tolist(), ds.inter_feat[ds.iid_field].tolist()))
 
 
-# ------------------------------------------------------------------------------ registration, settings
-@pytest.mark.parametrize("name", ["CoLLM", "LLaRA"])
-def test_registered_through_the_plugin_hooks_with_defaults_in_the_yaml_only(name):
-    cls, trainer, settings = MODELS[name]
-    registry = get_registry()
-    assert get_model(name) is cls and get_trainer(None, name) is trainer
-    assert registry.model_plugin[name] == f"recbole_llm.models.{name.lower()}.plugin"
-    assert [Path(p).name for p in registry.property_files[name]] == ["llm.yaml", f"{name}.yaml"]
-    prefix = settings.prefix
-    main = yaml.safe_load((properties_dir() / "model" / f"{name}.yaml").read_text())
-    paper = yaml.safe_load((properties_dir() / "model" / f"{name}-paper.yaml").read_text())
-    assert {k for k in main if k.startswith(prefix)} == set(settings.keys)
-    assert {k for k in paper if k.startswith(prefix)} <= set(settings.keys)
-    assert paper["llm_path"] and paper["llm_device"] == "cuda"
-    for path in (ROOT / name.lower()).glob("*.py"):
-        source = path.read_text()
-        assert not re.search(rf"config\[\s*[\"']{prefix}", source), path
-        assert not re.search(r"config\.get\(", source), path
-
-
+# ----------------------------------------------------------- settings (registration: test_settings_registry.py)
 def test_bad_settings_and_inputs_get_short_errors(env):
     with pytest.raises(ConfigError, match="collm_output.*one of item_head, yes_no"):
         build(env, "CoLLM", collm_output="candidates")

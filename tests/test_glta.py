@@ -1,4 +1,4 @@
-"""GLTA: registration, settings, stages, resume after a kill, determinism, no leakage, gradients, GLLM
+"""GLTA: settings, stages, resume after a kill, determinism, no leakage, gradients, GLLM
 loss masking, ablation switches, ranking output, planted structure.
 
 A tiny generated dataset and a tiny random Llama (saved with save_pretrained, loaded through the
@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
@@ -25,15 +24,10 @@ from conftest import fast_config, glta_tiny_config, tiny_llm_env, write_tiny_dat
 from recbole_llm.cli import main as cli_main
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigError, CorruptFileError, TrainingDataMismatchError
-from recbole_llm.llm.loading import LLM_SETTINGS
 from recbole_llm.llm.testing import save_tiny_llama
 from recbole_llm.models.glta import GLTA, GLTATrainer
 from recbole_llm.models.glta.gllm import GLLMLayer, gllm_loss
-from recbole_llm.models.glta.settings import GLTA_SETTINGS
-from recbole_llm.paths import properties_dir
-from recbole_llm.plugins import get_registry
 from recbole_llm.quick_start import run_experiment
-from recbole_llm.utils import get_model, get_trainer
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -68,31 +62,7 @@ def split_pairs(data):
     return set(zip(ds.inter_feat[ds.uid_field].tolist(), ds.inter_feat[ds.iid_field].tolist()))
 
 
-# ------------------------------------------------------------------------------ registration, settings
-def test_registered_through_the_plugin_hooks(env):
-    registry = get_registry()
-    assert get_model("GLTA") is GLTA and get_trainer(None, "GLTA") is GLTATrainer
-    assert registry.model_plugin["GLTA"] == "recbole_llm.models.glta.plugin"
-    assert [Path(p).name for p in registry.property_files["GLTA"]] == ["llm.yaml", "GLTA.yaml"]
-
-
-def test_defaults_live_in_the_yaml_only():
-    glta_yaml = yaml.safe_load((properties_dir() / "model" / "GLTA.yaml").read_text())
-    llm_yaml = yaml.safe_load((properties_dir() / "model" / "llm.yaml").read_text())
-    assert {k for k in glta_yaml if k.startswith("glta_")} == set(GLTA_SETTINGS.keys)
-    assert set(llm_yaml) == set(LLM_SETTINGS.keys)
-    # every glta_* value the code uses comes through the validated settings, none from code defaults
-    for path in PACKAGE.glob("*.py"):
-        if path.name == "settings.py":
-            continue
-        source = path.read_text()
-        assert not re.search(r"config\[\s*[\"']glta_", source), path
-        assert "_cfg(" not in source, path
-    missing = {k: v for k, v in glta_yaml.items() if k != "glta_slots"}
-    with pytest.raises(ConfigError, match=r"glta_slots is not set.*properties/model/GLTA.yaml"):
-        GLTA_SETTINGS.read(missing)
-
-
+# ----------------------------------------------------------- settings (registration: test_settings_registry.py)
 @pytest.mark.parametrize("key,value,expected", [
     ("glta_inference", "best", "one of first_k, autoregressive, first_logit"),
     ("glta_ua_epochs", -1, "an integer >= 0"),

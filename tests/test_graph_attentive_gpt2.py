@@ -1,18 +1,16 @@
-"""GraphAttentiveGPT2: registration and settings, the hop table and R, R inside every attention layer
+"""GraphAttentiveGPT2: the hop table and R, R inside every attention layer
 (sdpa and eager, by hand), no leakage of validation edges into R, single ID tokens, ablation switches,
 what trains, planted structure vs Pop, checkpoint reload, bad input.
 
 A tiny generated dataset and tiny random Llama/GPT-2 backbones; everything runs in seconds on CPU.
 """
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 from scipy.sparse.csgraph import shortest_path
@@ -27,11 +25,7 @@ from recbole_llm.graph.interactions import interaction_matrix
 from recbole_llm.llm.testing import save_tiny_llama, tiny_gpt2_backbone, tiny_llama_backbone
 from recbole_llm.models.graph_attentive_gpt2 import GraphAttentiveGPT2, GraphAttentiveGPT2Trainer
 from recbole_llm.models.graph_attentive_gpt2.model import ITEM, USER, WORD, Batch
-from recbole_llm.models.graph_attentive_gpt2.settings import GAT_SETTINGS
-from recbole_llm.paths import properties_dir
-from recbole_llm.plugins import get_registry
 from recbole_llm.quick_start import run_experiment
-from recbole_llm.utils import get_model, get_trainer
 
 PACKAGE = Path(__file__).resolve().parent.parent / "recbole_llm" / "models" / "graph_attentive_gpt2"
 LOAD_COL = {"inter": ["user_id", "item_id", "rating", "timestamp"], "item": ["item_id", "movie_title", "genre"]}
@@ -62,23 +56,6 @@ def build(root, backbone=None, dataset="tiny", **overrides):
 def pairs_of(data):
     ds = data.dataset
     return list(zip(ds.inter_feat[ds.uid_field].tolist(), ds.inter_feat[ds.iid_field].tolist()))
-
-
-# ------------------------------------------------------------------------------ registration, settings
-def test_registered_and_defaults_in_the_yaml_only():
-    registry = get_registry()
-    assert get_model("GraphAttentiveGPT2") is GraphAttentiveGPT2
-    assert get_trainer(None, "GraphAttentiveGPT2") is GraphAttentiveGPT2Trainer
-    assert [Path(p).name for p in registry.property_files["GraphAttentiveGPT2"]] == ["llm.yaml", "GraphAttentiveGPT2.yaml"]
-    defaults = yaml.safe_load((properties_dir() / "model" / "GraphAttentiveGPT2.yaml").read_text())
-    assert {k for k in defaults if k.startswith("gat_")} == set(GAT_SETTINGS.keys)
-    for path in PACKAGE.glob("*.py"):
-        if path.name != "settings.py":
-            assert not re.search(r"config\[\s*[\"']gat_|config\.get\(", path.read_text()), path
-    with pytest.raises(ConfigError, match=r"gat_max_hops is not set.*GraphAttentiveGPT2.yaml"):
-        GAT_SETTINGS.read({k: v for k, v in defaults.items() if k != "gat_max_hops"})
-    with pytest.raises(ConfigError, match=r"gat_corpus=.*list of strings from content, second_order, review, events"):
-        GAT_SETTINGS.read({**defaults, "gat_corpus": ["content", "blogs"]})
 
 
 # ------------------------------------------------------------------------------ hop table and R

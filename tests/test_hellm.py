@@ -1,4 +1,4 @@
-"""HeLLMPre and HeLLM: registration, settings, hypergraphs by hand, training-split-only graphs and
+"""HeLLMPre and HeLLM: settings, hypergraphs by hand, training-split-only graphs and
 pretraining, losses, ablation switches, prefixes in every layer, gradients, planted structure,
 checkpoint reload.
 
@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
@@ -29,13 +28,9 @@ from recbole_llm.models.hellm.prefix import forward_with_prefix, prefix_key_valu
 from recbole_llm.llm.testing import save_tiny_llama
 from recbole_llm.models.hellm.model import HeLLM
 from recbole_llm.models.hellm.pre import HeLLMPre, contrastive_loss
-from recbole_llm.models.hellm.settings import HELLM_SETTINGS, HELLMPRE_SETTINGS
 from recbole_llm.models.hellm.trainer import HeLLMTrainer, sequence_training_pairs
-from recbole_llm.paths import properties_dir
-from recbole_llm.plugins import get_registry
 from recbole_llm.quick_start import run_experiment
 from recbole_llm.training.schedule import warmup_cosine
-from recbole_llm.utils import get_model, get_trainer
 
 PACKAGE = Path(__file__).resolve().parent.parent / "recbole_llm" / "models" / "hellm"
 LOO = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}
@@ -73,31 +68,7 @@ def pairs(data):
     return set(zip(ds.inter_feat[ds.uid_field].tolist(), ds.inter_feat[ds.iid_field].tolist()))
 
 
-# ------------------------------------------------------------------------------ registration, settings
-def test_registered_through_the_plugin_hooks():
-    registry = get_registry()
-    assert get_model("HeLLMPre") is HeLLMPre and get_model("HeLLM") is HeLLM
-    assert get_trainer(None, "HeLLM") is HeLLMTrainer
-    assert registry.model_plugin["HeLLM"] == "recbole_llm.models.hellm.plugin"
-    assert [Path(p).name for p in registry.property_files["HeLLMPre"]] == ["HeLLMPre.yaml"]
-    assert [Path(p).name for p in registry.property_files["HeLLM"]] == ["llm.yaml", "HeLLMPre.yaml", "HeLLM.yaml"]
-
-
-def test_defaults_live_in_the_yaml_only():
-    pre = yaml.safe_load((properties_dir() / "model" / "HeLLMPre.yaml").read_text())
-    main = yaml.safe_load((properties_dir() / "model" / "HeLLM.yaml").read_text())
-    assert {k for k in pre if k.startswith("hellmpre_")} | {"embedding_size"} == set(HELLMPRE_SETTINGS.keys)
-    assert {k for k in main if k.startswith("hellm_")} == set(HELLM_SETTINGS.keys)
-    paper = yaml.safe_load((properties_dir() / "model" / "HeLLM-paper.yaml").read_text())
-    assert {k for k in paper if k.startswith("hellm")} <= set(HELLM_SETTINGS.keys) | set(HELLMPRE_SETTINGS.keys)
-    for path in PACKAGE.glob("*.py"):
-        source = path.read_text()
-        assert not re.search(r"config\[\s*[\"']hellm", source), path
-        assert not re.search(r"config\.get\(", source), path
-    with pytest.raises(ConfigError, match=r"hellm_prefix_len is not set.*HeLLM.yaml"):
-        HELLM_SETTINGS.read({k: v for k, v in main.items() if k != "hellm_prefix_len"})
-
-
+# ----------------------------------------------------------- settings (registration: test_settings_registry.py)
 @pytest.mark.parametrize("key,value,expected", [
     ("hellmpre_temperature", 0.0, "a number > 0"),
     ("hellmpre_modalities", "audio", "one of auto, text, image, text+image"),

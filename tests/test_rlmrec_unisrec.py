@@ -1,17 +1,15 @@
-"""RLMRec-Con, RLMRec-Gen and UniSRec: registration, settings, profiles from the training split only,
+"""RLMRec-Con, RLMRec-Gen and UniSRec: settings, profiles from the training split only,
 what trains and what stays frozen, losses, planted structure, missing item texts.
 
 Tiny generated datasets and a tiny random Llama (the real llm_path loading and generation path,
 with its disk cache); everything runs in seconds on CPU.
 """
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
@@ -22,15 +20,10 @@ from recbole_llm.errors import ConfigError
 from recbole_llm.llm.profiles import user_profile_contexts
 from recbole_llm.models.hellm.trainer import sequence_training_pairs
 from recbole_llm.models.rlmrec.model import RLMRecCon, RLMRecGen, SemanticNotReadyError
-from recbole_llm.models.rlmrec.settings import RLMREC_CON_SETTINGS, RLMREC_GEN_SETTINGS, SHARED_KEYS
 from recbole_llm.models.rlmrec.trainer import RLMRecTrainer
 from recbole_llm.models.unisrec.model import UniSRec
-from recbole_llm.models.unisrec.settings import UNISREC_SETTINGS
 from recbole_llm.models.unisrec.trainer import UniSRecTrainer
-from recbole_llm.paths import properties_dir
-from recbole_llm.plugins import get_registry
 from recbole_llm.quick_start import load_data_and_model, run_experiment
-from recbole_llm.utils import get_model, get_trainer
 from tests_support.baselines import assert_beats_pop, assert_loss_falls, loss_trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,37 +63,7 @@ def build(root, model, dataset="tiny", **overrides):
     return config, MODELS[model](config, train._dataset), train, valid, test
 
 
-# ------------------------------------------------------------------------------ registration, settings
-def test_registered_through_the_plugin_hooks():
-    registry = get_registry()
-    for name, cls in MODELS.items():
-        assert get_model(name) is cls
-    assert get_trainer(None, "RLMRecCon") is RLMRecTrainer and get_trainer(None, "RLMRecGen") is RLMRecTrainer
-    assert get_trainer(None, "UniSRec") is UniSRecTrainer
-    assert registry.model_plugin["RLMRecGen"] == "recbole_llm.models.rlmrec.plugin"
-    assert registry.model_plugin["UniSRec"] == "recbole_llm.models.unisrec.plugin"
-    assert [Path(p).name for p in registry.property_files["RLMRecCon"]] == ["llm.yaml", "RLMRec.yaml", "RLMRecCon.yaml"]
-    assert [Path(p).name for p in registry.property_files["UniSRec"]] == ["UniSRec.yaml"]
-
-
-def test_defaults_live_in_the_yaml_only():
-    load = lambda name: yaml.safe_load((properties_dir() / "model" / name).read_text())  # noqa: E731
-    shared, con, gen, uni = load("RLMRec.yaml"), load("RLMRecCon.yaml"), load("RLMRecGen.yaml"), load("UniSRec.yaml")
-    backbone_keys = {"embedding_size", "n_layers", "reg_weight"}
-    assert {k for k in shared if k.startswith("rlmrec_")} | backbone_keys == set(SHARED_KEYS)
-    assert {k for k in {**shared, **con} if k.startswith("rlmrec_")} | backbone_keys == set(RLMREC_CON_SETTINGS.keys)
-    assert {k for k in {**shared, **gen} if k.startswith("rlmrec_")} | backbone_keys == set(RLMREC_GEN_SETTINGS.keys)
-    assert {k for k in uni if k.startswith("unisrec_")} | {"hidden_size", "loss_type"} == set(UNISREC_SETTINGS.keys)
-    for paper in ("RLMRecCon-paper.yaml", "RLMRecGen-paper.yaml", "UniSRec-paper.yaml"):
-        keys = {k for k in load(paper) if k.startswith(("rlmrec_", "unisrec_"))}
-        assert keys <= set(RLMREC_CON_SETTINGS.keys) | set(RLMREC_GEN_SETTINGS.keys) | set(UNISREC_SETTINGS.keys), paper
-    for package in ("rlmrec", "unisrec"):
-        for path in (ROOT / "recbole_llm" / "models" / package).glob("*.py"):
-            source = path.read_text()
-            assert not re.search(r"config\[\s*[\"'](rlmrec|unisrec)_", source), path
-            assert not re.search(r"config\.get\(", source), path
-
-
+# ----------------------------------------------------------- settings (registration: test_settings_registry.py)
 @pytest.mark.parametrize("model,key,value,expected", [
     ("RLMRecCon", "rlmrec_profile_source", "chatgpt", "one of generated, generated_users, item_text"),
     ("RLMRecGen", "rlmrec_mask_ratio", 0.0, "a number > 0"),

@@ -1,25 +1,21 @@
 """SASRecPerUser: RecBole's SASRec on a per-user random split, scored per user by the general evaluator.
 
-Checks: registered, YAML keys == schema keys; the training samples are the time-ordered prefixes of
-the training split only (validation/test interactions changed: identical tables); the scoring prompt
-is the user's newest training items; the loss falls; on planted sequential data (a ring walk) it
+Checks (registration and settings: test_settings_registry.py): the training samples are the
+time-ordered prefixes of the training split only (validation/test interactions changed: identical
+tables); the scoring prompt is the user's newest training items; the loss falls; on planted sequential data (a ring walk) it
 beats Pop under the RO split with all of a user's held-out items as positives; bad settings fail
 with a ConfigError."""
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import yaml
 from recbole.data import create_dataset, data_preparation
 
 from recbole_llm.config import Config
 from recbole_llm.errors import ConfigError
 from recbole_llm.models.sasrec_per_user import SASRecPerUser
-from recbole_llm.models.sasrec_per_user.model import SASREC_PER_USER_SETTINGS
 from recbole_llm.quick_start import run_experiment
-from recbole_llm.utils import list_models
 
 from conftest import fast_config, write_ring_dataset, write_tiny_dataset
 from tests_support.baselines import assert_beats_pop, assert_loss_falls, loss_trace
@@ -56,13 +52,6 @@ def tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
     write_tiny_dataset(tmp_path / "data")
     return tmp_path
-
-
-def test_registered_and_yaml_keys_are_the_schema_keys():
-    assert "SASRecPerUser" in list_models()["recbole_llm"]
-    own = yaml.safe_load((REPO / "properties" / "model" / "SASRecPerUser.yaml").read_text())
-    assert set(SASREC_PER_USER_SETTINGS.keys) <= set(own)
-    assert set(own) - set(SASREC_PER_USER_SETTINGS.keys) == {"train_neg_sample_args"}  # checked in __init__
 
 
 def test_samples_are_time_ordered_training_prefixes_and_prompts_the_newest_training_items(tiny):

@@ -226,16 +226,24 @@ def load_backbone(
 #: The ``llm_*`` settings every LLM model reads; their defaults live in ``properties/model/llm.yaml``,
 #: which the LLM models' plugins register before their own YAML.
 LLM_SETTINGS = Settings("LLM", yaml_hint="properties/model/llm.yaml", keys={
-    "llm_path": Str(nullable=True),
-    "llm_dtype": Choice(*sorted(_DTYPES), "auto"),
-    "llm_device": Str(nullable=True),
-    "llm_quantization": Choice("gptq", "none", nullable=True),
-    "llm_attn_implementation": Choice("sdpa", "eager", "flash_attention_2", nullable=True),
-    "llm_gguf_cache": Bool(),
-    "llm_allow_download": Bool(),
-    "llm_trust_remote_code": Bool(),
-    "llm_num_threads": Int(min=0),
-    "llm_gptq_backend": Choice("torch", "triton", "auto"),
+    "llm_path": Str(nullable=True, doc=(
+        "the LLM: \"\" = embedded SmolLM2-135M-Instruct; or a .gguf file, a folder, a Hugging Face id")),
+    "llm_dtype": Choice(*sorted(_DTYPES), "auto", doc=(
+        "the LLM's weight dtype: float32 | bfloat16 | float16 | auto (keep float32 on CPUs without bf16)")),
+    "llm_device": Str(nullable=True, doc="the LLM's device (\"\" = RecBole's device)", changes_results=False),
+    "llm_quantization": Choice("gptq", "none", nullable=True, doc=(
+        "quantised checkpoints: ~ = detect (GPTQ loads through gptqmodel) | gptq | none")),
+    "llm_attn_implementation": Choice("sdpa", "eager", "flash_attention_2", nullable=True, doc=(
+        "attention kernel: sdpa | eager | flash_attention_2")),
+    "llm_gguf_cache": Bool(doc=(
+        "keep the dequantised GGUF weights on disk (reloading is much faster than "
+        "converting)"), changes_results=False),
+    "llm_allow_download": Bool(doc="hub ids: try the hub when the local cache lacks them", changes_results=False),
+    "llm_trust_remote_code": Bool(doc="run a hub model's own code (only for models that need it)"),
+    "llm_num_threads": Int(min=0, doc=(
+        "torch threads for the LLM (>0: torch.set_num_threads; 0: torch's default)"), changes_results=False),
+    "llm_gptq_backend": Choice("torch", "triton", "auto", doc=(
+        "GPTQ kernels: torch (has a backward to the inputs) | triton | auto (gptqmodel picks)")),
 })
 
 

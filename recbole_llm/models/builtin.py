@@ -4,10 +4,11 @@ Each built-in package's ``plugin`` module is an ordinary plugin (listed in
 ``recbole_llm.plugins.BUILTIN_PLUGINS``), but its three hooks differ only in what they name, so the
 module states that as data::
 
-    register_models, register_trainers, register_property_files = builtin_hooks(
+    register_models, register_trainers, register_property_files, register_settings = builtin_hooks(
         models=["recbole_llm.models.glta.model:GLTA"],
         trainers={"GLTA": "recbole_llm.models.glta.trainer:GLTATrainer"},
         property_files={"GLTA": ["llm.yaml", "GLTA.yaml"]},
+        settings={"GLTA": ["recbole_llm.models.glta.settings:GLTA_SETTINGS", "recbole_llm.llm.loading:LLM_SETTINGS"]},
     )
 
 Classes are named ``"module:Class"`` and imported only when the hook runs (the plugin module itself
@@ -37,9 +38,10 @@ def _property_file(name: str) -> str:
     return str(properties_dir() / "model" / name)
 
 
-def builtin_hooks(models, trainers=None, property_files=None):
-    """``(register_models, register_trainers, register_property_files)`` hook implementations for the
-    given tables (a hook whose table is empty returns None, i.e. contributes nothing)."""
+def builtin_hooks(models, trainers=None, property_files=None, settings=None):
+    """``(register_models, register_trainers, register_property_files, register_settings)`` hook
+    implementations for the given tables (a hook whose table is empty returns None, i.e. contributes
+    nothing). ``settings`` names each model's schemas as ``"module:NAME"``."""
 
     @hookimpl
     def register_models():
@@ -55,4 +57,10 @@ def builtin_hooks(models, trainers=None, property_files=None):
             return None
         return {name: [_property_file(f) for f in files] for name, files in property_files.items()}
 
-    return register_models, register_trainers, register_property_files
+    @hookimpl
+    def register_settings():
+        if not settings:
+            return None
+        return {name: [_load(path) for path in paths] for name, paths in settings.items()}
+
+    return register_models, register_trainers, register_property_files, register_settings

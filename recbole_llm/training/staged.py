@@ -17,10 +17,12 @@ GraphAttentiveGPT2: three; HeLLM: two) subclasses :class:`StagedTrainer` and ret
   relative, so a copied run folder works on its own copy. Rerunning the same command after a kill
   (between or inside epochs) continues at that stage and epoch; an epoch cut short is run again
   from its start, with the same random stream (stages seed their epochs from the run seed and the
-  epoch index). The run key hashes every resolved setting except :data:`RUN_KEY_EXCLUDE` (paths,
-  logging, cache switches, ...), plus the interactions: rerunning with any other setting that
-  changes results is refused with the keys named, never half applied. ``stage_resume: False``
-  starts over; a finished run starts over when launched again (its caches make that cheaper).
+  epoch index). The run key hashes every resolved setting that changes results (a model's own
+  settings by their schema's ``changes_results`` flag, general ones unless listed in
+  :data:`GENERAL_KEYS_NOT_CHANGING_RESULTS`: paths, logging, device), plus the interactions:
+  rerunning with any other setting that changes results is refused with the keys named, never half
+  applied. ``stage_resume: False`` starts over; a finished run starts over when launched again (its
+  caches make that cheaper).
 * **Distributed** (RecBole's DDP, ``--nproc``): every rank builds the same chunk list from the
   same seed; :meth:`run_batches` gives each rank its round-robin share (padded so that all ranks
   take the same number of steps), gradients are averaged across ranks before clipping and the
@@ -57,24 +59,22 @@ from recbole_llm.training.checkpoint import load_checked, read_json_checked, sav
 from recbole_llm.training.progress import EpochLog, StepProgress
 from recbole_llm.training.schedule import set_learning_rate, warmup_cosine
 
-#: Resolved-config keys left out of the run key because they do not change what a run computes:
-#: where files go and how much is logged, switches of caches whose artefacts are themselves keyed by
-#: their content (turning one off recomputes the same thing), the trust flag, the resume switch, and
-#: DDP rendezvous details (which rank, address, port; ``nproc``/``world_size`` stay in: training
-#: shards the batches and pads the last round, so tests/test_ddp.py finds metrics close, not equal).
-#: Device placement is left out too: where a run computes is not a setting of its method.
-#: Everything else is in, epoch counts included: a stage's learning-rate schedule spans all its
-#: epochs (``warmup_cosine`` over ``epochs * steps``) and it validates at its last epoch, so a run
-#: resumed with more epochs would not be the run those epochs describe.
-RUN_KEY_EXCLUDE = frozenset({
+#: RecBole's and recbole-llm's general settings (those outside every model's schema) that do not change
+#: what a run computes, so the run key leaves them out: where files go and how much is logged, the
+#: trust flag, the resume switch, device placement (where a run computes is not a setting of its
+#: method) and DDP rendezvous details (which rank, address, port; ``nproc``/``world_size`` stay in:
+#: training shards the batches and pads the last round, so tests/test_ddp.py finds metrics close, not
+#: equal). Every other general setting is in. A model's own settings are in or out by their schema's
+#: ``changes_results`` flag (:func:`keys_not_changing_results`), not by this table.
+#: Epoch counts are in: a stage's learning-rate schedule spans all its epochs (``warmup_cosine`` over
+#: ``epochs * steps``) and it validates at its last epoch, so a run resumed with more epochs would not
+#: be the run those epochs describe.
+GENERAL_KEYS_NOT_CHANGING_RESULTS = frozenset({
     # paths and folders (the dataset's content is keyed by its fingerprints, not its folder)
     "checkpoint_dir", "data_path", "dataset_save_path", "dataloaders_save_path", "save_dataset",
     "save_dataloaders", "run_id", "benchmark_results_dir",
     # logging and verbosity
     "state", "show_progress", "log_wandb", "wandb_project", "stage_log_interval", "log_root", "tensorboard",
-    # switches of content-keyed caches
-    "llm_gguf_cache", "glta_graph_cache", "glta_gen_cache", "collm_graph_cache", "gat_hop_cache",
-    "hellm_graph_cache", "hellm_sasrec_cache", "llara_sasrec_cache", "rlmrec_gen_cache",
     # resume and trust switches
     "stage_resume", "trust_checkpoint",
     # device placement and DDP rendezvous
@@ -82,13 +82,30 @@ RUN_KEY_EXCLUDE = frozenset({
 })
 
 
+def model_settings_schemas(model_name) -> list:
+    """The :class:`~recbole_llm.settings.Settings` schemas registered for ``model_name`` (hook
+    ``register_settings``); empty for RecBole's own models."""
+    from recbole_llm.plugins import get_registry
+
+    return list(get_registry().settings.get(str(model_name), []))
+
+
+def keys_not_changing_results(model_name) -> frozenset:
+    """The settings a run key of ``model_name`` leaves out: its schemas' keys flagged
+    ``changes_results=False`` and :data:`GENERAL_KEYS_NOT_CHANGING_RESULTS`."""
+    own = {key for schema in model_settings_schemas(model_name)
+           for key, spec in schema.keys.items() if not spec.changes_results}
+    return GENERAL_KEYS_NOT_CHANGING_RESULTS | own
+
+
 def run_settings(config) -> dict:
-    """``config``'s resolved settings as plain values, less :data:`RUN_KEY_EXCLUDE`: what defines
-    a staged run (its run key is their hash plus the training/validation interactions')."""
+    """``config``'s resolved settings as plain values, less :func:`keys_not_changing_results`: what
+    defines a staged run (its run key is their hash plus the training/validation interactions')."""
     from recbole_llm.utils import plain
 
     final = config.final_config_dict
-    return {key: plain(final[key]) for key in sorted(final) if key not in RUN_KEY_EXCLUDE}
+    left_out = keys_not_changing_results(final.get("model"))
+    return {key: plain(final[key]) for key in sorted(final) if key not in left_out}
 
 
 def run_key_of(settings: dict, fingerprints=()) -> str:
@@ -172,8 +189,8 @@ class StagedTrainer(Trainer):
         """Restore what :meth:`trainer_state` returned."""
 
     def run_settings(self) -> dict:
-        """The settings that define a run: the whole resolved config as plain values, less
-        :data:`RUN_KEY_EXCLUDE` (hashed into the run key and stored in the run's state)."""
+        """The settings that define a run: the resolved settings that change results, as plain values
+        (:func:`run_settings`; hashed into the run key and stored in the run's state)."""
         return run_settings(self.config)
 
     # ------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 ``make_outside_plugin(root)`` writes the package and its ``.dist-info`` under ``root``: a process
 with ``root`` on ``sys.path`` sees the ``recbole_llm`` entry point ``outside`` that registers the
-model ``PopPlusMF`` (with its own property file: ``embedding_size: 12``).
+model ``PopPlusMF`` (with its own property file: ``embedding_size: 12``) and its settings schema.
 """
 
 PLUGIN_MODEL = '''
@@ -41,6 +41,11 @@ from pathlib import Path
 
 import recbole_llm
 from outside_plugin.model import PopPlusMF
+from recbole_llm.settings import Int, Settings
+
+POP_PLUS_MF_SETTINGS = Settings("PopPlusMF", keys={
+    "embedding_size": Int(min=1, doc="user and item embedding size"),
+})
 
 
 @recbole_llm.hookimpl
@@ -51,6 +56,11 @@ def register_models():
 @recbole_llm.hookimpl
 def register_property_files():
     return {"PopPlusMF": [str(Path(__file__).with_name("PopPlusMF.yaml"))]}
+
+
+@recbole_llm.hookimpl
+def register_settings():
+    return {"PopPlusMF": [POP_PLUS_MF_SETTINGS]}
 '''
 
 

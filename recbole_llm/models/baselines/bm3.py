@@ -32,11 +32,11 @@ from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import norm_reg
 
 BM3_SETTINGS = model_settings("BM3", {
-    "embedding_size": Int(min=1),
-    "n_layers": Int(min=0),
-    "dropout": Float(min=0, max=1),
-    "reg_weight": Float(min=0),
-    "cl_weight": Float(min=0),
+    "embedding_size": Int(min=1, doc="ID embedding size, also the modality projections' size"),
+    "n_layers": Int(min=0, doc="LightGCN layers on the user-item graph"),
+    "dropout": Float(min=0, max=1, doc="dropout of the target view (the online embeddings' perturbation)"),
+    "reg_weight": Float(min=0, doc="L2 weight on the batch's embeddings"),
+    "cl_weight": Float(min=0, doc="weight of the modality-aware contrastive terms"),
 })
 
 

@@ -35,14 +35,16 @@ from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import bpr_loss
 
 FREEDOM_SETTINGS = model_settings("FREEDOM", {
-    "embedding_size": Int(min=1),
-    "knn_k": Int(min=1),
-    "knn_chunk_size": Int(min=1),
-    "n_mm_layers": Int(min=0),
-    "n_ui_layers": Int(min=0),
-    "mm_image_weight": Float(min=0, max=1),
-    "dropout": Float(min=0, max=1),
-    "reg_weight": Float(min=0),
+    "embedding_size": Int(min=1, doc="ID embedding size, also the modality projections' size"),
+    "knn_k": Int(min=1, doc="neighbours per item in the frozen item-item kNN graph"),
+    "knn_chunk_size": Int(min=1, doc=(
+        "rows of the kNN search computed at a time (a memory bound; float rounding may differ)")),
+    "n_mm_layers": Int(min=0, doc="item-graph propagation steps"),
+    "n_ui_layers": Int(min=0, doc="LightGCN layers on the user-item graph"),
+    "mm_image_weight": Float(min=0, max=1, doc="image share of the frozen item graph when both modalities exist"),
+    "dropout": Float(min=0, max=1, doc=(
+        "share of user-item edges pruned from the training graph each epoch (degree-sensitive)")),
+    "reg_weight": Float(min=0, doc="L2 weight on the batch's embeddings"),
 })
 
 

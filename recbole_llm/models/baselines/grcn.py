@@ -41,10 +41,10 @@ from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import bpr_loss
 
 GRCN_SETTINGS = model_settings("GRCN", {
-    "embedding_size": Int(min=1),
-    "latent_embedding": Int(min=1),
-    "n_layers": Int(min=0),
-    "reg_weight": Float(min=0),
+    "embedding_size": Int(min=1, doc="ID embedding size, also the modality projections' size"),
+    "latent_embedding": Int(min=1, doc="per-modality content/preference size (dim_C)"),
+    "n_layers": Int(min=0, doc="graph convolution layers on the refined graph"),
+    "reg_weight": Float(min=0, doc="L2 weight on the batch's embeddings"),
 })
 
 

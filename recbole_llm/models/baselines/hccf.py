@@ -41,15 +41,16 @@ from recbole_llm.settings import Float, Int, Settings
 from recbole_llm.training.losses import bpr_loss, info_nce, l2_reg
 
 HCCF_SETTINGS = Settings("HCCF", prefix="hccf_", keys={
-    "embedding_size": Int(min=1),
-    "hccf_n_layers": Int(min=1),
-    "hccf_hyperedges": Int(min=1),
-    "hccf_hyper_layers": Int(min=0),
-    "hccf_leaky": Float(min=0),
-    "hccf_keep_rate": Float(gt=0, max=1),
-    "hccf_temperature": Float(gt=0),
-    "hccf_ssl_weight": Float(min=0),
-    "hccf_reg_weight": Float(min=0),
+    "embedding_size": Int(min=1, doc="user/item embedding size"),
+    "hccf_n_layers": Int(min=1, doc="local graph (LightGCN-style) layers (gnn_layer)"),
+    "hccf_hyperedges": Int(min=1, doc="K, learnable hyperedges per side, users and items (hyperNum)"),
+    "hccf_hyper_layers": Int(min=0, doc="hierarchical hyperedge mappings psi (paper Sec. 3.2)"),
+    "hccf_leaky": Float(min=0, doc="LeakyReLU slope (leaky)"),
+    "hccf_keep_rate": Float(gt=0, max=1, doc=(
+        "edge keep rate of the adjacency and of the hyperedge matrices' dropout (keepRate)")),
+    "hccf_temperature": Float(gt=0, doc="temperature of the cross-view InfoNCE (temp)"),
+    "hccf_ssl_weight": Float(min=0, doc="weight of the cross-view InfoNCE (ssl_reg)"),
+    "hccf_reg_weight": Float(min=0, doc="L2 weight on all parameters (reg)"),
 })
 
 

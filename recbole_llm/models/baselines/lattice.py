@@ -43,15 +43,16 @@ from recbole_llm.settings import Choice, Float, Int
 from recbole_llm.training.losses import bpr_loss, l2_reg
 
 LATTICE_SETTINGS = model_settings("LATTICE", {
-    "embedding_size": Int(min=1),
-    "feat_embed_dim": Int(min=1),
-    "cf_model": Choice("lightgcn", "mf"),
-    "n_ui_layers": Int(min=0),
-    "n_layers": Int(min=0),
-    "knn_k": Int(min=1),
-    "knn_chunk_size": Int(min=1),
-    "lambda_coeff": Float(min=0, max=1),
-    "reg_weight": Float(min=0),
+    "embedding_size": Int(min=1, doc="ID embedding size, also the modality projections' size"),
+    "feat_embed_dim": Int(min=1, doc="projection size of the learned item graph"),
+    "cf_model": Choice("lightgcn", "mf", doc="collaborative backbone: lightgcn | mf"),
+    "n_ui_layers": Int(min=0, doc="LightGCN layers on the user-item graph"),
+    "n_layers": Int(min=0, doc="propagation steps on the learned item graph"),
+    "knn_k": Int(min=1, doc="neighbours per item in the item-item kNN graphs"),
+    "knn_chunk_size": Int(min=1, doc=(
+        "rows of the kNN search computed at a time (a memory bound; float rounding may differ)")),
+    "lambda_coeff": Float(min=0, max=1, doc="weight of the original (feature) graph against the learned one"),
+    "reg_weight": Float(min=0, doc="L2 weight on the batch's embeddings"),
 })
 
 

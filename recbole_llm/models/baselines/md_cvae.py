@@ -45,25 +45,29 @@ from recbole.model.general_recommender.multivae import MultiVAE
 from torch import nn
 
 from recbole_llm.errors import ConfigError
-from recbole_llm.settings import Float, Int, Settings
+from recbole_llm.settings import Float, Int, IntList, Settings
 from recbole_llm.training.losses import l2_reg
 
 MDCVAE_SETTINGS = Settings("MDCVAE", prefix="mdcvae_", keys={
-    # RecBole's MultiVAE keys (mlp_hidden_size is checked by MDCVAE itself: a list)
-    "latent_dimension": Int(min=2),
-    "dropout_prob": Float(min=0, max=1),
-    "anneal_cap": Float(min=0),
-    "total_anneal_steps": Int(min=0),
+    # RecBole's MultiVAE keys
+    "mlp_hidden_size": IntList(min=1, non_empty=True, doc=(
+        "collaborative VAE's hidden sizes; the first is the item-embedding size (RecBole's MultiVAE key)")),
+    "latent_dimension": Int(min=2, doc=(
+        "collaborative VAE's latent size: RecBole's encoder outputs 2 x this (RecBole's MultiVAE key)")),
+    "dropout_prob": Float(min=0, max=1, doc="input dropout of the collaborative VAE (RecBole's MultiVAE key)"),
+    "anneal_cap": Float(min=0, doc="final weight of the KL annealing (RecBole's MultiVAE key)"),
+    "total_anneal_steps": Int(min=0, doc=(
+        "steps over which the KL weight rises to anneal_cap (RecBole's MultiVAE key)")),
     # the dual content VAE and the mutual regularisation
-    "mdcvae_lambda_v": Float(min=0),
-    "mdcvae_lambda_w": Float(min=0),
-    "mdcvae_content_hidden": Int(min=1),
-    "mdcvae_content_layers": Int(min=1),
-    "mdcvae_content_kl_weight": Float(min=0),
-    "mdcvae_item_batch_size": Int(min=2),
-    "mdcvae_pretrain_epochs": Int(min=0),
-    "mdcvae_pretrain_learning_rate": Float(gt=0),
-    "mdcvae_pretrain_batch_size": Int(min=1),
+    "mdcvae_lambda_v": Float(min=0, doc="lambda_V, weight of the mutual regularisation between the two VAEs"),
+    "mdcvae_lambda_w": Float(min=0, doc="lambda_W, L2 weight of the weight matrices"),
+    "mdcvae_content_hidden": Int(min=1, doc="content VAE's hidden size"),
+    "mdcvae_content_layers": Int(min=1, doc="content VAE's hidden layers"),
+    "mdcvae_content_kl_weight": Float(min=0, doc="content VAE's KL weight"),
+    "mdcvae_item_batch_size": Int(min=2, doc="items per content-VAE step"),
+    "mdcvae_pretrain_epochs": Int(min=0, doc="content-VAE pretraining epochs"),
+    "mdcvae_pretrain_learning_rate": Float(gt=0, doc="content-VAE pretraining learning rate"),
+    "mdcvae_pretrain_batch_size": Int(min=1, doc="items per content-VAE pretraining step"),
 })
 
 
@@ -119,15 +123,7 @@ class MDCVAE(MultiVAE):
     layer) and a dual item-text VAE regularise each other."""
 
     def __init__(self, config, dataset):
-        s = MDCVAE_SETTINGS.read(config)
-        hidden = config["mlp_hidden_size"]
-        if not isinstance(hidden, (list, tuple)) or not hidden or not all(
-                isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
-            raise ConfigError(
-                f"MDCVAE setting mlp_hidden_size={hidden!r} is invalid: it must be a non-empty list of positive "
-                "integers (its first entry is the size of the item embeddings the content VAE regularises). "
-                "Fix it in properties/model/MDCVAE.yaml or pass --mlp_hidden_size=[100]."
-            )
+        s = MDCVAE_SETTINGS.read(config)  # also checks mlp_hidden_size (the first entry sizes the item embeddings)
         super().__init__(config, dataset)
         from recbole_llm.data.features import item_text_embeddings
 
@@ -144,7 +140,7 @@ class MDCVAE(MultiVAE):
         features = torch.where(has_text[:, None], (text - mean) / std, torch.zeros_like(text))
         self.register_buffer("item_features", features.to(self.device))
         self.register_buffer("text_items", has_text.nonzero().view(-1).to(self.device))
-        self.content_vae = ContentVAE(text.shape[1], s.content_hidden, s.content_layers, hidden[0]).to(self.device)
+        self.content_vae = ContentVAE(text.shape[1], s.content_hidden, s.content_layers, s.mlp_hidden_size[0]).to(self.device)
         self.pretrain_content_vae()
 
     @property

@@ -28,7 +28,9 @@ from recbole_llm.models.embedding_scores import EmbeddingScores
 from recbole_llm.settings import Choice, Settings
 
 #: Keys every multimodal baseline reads (added to each model's schema).
-MODALITY_KEYS = {"mm_modalities": Choice(*MODALITIES)}
+MODALITY_KEYS = {
+    "mm_modalities": Choice(*MODALITIES, doc="item features used: auto (those the dataset has) | text | image | text+image"),
+}
 
 #: Order of modalities in fused representations (MMRec: image, then text).
 ORDER = ("image", "text")

@@ -7,7 +7,8 @@ from recbole_llm.models.builtin import builtin_hooks
 MODELS = ("VBPR", "GRCN", "LATTICE", "SLMRec", "BM3", "FREEDOM")  # module recbole_llm.models.baselines.<lower name>
 TRAINER = "recbole_llm.models.baselines.multimodal:MultimodalTrainer"
 
-register_models, register_trainers, register_property_files = builtin_hooks(
+register_models, register_trainers, register_property_files, register_settings = builtin_hooks(
     models=[f"recbole_llm.models.baselines.{name.lower()}:{name}" for name in MODELS],
     trainers={"FREEDOM": TRAINER, "LATTICE": TRAINER},
-    property_files={name: [f"{name}.yaml"] for name in MODELS})
+    property_files={name: [f"{name}.yaml"] for name in MODELS},
+    settings={name: [f"recbole_llm.models.baselines.{name.lower()}:{name.upper()}_SETTINGS"] for name in MODELS})

@@ -36,11 +36,11 @@ from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import info_nce
 
 SLMREC_SETTINGS = model_settings("SLMRec", {
-    "embedding_size": Int(min=1),
-    "n_layers": Int(min=0),
-    "temp": Float(gt=0),
-    "ssl_temp": Float(gt=0),
-    "ssl_alpha": Float(min=0),
+    "embedding_size": Int(min=1, doc="ID embedding size, also the modality projections' size"),
+    "n_layers": Int(min=0, doc="LightGCN layers on the user-item graph"),
+    "temp": Float(gt=0, doc="temperature of the main (user-item) InfoNCE"),
+    "ssl_temp": Float(gt=0, doc="temperature of the self-supervised InfoNCE"),
+    "ssl_alpha": Float(min=0, doc="weight of the self-supervised loss"),
 })
 
 

@@ -26,8 +26,8 @@ from recbole_llm.settings import Float, Int, Settings
 from recbole_llm.training.losses import info_nce
 
 TEXT_ALIGNMENT_KEYS = {
-    "text_align_weight": Float(min=0),
-    "text_align_temperature": Float(gt=0),
+    "text_align_weight": Float(min=0, doc="weight of the item-text InfoNCE alignment in the loss"),
+    "text_align_temperature": Float(gt=0, doc="temperature of that InfoNCE (cosine similarities)"),
 }
 
 
@@ -35,6 +35,10 @@ def text_alignment_settings(model: str) -> Settings:
     """The alignment's settings schema for ``model`` (defaults: ``properties/model/text_alignment.yaml``)."""
     return Settings(model, keys=TEXT_ALIGNMENT_KEYS, prefix="text_align_",
                     yaml_hint="properties/model/text_alignment.yaml")
+
+
+#: The alignment's schema as LightGCN+ and HCCF+ register it (each reads it under its own name).
+TEXT_ALIGNMENT_SETTINGS = text_alignment_settings("text alignment")
 
 
 class TextAlignmentMixin:
@@ -66,7 +70,13 @@ class TextAlignmentMixin:
         return info_nce(self.text_projector(item_embeddings[items]), self.item_text[items], self.text_align_temperature)
 
 
-LIGHTGCN_KEYS = {"embedding_size": Int(min=1), "n_layers": Int(min=1), "reg_weight": Float(min=0)}
+LIGHTGCN_KEYS = {
+    "embedding_size": Int(min=1, doc="LightGCN's embedding size (RecBole's key)"),
+    "n_layers": Int(min=1, doc="LightGCN's propagation layers (RecBole's key)"),
+    "reg_weight": Float(min=0, doc="LightGCN's L2 weight (RecBole's key)"),
+}
+#: LightGCN+'s own keys (RecBole's LightGCN); its alignment keys are :data:`TEXT_ALIGNMENT_SETTINGS`.
+LIGHTGCN_SETTINGS = Settings("LightGCNPlus", keys=LIGHTGCN_KEYS, yaml_hint="properties/model/LightGCNPlus.yaml")
 
 
 class LightGCNPlus(TextAlignmentMixin, LightGCN):
@@ -74,7 +84,7 @@ class LightGCNPlus(TextAlignmentMixin, LightGCN):
     InfoNCE alignment of its propagated item embeddings."""
 
     def __init__(self, config, dataset):
-        Settings("LightGCNPlus", keys=LIGHTGCN_KEYS).read(config)  # validate LightGCN's own keys
+        LIGHTGCN_SETTINGS.read(config)  # validate LightGCN's own keys
         super().__init__(config, dataset)
         self._propagated_items = None
         self.init_text_alignment(config, dataset, self.latent_dim)

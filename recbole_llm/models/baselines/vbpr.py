@@ -24,8 +24,8 @@ from recbole_llm.settings import Float, Int
 from recbole_llm.training.losses import bpr_loss, norm_reg
 
 VBPR_SETTINGS = model_settings("VBPR", {
-    "embedding_size": Int(min=1),
-    "reg_weight": Float(min=0),
+    "embedding_size": Int(min=1, doc="ID embedding size, also the modality projections' size"),
+    "reg_weight": Float(min=0, doc="L2 weight on the batch's embeddings"),
 })
 
 

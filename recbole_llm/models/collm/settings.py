@@ -2,47 +2,44 @@
 ``properties/model/CoLLM.yaml`` only (the LLM's ``llm_*`` keys in ``properties/model/llm.yaml``;
 ``CoLLM-paper.yaml`` overrides for the paper's setup)."""
 
-from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str
+from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str, lightgcn_stage
+
+#: Stage "graph": RecBole's LightGCN on a general view of the training split (cached).
+GRAPH_STAGE = lightgcn_stage("collm_graph_")
 
 COLLM_SETTINGS = Settings("CoLLM", prefix="collm_", keys={
-    "collm_output": Choice("item_head", "yes_no"),
+    "collm_output": Choice("item_head", "yes_no", doc=(
+        "output form: item_head (full ranking over all items) | yes_no (the authors' yes/no scoring of one "
+        "candidate)")),
     # stage "graph": RecBole's LightGCN on the training split (cached)
-    "collm_graph_embedding_size": Int(min=1),
-    "collm_graph_layers": Int(min=1),
-    "collm_graph_reg_weight": Float(min=0),
-    "collm_graph_epochs": Int(min=0),
-    "collm_graph_learning_rate": Float(gt=0),
-    "collm_graph_batch_size": Int(min=1),
-    "collm_graph_stopping_step": Int(min=0),
-    "collm_graph_eval_step": Int(min=0),
-    "collm_graph_checkpoint": Str(nullable=True),
-    "collm_graph_cache": Bool(),
+    **GRAPH_STAGE.keys,
     # CIE: the mapping of LightGCN embeddings to LLM tokens
-    "collm_proj_mid_times": Int(min=1),
-    "collm_proj_dropout": Float(min=0, max=1),
-    "collm_history_ids": Bool(),
+    "collm_proj_mid_times": Int(min=1, doc="CIE mapping's hidden size, as a multiple of the graph embedding size"),
+    "collm_proj_dropout": Float(min=0, max=1, doc="dropout in the CIE mapping"),
+    "collm_history_ids": Bool(doc="an ID token after each history title (True: the <ItemIDList> variant)"),
     # prompts
-    "collm_max_history": Int(min=1),
-    "collm_title_max_tokens": Int(min=0),
-    "collm_prompt_next": Str(non_empty=True),
-    "collm_text_prompt_next": Str(non_empty=True),
-    "collm_prompt_yes_no": Str(non_empty=True),
-    "collm_text_prompt_yes_no": Str(non_empty=True),
-    "collm_negatives": Int(min=1),
+    "collm_max_history": Int(min=1, doc="history titles in the prompt (newest kept)"),
+    "collm_title_max_tokens": Int(min=0, doc="token budget of each item title in the prompt (0 = no cut)"),
+    "collm_prompt_next": Str(non_empty=True, doc="hybrid prompt for next-item scoring (item_head)"),
+    "collm_text_prompt_next": Str(non_empty=True, doc="text-only prompt for next-item scoring (stage lora)"),
+    "collm_prompt_yes_no": Str(non_empty=True, doc="hybrid prompt for yes/no scoring"),
+    "collm_text_prompt_yes_no": Str(non_empty=True, doc="text-only prompt for yes/no scoring (stage lora)"),
+    "collm_negatives": Int(min=1, doc="yes_no: sampled negatives per positive"),
     # LoRA (peft)
-    "collm_lora_r": Int(min=1),
-    "collm_lora_alpha": Float(gt=0),
-    "collm_lora_dropout": Float(min=0, max=1),
-    "collm_lora_targets": Str(non_empty=True),
+    "collm_lora_r": Int(min=1, doc="LoRA rank"),
+    "collm_lora_alpha": Float(gt=0, doc="LoRA scaling alpha"),
+    "collm_lora_dropout": Float(min=0, max=1, doc="LoRA dropout"),
+    "collm_lora_targets": Str(non_empty=True, doc="LoRA target modules (comma-separated names)"),
     # stages "lora" (text prompts) and "cie" (hybrid prompts, LoRA frozen)
-    "collm_lora_epochs": Int(min=0),
-    "collm_lora_learning_rate": Float(gt=0),
-    "collm_cie_epochs": Int(min=0),
-    "collm_cie_learning_rate": Float(gt=0),
-    "collm_min_learning_rate": Float(min=0),
-    "collm_warmup_epochs": Float(min=0),
-    "collm_weight_decay": Float(min=0),
-    "collm_batch_size": Int(min=1),
-    "collm_samples_per_epoch": Int(min=0),
-    "collm_eval_batch_size": Int(min=1),
+    "collm_lora_epochs": Int(min=0, doc="stage lora epochs (text-only prompts; LoRA and item head train)"),
+    "collm_lora_learning_rate": Float(gt=0, doc="stage lora peak learning rate"),
+    "collm_cie_epochs": Int(min=0, doc=(
+        "stage cie epochs (hybrid prompts; CIE mapping and item head train, LoRA frozen)")),
+    "collm_cie_learning_rate": Float(gt=0, doc="stage cie peak learning rate"),
+    "collm_min_learning_rate": Float(min=0, doc="learning rate at the end of the cosine decay"),
+    "collm_warmup_epochs": Float(min=0, doc="linear warm-up, in epochs (fractions allowed)"),
+    "collm_weight_decay": Float(min=0, doc="weight decay of both tuning stages"),
+    "collm_batch_size": Int(min=1, doc="tuning samples per step"),
+    "collm_samples_per_epoch": Int(min=0, doc="training samples drawn per epoch (0 = every training sample)"),
+    "collm_eval_batch_size": Int(min=1, doc="users per scoring forward"),
 })

@@ -19,6 +19,7 @@ Both tuning stages: AdamW (``learner``), per-step warmup + half cosine, a random
 
 from __future__ import annotations
 
+from recbole_llm.models.collm.settings import GRAPH_STAGE
 from recbole_llm.training.lightgcn import pretrain_lightgcn
 from recbole_llm.training.staged import Stage, StagedTrainer
 from recbole_llm.data.views import general_view
@@ -34,11 +35,7 @@ class CoLLMTrainer(StagedTrainer):
         self.s = model.settings
 
     def graph_overrides(self):
-        s = self.s
-        return {"epochs": s.graph_epochs, "learning_rate": s.graph_learning_rate, "train_batch_size": s.graph_batch_size,
-                "stopping_step": s.graph_stopping_step, "eval_step": s.graph_eval_step, "weight_decay": 0.0,
-                "learner": "adam", "embedding_size": s.graph_embedding_size, "n_layers": s.graph_layers,
-                "reg_weight": s.graph_reg_weight}
+        return GRAPH_STAGE.overrides(self.s)
 
     def graph_stage(self, trainer):
         s = self.s

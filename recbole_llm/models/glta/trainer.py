@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_llm.errors import ConfigError
+from recbole_llm.models.glta.settings import GRAPH_STAGE
 from recbole_llm.training.lightgcn import pretrain_lightgcn
 from recbole_llm.llm.generation import GenerationStats, generate_answers
 from recbole_llm.llm.profiles import history_contexts
@@ -38,19 +39,10 @@ from recbole_llm.training.staged import Stage, StagedTrainer
 
 
 def graph_overrides(s) -> dict:
-    """LightGCN's settings for stage 1 from GLTA's settings ``s`` (``glta_graph_*``); benchmarks train
-    the LightGCN baseline with the same dict."""
-    return {
-        "embedding_size": s.graph_embedding_size,
-        "n_layers": s.graph_n_layers,
-        "reg_weight": s.graph_reg_weight,
-        "require_pow": s.graph_require_pow,
-        "epochs": s.graph_epochs,
-        "learning_rate": s.graph_learning_rate,
-        "stopping_step": s.graph_stopping_step,
-        "eval_step": s.graph_eval_step,
-        "weight_decay": 0.0,
-    }
+    """LightGCN's settings for stage 1 from GLTA's settings ``s`` (``glta_graph_*``, one definition:
+    :data:`~recbole_llm.models.glta.settings.GRAPH_STAGE`); benchmarks train the LightGCN baseline
+    with the same dict."""
+    return GRAPH_STAGE.overrides(s)
 
 
 class GLTATrainer(StagedTrainer):

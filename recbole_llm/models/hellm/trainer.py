@@ -21,7 +21,7 @@
 
 from __future__ import annotations
 
-from recbole_llm.models.hellm.settings import HELLMPRE_SETTINGS
+from recbole_llm.models.hellm.settings import GRAPH_STAGE, HELLMPRE_SETTINGS, SASREC_STAGE
 from recbole_llm.training.pretrain import pretrain_recbole_model
 from recbole_llm.training.staged import Stage, StagedTrainer
 from recbole_llm.data.views import general_view, sequence_training_pairs, sequential_view
@@ -33,9 +33,7 @@ def general_split_for(config, train_data):
     """``(config, train, valid, test, overrides)`` of HeLLMPre on the same dataset and leave-one-out split as
     HeLLM (a general, pairwise view), checked against HeLLM's training sequences."""
     final = config.final_config_dict
-    graph = {"epochs": final["hellm_graph_epochs"], "learning_rate": final["hellm_graph_learning_rate"],
-             "train_batch_size": final["hellm_graph_batch_size"], "stopping_step": final["hellm_graph_stopping_step"],
-             "eval_step": final["hellm_graph_eval_step"], "weight_decay": 0.0, "learner": "adam"}
+    graph = GRAPH_STAGE.overrides(final)
     extra = {k: final[k] for k in HELLMPRE_SETTINGS.keys}
     extra.update(graph)
     pre_config, gtrain, gvalid, gtest = general_view(config, train_data, "HeLLMPre", extra, ("hellm_",),
@@ -95,14 +93,7 @@ class HeLLMTrainer(StagedTrainer):
         return {"source": done.source, **done.stats}
 
     def sasrec_overrides(self):
-        s = self.s
-        return {"epochs": s.sasrec_epochs, "learning_rate": s.sasrec_learning_rate, "train_batch_size": s.sasrec_batch_size,
-                "stopping_step": s.sasrec_stopping_step, "eval_step": 1, "weight_decay": 0.0, "learner": "adam",
-                "loss_type": "CE",
-                "n_layers": s.sasrec_n_layers, "n_heads": s.sasrec_n_heads, "hidden_size": self.model.graph_dim,
-                "inner_size": s.sasrec_inner_size, "hidden_dropout_prob": s.sasrec_dropout,
-                "attn_dropout_prob": s.sasrec_dropout, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
-                "initializer_range": 0.02}
+        return SASREC_STAGE.overrides(self.s, hidden_size=self.model.graph_dim)
 
     def pretrained_sasrec(self):
         """``(Pretrained SASRec, its config, its test loader)``: trained, or from the cache/checkpoint."""

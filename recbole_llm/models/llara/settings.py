@@ -2,42 +2,37 @@
 ``properties/model/LLaRA.yaml`` only (the LLM's ``llm_*`` keys in ``properties/model/llm.yaml``;
 ``LLaRA-paper.yaml`` overrides for the paper's setup)."""
 
-from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str
+from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str, sasrec_stage
+
+#: Stage "sasrec": RecBole's SASRec on the training sequences (cached).
+SASREC_STAGE = sasrec_stage("llara_sasrec_")
 
 LLARA_SETTINGS = Settings("LLaRA", prefix="llara_", keys={
-    "llara_output": Choice("item_head", "candidates"),
+    "llara_output": Choice("item_head", "candidates", doc=(
+        "output form: item_head (full ranking over all items) | candidates (title likelihood over candidates)")),
     # stage "sasrec": RecBole's SASRec on the training sequences (cached)
-    "llara_sasrec_hidden_size": Int(min=1),
-    "llara_sasrec_epochs": Int(min=0),
-    "llara_sasrec_learning_rate": Float(gt=0),
-    "llara_sasrec_batch_size": Int(min=1),
-    "llara_sasrec_stopping_step": Int(min=0),
-    "llara_sasrec_n_layers": Int(min=1),
-    "llara_sasrec_n_heads": Int(min=1),
-    "llara_sasrec_inner_size": Int(min=1),
-    "llara_sasrec_dropout": Float(min=0, max=1),
-    "llara_sasrec_checkpoint": Str(nullable=True),
-    "llara_sasrec_cache": Bool(),
+    **SASREC_STAGE.keys,
     # hybrid item representation and curriculum
-    "llara_proj_hidden": Int(min=0),
-    "llara_curriculum": Bool(),
+    "llara_proj_hidden": Int(min=0, doc="hidden size of the SASRec-to-LLM projector (0 = the LLM's hidden size)"),
+    "llara_curriculum": Bool(doc=(
+        "curriculum from text-only to hybrid prompts (probability step/total); False = always hybrid")),
     # prompts
-    "llara_max_history": Int(min=1),
-    "llara_title_max_tokens": Int(min=0),
-    "llara_prompt": Str(non_empty=True),
-    "llara_item_separator": Str(),
+    "llara_max_history": Int(min=1, doc="history items in the prompt (newest kept), also SASRec's sequence length"),
+    "llara_title_max_tokens": Int(min=0, doc="token budget of each item title in the prompt (0 = no cut)"),
+    "llara_prompt": Str(non_empty=True, doc="the prompt template"),
+    "llara_item_separator": Str(doc="text between history items in the prompt"),
     # LoRA (peft)
-    "llara_lora_r": Int(min=1),
-    "llara_lora_alpha": Float(gt=0),
-    "llara_lora_dropout": Float(min=0, max=1),
-    "llara_lora_targets": Str(non_empty=True),
+    "llara_lora_r": Int(min=1, doc="LoRA rank"),
+    "llara_lora_alpha": Float(gt=0, doc="LoRA scaling alpha"),
+    "llara_lora_dropout": Float(min=0, max=1, doc="LoRA dropout"),
+    "llara_lora_targets": Str(non_empty=True, doc="LoRA target modules (comma-separated names)"),
     # fine-tuning
-    "llara_epochs": Int(min=0),
-    "llara_learning_rate": Float(gt=0),
-    "llara_min_learning_rate": Float(min=0),
-    "llara_warmup_epochs": Float(min=0),
-    "llara_weight_decay": Float(min=0),
-    "llara_batch_size": Int(min=1),
-    "llara_samples_per_epoch": Int(min=0),
-    "llara_eval_batch_size": Int(min=1),
+    "llara_epochs": Int(min=0, doc="fine-tuning epochs"),
+    "llara_learning_rate": Float(gt=0, doc="fine-tuning peak learning rate"),
+    "llara_min_learning_rate": Float(min=0, doc="learning rate at the end of the cosine decay"),
+    "llara_warmup_epochs": Float(min=0, doc="linear warm-up, in epochs (fractions allowed)"),
+    "llara_weight_decay": Float(min=0, doc="fine-tuning weight decay"),
+    "llara_batch_size": Int(min=1, doc="fine-tuning samples per step"),
+    "llara_samples_per_epoch": Int(min=0, doc="training samples drawn per epoch (0 = every training sample)"),
+    "llara_eval_batch_size": Int(min=1, doc="users per scoring forward"),
 })

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recbole_llm.models.llara.settings import SASREC_STAGE
 from recbole_llm.training.pretrain import pretrain_recbole_model
 from recbole_llm.training.staged import Stage, StagedTrainer
 from recbole_llm.data.views import sequential_view
@@ -40,13 +41,7 @@ class LLaRATrainer(StagedTrainer):
         self.s = model.settings
 
     def sasrec_overrides(self):
-        s = self.s
-        return {"epochs": s.sasrec_epochs, "learning_rate": s.sasrec_learning_rate, "train_batch_size": s.sasrec_batch_size,
-                "stopping_step": s.sasrec_stopping_step, "eval_step": 1, "weight_decay": 0.0, "learner": "adam",
-                "loss_type": "CE", "n_layers": s.sasrec_n_layers, "n_heads": s.sasrec_n_heads,
-                "hidden_size": s.sasrec_hidden_size, "inner_size": s.sasrec_inner_size,
-                "hidden_dropout_prob": s.sasrec_dropout, "attn_dropout_prob": s.sasrec_dropout, "hidden_act": "gelu",
-                "layer_norm_eps": 1e-12, "initializer_range": 0.02, "MAX_ITEM_LIST_LENGTH": s.max_history}
+        return SASREC_STAGE.overrides(self.s, MAX_ITEM_LIST_LENGTH=self.s.max_history)
 
     def sasrec_stage(self, trainer):
         s = self.s

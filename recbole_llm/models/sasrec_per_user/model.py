@@ -45,9 +45,10 @@ from recbole_llm.errors import ConfigError
 from recbole_llm.settings import Choice, Int, Settings
 
 SASREC_PER_USER_SETTINGS = Settings("SASRecPerUser", keys={
-    "MAX_ITEM_LIST_LENGTH": Int(min=1),
-    "loss_type": Choice("CE"),
-    "sasrec_window_batch_size": Int(min=1),
+    "MAX_ITEM_LIST_LENGTH": Int(min=1, doc="history items fed to SASRec (newest kept)"),
+    "loss_type": Choice("CE", doc="softmax over all items (CE, the only loss without a negative sampler here)"),
+    "sasrec_window_batch_size": Int(min=1, doc=(
+        "windows of MAX_ITEM_LIST_LENGTH + 1 training items per optimiser step")),
 })
 
 

@@ -204,7 +204,12 @@ def test_a_tuned_row_runs_its_seeds_with_the_best_configuration(tiny_data, capsy
     record = store.get(task.key)
     tune = record["extra"]["tune"]
     assert record["status"] == "finished" and record["seed"] is None
-    assert tune["trials"] == 2 and tune["device"] == "cpu" and tune["seconds"] == tune["cpu_s"] > 0
+    import torch
+
+    gpu = torch.cuda.is_available()  # trials on a GPU count GPU-seconds (their wall time), else CPU-seconds
+    unit = "GPU-s" if gpu else "CPU-s"
+    assert tune["trials"] == 2 and tune["device"] == ("cuda" if gpu else "cpu")
+    assert tune["seconds"] == (tune["wall_s"] if gpu else tune["cpu_s"]) > 0
     summary = json.loads((results / "tune" / task.key / "summary.json").read_text())
     assert summary["best_config"]["learning_rate"] == tune["params"]["learning_rate"]
     assert summary["trials_complete"] + summary["trials_pruned"] == 2
@@ -226,10 +231,10 @@ def test_a_tuned_row_runs_its_seeds_with_the_best_configuration(tiny_data, capsy
     assert rows["BPR tuned"].budget["trials"] == 2 and rows["BPR"].budget is None
     md = to_markdown(table)
     assert "| Model | N@10 | Tuning |" in md
-    assert f"| 2 trials, {tune['seconds']:.0f} CPU-s |" in md and md.rstrip().count("| - |") == 1
+    assert f"| 2 trials, {tune['seconds']:.0f} {unit} |" in md and md.rstrip().count("| - |") == 1
     assert "Warning: tuning budgets differ by more than 2x: BPR tuned 2 trials" in md and "vs BPR -" in md
     tex = to_latex(table)
     assert not check_latex_structure(tex) and "Tuning" in tex
     [head, *body] = list(csv.reader(io.StringIO(to_csv(table))))
     assert head[-3:] == ["tuning_trials", "tuning_seconds", "tuning_unit"]
-    assert [line[-3:] for line in body] == [["2", repr(float(tune["seconds"])), "CPU-s"], ["", "", ""]]
+    assert [line[-3:] for line in body] == [["2", repr(float(tune["seconds"])), unit], ["", "", ""]]

@@ -238,3 +238,12 @@ def test_a_tuned_row_runs_its_seeds_with_the_best_configuration(tiny_data, capsy
     [head, *body] = list(csv.reader(io.StringIO(to_csv(table))))
     assert head[-3:] == ["tuning_trials", "tuning_seconds", "tuning_unit"]
     assert [line[-3:] for line in body] == [["2", repr(float(tune["seconds"])), unit], ["", "", ""]]
+
+
+def test_a_caption_says_which_backbones_are_unknown(tmp_path):
+    suite = parse_suite(suite_dict(datasets=["no-such-data"]))
+    plan = plan_suite(suite, scale="paper")
+    assert {r.status for r in plan.runs} == {"no-data"}
+    [note] = collect(plan, ResultsStore(tmp_path / "res")).caption_notes
+    assert note == ("Scale: paper (GLTA, GLTA w/o IA run their *-paper.yaml; LightGCN their defaults); backbone unknown "
+                    "(no run resolved: no data, not registered or a config error): LightGCN, GLTA, GLTA w/o IA.")

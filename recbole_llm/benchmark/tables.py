@@ -218,21 +218,24 @@ def scale_caption(plan, labels, datasets=None):
         rest = [lab for lab in labels if lab not in paper]
         text = f"Scale: {scale} (" + (f"{', '.join(paper)} run their *-paper.yaml" if paper else "no row has a paper config")
         text += (f"; {', '.join(rest)} their defaults)" if rest else ")")
-    backbones = {}
+    backbones, unresolved = {}, []
     for label in labels:
         configs = [r.resolved for r in runs if r.label == label and r.resolved]
         configs += [t.identity.get("config") or {} for t in getattr(plan, "tunings", {}).values()
                     if t.label == label and (datasets is None or t.dataset in datasets)]
+        if not configs:
+            unresolved.append(label)
         names = sorted({backbone_name(c.get("llm_path")) for c in configs if "llm_path" in c})
         if names:
             backbones.setdefault(" / ".join(names), []).append(label)
     if backbones:
         text += "; LLM backbone: " + "; ".join(f"{name} for {', '.join(rows)}" for name, rows in backbones.items())
-        others = [lab for lab in labels if not any(lab in rows for rows in backbones.values())]
-        if others:
+        if any(lab not in unresolved and not any(lab in rows for rows in backbones.values()) for lab in labels):
             text += "; no LLM in the other rows"
-    else:
-        text += "; no LLM row"
+    elif len(unresolved) < len(labels):
+        text += "; no LLM in the rows that resolved" if unresolved else "; no LLM row"
+    if unresolved:
+        text += f"; backbone unknown (no run resolved: no data, not registered or a config error): {', '.join(unresolved)}"
     return text + "."
 
 

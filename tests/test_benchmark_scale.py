@@ -157,18 +157,19 @@ def _row(label, seconds=None, trials=0):
 
 
 @pytest.mark.parametrize("budgets, warned", [
-    ([100.0, 150.0], None), ([100.0, 200.0], None), ([100.0, 201.0], ("B", "A")), ([100.0, None], ("A", "B")),
-    ([None, None], None),
+    ([(100.0, 5), (150.0, 5)], None), ([(100.0, 5), (200.0, 10)], None), ([(100.0, 5), (201.0, 5)], ("time", "B", "A")),
+    ([(100.0, 5), (110.0, 11)], ("trials", "B", "A")), ([(100.0, 5), None], ("time", "A", "B")), ([None, None], None),
 ])
 def test_the_caption_warns_when_budgets_differ_by_more_than_2x(budgets, warned):
+    rows = [_row(label, *(b or (None,))) for label, b in zip("AB", budgets)]
     table = Table(name="main", caption="c", kind="main", suite="s", datasets=[], metrics=[], metric_labels={},
-                  groups=[("g", False, [_row("A", budgets[0], 5), _row("B", budgets[1], 5)])])
+                  groups=[("g", False, rows)])
     text = budget_warning(table)
     if warned is None:
         assert text == ""
     else:
-        high, low = warned
-        assert text.startswith(f"Warning: tuning budgets differ by more than 2x: {high} ") and f" vs {low} " in text
+        what, high, low = warned
+        assert text.startswith(f"Warning: tuning budgets differ by more than 2x ({what}): {high} ") and f" vs {low} " in text
 
 
 SPACE = "fixed: {stopping_step: 100}\nsearch:\n  learning_rate: {loguniform: [1.0e-3, 5.0e-2]}\n"
@@ -176,7 +177,7 @@ SPACE = "fixed: {stopping_step: 100}\nsearch:\n  learning_rate: {loguniform: [1.
 
 def test_a_tuned_row_runs_its_seeds_with_the_best_configuration(tiny_data, capsys):
     (tiny_data / "space.yaml").write_text(SPACE)
-    config = {"data_path": str(tiny_data / "data"), "epochs": 2, "embedding_size": 8, "train_batch_size": 256,
+    config = {"data_path": str(tiny_data / "data"), "epochs": 1, "embedding_size": 8, "train_batch_size": 256,
               "eval_batch_size": 4096, "state": "WARNING", "show_progress": False}
     d = suite_dict(name="tuned", seeds=[2020], config=config, datasets=["tiny"],
                    protocol=dict(PROTOCOL, metrics=["NDCG"]),
@@ -222,17 +223,20 @@ def test_a_tuned_row_runs_its_seeds_with_the_best_configuration(tiny_data, capsy
     assert all(r.config_dict["learning_rate"] == tune["params"]["learning_rate"] for r in tuned)
     assert all(r.resolved["learning_rate"] == tune["params"]["learning_rate"] for r in tuned)
     assert all(r.config_dict["stopping_step"] == 100 for r in tuned)  # the space's fixed part, as in the trials
-    summary = run_plan(plan.runs, store, results, run_fn="recbole_llm.quick_start:run_experiment", isolate=False,
-                       progress=False, log=lambda *a: None)
-    assert len(summary["finished"]) == 2 and not summary["failed"]
+    summary = run_plan(tuned, store, results, run_fn="recbole_llm.quick_start:run_experiment", isolate=False,
+                       progress=False, log=lambda *a: None)  # the untuned row stays unrun: its budget shows all the same
+    assert len(summary["finished"]) == 1 and not summary["failed"]
+    assert store.get(tuned[0].key)["config"]["learning_rate"] == tune["params"]["learning_rate"]
 
     table = collect(plan, store)
     rows = {r.label: r for r in table.rows}
     assert rows["BPR tuned"].budget["trials"] == 2 and rows["BPR"].budget is None
+    assert rows["BPR tuned"].status == "ok" and rows["BPR"].status == "pending"
     md = to_markdown(table)
     assert "| Model | N@10 | Tuning |" in md
     assert f"| 2 trials, {tune['seconds']:.0f} {unit} |" in md and md.rstrip().count("| - |") == 1
-    assert "Warning: tuning budgets differ by more than 2x: BPR tuned 2 trials" in md and "vs BPR -" in md
+    assert "Warning: tuning budgets differ by more than 2x (time): BPR tuned 2 trials" in md and "vs BPR -" in md
+    assert "| BPR (not run) | – | - |" in md
     tex = to_latex(table)
     assert not check_latex_structure(tex) and "Tuning" in tex
     [head, *body] = list(csv.reader(io.StringIO(to_csv(table))))

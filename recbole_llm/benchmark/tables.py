@@ -271,22 +271,22 @@ def budget_text(budget):
 
 
 def budget_warning(table):
-    """The caption's warning when two rows' tuning budgets (seconds spent; an untuned row spent 0)
-    differ by more than 2x, naming the cheapest and the dearest row; "" otherwise."""
-    spent = [(r.label, 0.0 if r.budget is None else r.budget["seconds"], r.budget) for r in table.rows
-             if r.status not in ("missing", "no-data", "incompatible", "error")]
-    if len(spent) < 2:
-        return ""
-    low = min(spent, key=lambda x: x[1])
-    high = max(spent, key=lambda x: x[1])
-    if high[1] <= 0 or high[1] <= 2 * low[1]:
-        return ""  # nothing tuned yet, or within 2x
-    untuned = [lab for lab, _, b in spent if b is None]
-    text = (f"Warning: tuning budgets differ by more than 2x: {high[0]} {budget_text(high[2])} vs "
-            f"{low[0]} {budget_text(low[2])}")
-    if len(untuned) > 1:
-        text += f" (untuned: {', '.join(untuned)})"
-    return text + "."
+    """The caption's warning when two rows' tuning budgets differ by more than 2x in seconds spent or in
+    trials run (an untuned row spent 0 of both), naming the dearest and the cheapest row; "" otherwise."""
+    rows = [r for r in table.rows if r.status not in ("missing", "no-data", "incompatible", "error")]
+    for field_name in ("seconds", "trials"):
+        spent = [(r, 0.0 if r.budget is None else float(r.budget[field_name])) for r in rows]
+        if len(spent) < 2:
+            return ""
+        low, high = min(spent, key=lambda x: x[1]), max(spent, key=lambda x: x[1])
+        if high[1] > 0 and high[1] > 2 * low[1]:
+            untuned = [r.label for r, _ in spent if r.budget is None]
+            text = (f"Warning: tuning budgets differ by more than 2x ({'time' if field_name == 'seconds' else 'trials'}): "
+                    f"{high[0].label} {budget_text(high[0].budget)} vs {low[0].label} {budget_text(low[0].budget)}")
+            if len(untuned) > 1:
+                text += f" (untuned: {', '.join(untuned)})"
+            return text + "."
+    return ""  # nothing tuned yet, or within 2x
 
 
 def mark_best(table):

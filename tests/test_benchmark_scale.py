@@ -239,6 +239,11 @@ def test_a_tuned_row_runs_its_seeds_with_the_best_configuration(tiny_data, capsy
     assert "| BPR (not run) | – | - |" in md
     tex = to_latex(table)
     assert not check_latex_structure(tex) and "Tuning" in tex
+    from recbole_llm.benchmark.tables import runs_csv
+
+    runs = {line["key"]: line for line in csv.DictReader(io.StringIO(runs_csv(plan, store)))}
+    assert runs[task.key]["model_label"] == "BPR tuned (tuning)" and runs[task.key]["status"] == "finished"
+    assert runs[tuned[0].key]["status"] == "finished" and len(runs) == 3
     [head, *body] = list(csv.reader(io.StringIO(to_csv(table))))
     assert head[-3:] == ["tuning_trials", "tuning_seconds", "tuning_unit"]
     assert [line[-3:] for line in body] == [["2", repr(float(tune["seconds"])), unit], ["", "", ""]]

@@ -842,6 +842,16 @@ def runs_csv(plan, store):
         else:
             vals += [""] * 7 + [""] * (2 * len(metrics)) + [r.reason]
         w.writerow(["" if v is None else v for v in vals])
+    tunings = getattr(plan, "tunings", {}) or {}
+    stored = {row["key"]: row for row in store.rows(keys=list(tunings))} if tunings else {}
+    for key, task in tunings.items():  # a tuned row's tuning (seed empty): its state and error
+        db = stored.get(key)
+        group = next((r.group for r in plan.runs if r.tune_key == key), "")
+        vals = [key, group, f"{task.label} (tuning)", task.model, task.dataset, "", db["status"] if db else "pending"]
+        vals += [db.get("attempts") if db else "", "", "", db.get("wall_time_s") if db else ""] + [""] * 3
+        vals += [""] * (2 * len(metrics))
+        vals.append(((db.get("error") or "").splitlines() or [""])[0] if db else "")
+        w.writerow(["" if v is None else v for v in vals])
     return buf.getvalue()
 
 

@@ -86,6 +86,7 @@ def test_paper_configs_fixed_against_their_sources():
     assert collm["collm_warmup_epochs"]["value"] == 4.0  # warmup_steps 200 / iters_per_epoch 50, not 0.25
     assert (collm["collm_graph_epochs"]["value"], collm["collm_graph_eval_step"]["value"],
             collm["collm_graph_stopping_step"]["value"]) == (5000, 1, 100)
+    assert collm["stopping_step"]["value"] == 20  # the authors' runner stops after 20 epochs without improvement
     for model in ("RLMRecCon", "RLMRecGen"):
         assert table(model)["epochs"]["value"] == 3000  # the authors' train.epoch, not 300
 

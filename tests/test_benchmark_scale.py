@@ -256,3 +256,23 @@ def test_a_caption_says_which_backbones_are_unknown(tmp_path):
     [note] = collect(plan, ResultsStore(tmp_path / "res")).caption_notes
     assert note == ("Scale: paper (GLTA, GLTA w/o IA run their *-paper.yaml; LightGCN their defaults); backbone unknown "
                     "(no run resolved: no data, not registered or a config error): LightGCN, GLTA, GLTA w/o IA.")
+
+
+def test_the_cpu_suite_plans_at_paper_scale(tmp_path, monkeypatch):
+    """Each LLM row's paper config resolves inside a shipped suite (cpu_ml100k: every LLM model on ml-100k,
+    one seed) with the suite's overrides, and the paper-scale keys never equal the CPU ones."""
+    monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    from recbole_llm.benchmark.suite import load_suite
+
+    suite = load_suite("cpu_ml100k")
+    paper, cpu = plan_suite(suite, seeds=[2020], scale="paper"), plan_suite(suite, seeds=[2020])
+    assert [(r.label, r.status) for r in paper.runs] == [(r.label, r.status) for r in cpu.runs]
+    assert {r.label for r in paper.runs if r.paper_config and r.status == "ready"} == {
+        "RLMRec-Con", "CoLLM", "LLaRA", "GLTA", "HeLLM"}
+    assert not {r.key for r in cpu.runs} & {r.key for r in paper.runs}
+    by_label = {r.label: r for r in paper.runs}
+    # cpu_ml100k's model_config shrinks RLMRec-Con's profiles for the CPU: the paper file wins at paper scale
+    assert by_label["RLMRec-Con"].resolved["rlmrec_profile_source"] == "generated"
+    assert {r.label: r.resolved["rlmrec_profile_source"] for r in cpu.runs if r.label == "RLMRec-Con"} == {
+        "RLMRec-Con": "generated_users"}

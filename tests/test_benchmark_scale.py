@@ -93,7 +93,9 @@ def test_captions_name_scale_and_backbone(plans, tmp_path):
     assert "Scale: paper (GLTA, GLTA w/o IA run their \\*-paper.yaml" in md
     assert "\\caption{Scale suite. Scale: paper" in tex and "TheBloke/Llama-2-7B-GPTQ for GLTA" in tex
     assert not check_latex_structure(tex)
-    assert "Tuning" not in md  # no row of this suite is tuned
+    assert "| Model | R@10 | N@10 | Tuning |" in md  # every table shows the budgets; no row here is tuned
+    assert all(line.endswith("| - |") for line in md.splitlines() if line.startswith("| GLTA") or line.startswith("| Light"))
+    assert "Warning" not in md
 
 
 def _write_suite(tmp_path, **over):

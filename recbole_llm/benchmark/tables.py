@@ -15,10 +15,10 @@ outside the ``ours`` group), every other row gets a paired Wilcoxon signed-rank 
 Holm-corrected across the rows of the column (:func:`reference_tests`).
 
 Every caption names the scale the runs used (``cpu``: the models' defaults; ``paper``: their
-``*-paper.yaml``) and the LLM backbone of each LLM row (:func:`scale_caption`). When a row of the
-suite is tuned (``tune:``), every table gets a "Tuning" column with each row's budget (trials and
-CPU- or GPU-seconds, "-" for an untuned row) and the caption warns when two rows' budgets differ by
-more than 2x (:func:`budget_warning`).
+``*-paper.yaml``) and the LLM backbone of each LLM row (:func:`scale_caption`). Every table has a
+"Tuning" column with each row's tuning budget (trials and CPU- or GPU-seconds of a ``tune:`` row, "-"
+for an untuned row), and the caption warns when two rows' budgets differ by more than 2x
+(:func:`budget_warning`).
 """
 
 import csv
@@ -85,7 +85,7 @@ class Table:
     reference: str = ""  # the row label given as reference ("" = best baseline per column)
     reference_tests: list = field(default_factory=list)  # see reference_tests()
     caption_notes: list = field(default_factory=list)  # scale, backbones, budget warning (full_caption)
-    budget_column: bool = False  # a "Tuning" column (some row of the suite is tuned)
+    budget_column: bool = True  # the "Tuning" column (each row's tuning budget; "-" = untuned)
 
     @property
     def full_caption(self):
@@ -184,9 +184,9 @@ def collect(plan, store, table_spec=None):
                   metric_labels={m: suite.metric_label(m) for m in metrics}, groups=groups,
                   decimals=suite.decimals,
                   reference=getattr(table_spec, "reference", "") or getattr(suite, "reference", ""))
-    table.budget_column = bool(tunings)
+    table.budget_column = True  # every table shows each row's tuning budget ("-": untuned)
     table.caption_notes = [scale_caption(plan, [r.label for r in table.rows], ds_names)]
-    warning = budget_warning(table) if table.budget_column else ""
+    warning = budget_warning(table)
     if warning:
         table.caption_notes.append(warning)
     mark_best(table)

@@ -14,10 +14,26 @@ from recbole_llm.config import Config
 from recbole_llm.llm.loading import LLM_SETTINGS
 from recbole_llm.models.glta.settings import GLTA_SETTINGS
 from recbole_llm.models.graph_attentive_gpt2.settings import GAT_SETTINGS
+from recbole_llm.models.collm.settings import COLLM_SETTINGS
 from recbole_llm.models.hellm.settings import HELLM_SETTINGS, HELLMPRE_SETTINGS
+from recbole_llm.models.llara.settings import LLARA_SETTINGS
+from recbole_llm.models.rlmrec.settings import RLMREC_CON_SETTINGS, RLMREC_GEN_SETTINGS
+from recbole_llm.models.unisrec.settings import UNISREC_SETTINGS
 from recbole_llm.paths import properties_dir
 
-SCHEMAS = {"GLTA": [GLTA_SETTINGS], "GraphAttentiveGPT2": [GAT_SETTINGS], "HeLLM": [HELLM_SETTINGS, HELLMPRE_SETTINGS]}
+# model -> the settings schemas its table covers (every key of each), and the RecBole keys it reads besides
+SCHEMAS = {"GLTA": [GLTA_SETTINGS, LLM_SETTINGS], "GraphAttentiveGPT2": [GAT_SETTINGS, LLM_SETTINGS],
+           "HeLLM": [HELLM_SETTINGS, HELLMPRE_SETTINGS, LLM_SETTINGS],
+           "CoLLM": [COLLM_SETTINGS, LLM_SETTINGS], "LLaRA": [LLARA_SETTINGS, LLM_SETTINGS],
+           "RLMRecCon": [RLMREC_CON_SETTINGS, LLM_SETTINGS], "RLMRecGen": [RLMREC_GEN_SETTINGS, LLM_SETTINGS],
+           "UniSRec": [UNISREC_SETTINGS]}
+_TRAINING = ["epochs", "learning_rate", "train_batch_size", "eval_step", "stopping_step", "learner", "weight_decay"]
+RECBOLE_KEYS = {"CoLLM": ["learner", "stopping_step"], "LLaRA": ["learner", "stopping_step"],
+                "RLMRecCon": _TRAINING + ["text_encoder"], "RLMRecGen": _TRAINING + ["text_encoder"],
+                "UniSRec": ["n_layers", "n_heads", "hidden_size", "inner_size", "hidden_dropout_prob",
+                            "attn_dropout_prob", "hidden_act", "layer_norm_eps", "initializer_range",
+                            "MAX_ITEM_LIST_LENGTH", "epochs", "learning_rate", "train_batch_size", "stopping_step",
+                            "learner", "weight_decay", "text_encoder"]}
 
 
 def plain(value):
@@ -33,7 +49,7 @@ def test_paper_config_equals_the_paper_table_on_every_setting(model):
     config = Config(model=model, dataset="ml-100k",
                     config_file_list=[str(properties_dir() / "model" / f"{model}-paper.yaml")])
     values = table(model)
-    keys = {k for s in SCHEMAS[model] + [LLM_SETTINGS] for k in s.keys}
+    keys = {k for s in SCHEMAS[model] for k in s.keys} | set(RECBOLE_KEYS.get(model, ()))
     assert set(values) == keys, {"missing from the table": sorted(keys - set(values)),
                                  "not settings": sorted(set(values) - keys)}
     wrong = {k: (plain(config[k]), v["value"]) for k, v in values.items() if plain(config[k]) != plain(v["value"])}
@@ -57,6 +73,22 @@ def test_a_cpu_default_change_would_be_caught(monkeypatch):
     monkeypatch.setattr(config_module.Config, "__init__", leaky)
     with pytest.raises(AssertionError, match="glta_keep_initial"):
         test_paper_config_equals_the_paper_table_on_every_setting("GLTA")
+
+
+def test_every_paper_config_has_a_table():
+    shipped = {p.name[:-len("-paper.yaml")] for p in (properties_dir() / "model").glob("*-paper.yaml")}
+    assert shipped == set(SCHEMAS)
+
+
+def test_paper_configs_fixed_against_their_sources():
+    """Values the authors' code gives and an earlier paper config had wrong (issue 21.2)."""
+    collm = table("CoLLM")
+    assert collm["collm_warmup_epochs"]["value"] == 4.0  # warmup_steps 200 / iters_per_epoch 50, not 0.25
+    assert (collm["collm_graph_epochs"]["value"], collm["collm_graph_eval_step"]["value"],
+            collm["collm_graph_stopping_step"]["value"]) == (5000, 1, 100)
+    assert collm["stopping_step"]["value"] == 20  # the authors' runner stops after 20 epochs without improvement
+    for model in ("RLMRecCon", "RLMRecGen"):
+        assert table(model)["epochs"]["value"] == 3000  # the authors' train.epoch, not 300
 
 
 def test_glta_paper_keeps_no_cpu_initial_state_choice():

@@ -4,6 +4,7 @@
     recbole-llm benchmark --suite cpu_ml100k --dry-run
     recbole-llm benchmark --suite cpu_ml100k [--only SASRec] [--skip 'LightGCN@*'] [--seeds 2020,2021]
     recbole-llm benchmark --suite cpu_ml100k --tables-only
+    recbole-llm benchmark --suite glta_table2 --scale paper      # the models' *-paper.yaml (CUDA)
 
 Finished runs are never repeated (the results store is keyed by the hash of each run's
 resolved config); failed runs are retried; interrupted runs resume. Several runners may
@@ -40,7 +41,24 @@ def _parser():
     p.add_argument("--threads", type=int, default=None,
                    help="OMP/MKL threads per run (default: the environment's); 1 is fastest on a busy shared CPU")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each run's model checkpoint")
+    p.add_argument("--scale", choices=SCALES, default="cpu",
+                   help="cpu (default): every model's CPU defaults; paper: rows whose model has "
+                        "properties/model/<Model>-paper.yaml run it (a CUDA GPU expected). Results of each scale "
+                        "are kept apart (default results folder <suite>-paper)")
+    p.add_argument("--force", action="store_true", help="run --scale paper on a machine without CUDA")
     return p
+
+
+SCALES = ("cpu", "paper")
+
+
+def cuda_available():
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
 
 
 def _print_list():
@@ -92,6 +110,23 @@ def _stored_rows(results_dir, keys):
     return {row["key"]: ResultsStore._decode(row) for row in rows}
 
 
+def _paper_lines(plan):
+    """Which rows load a paper config (scale paper), and which have none."""
+    if plan.scale == "cpu":
+        return []
+    with_paper, without = {}, []
+    for r in plan.runs:
+        if r.paper_config:
+            with_paper.setdefault(r.label, Path(r.paper_config).name)
+        elif r.label not in without:
+            without.append(r.label)
+    lines = [f"scale {plan.scale}: " + (", ".join(f"{lab} <- {f}" for lab, f in with_paper.items()) or "no row has a paper config")]
+    without = [lab for lab in without if lab not in with_paper]
+    if without:
+        lines.append("  no paper config (their defaults): " + ", ".join(without))
+    return lines
+
+
 def _plan_lines(plan, store=None, rows=None):
     """Lines describing every planned run, and counts by state."""
     if rows is None:
@@ -129,9 +164,16 @@ def main(argv=None):
     except (SuiteError, ValueError) as exc:
         print(f"recbole-llm benchmark: {exc}", file=sys.stderr)
         return 2
+    runs_something = not (args.dry_run or args.tables_only)
+    if args.scale == "paper" and runs_something and not args.force and not cuda_available():
+        print("recbole-llm benchmark: --scale paper runs the papers' GPU configs (7B LLMs, full budgets) and this "
+              "machine has no CUDA device; use --scale cpu, look first with --dry-run, or add --force to run anyway.",
+              file=sys.stderr)
+        return 2
     codes = []
     for suite in suites:
-        results_dir = Path(args.results_dir or Path("benchmarks") / "results" / (suite.family or suite.name))
+        folder = (suite.family or suite.name) + ("" if args.scale == "cpu" else f"-{args.scale}")
+        results_dir = Path(args.results_dir or Path("benchmarks") / "results" / folder)
         if suite.part:
             results_dir = results_dir / suite.part
         try:
@@ -147,13 +189,22 @@ def main(argv=None):
 def _run_suite(args, suite, seeds, results_dir):
     """Plan, run (or list) one suite and write its tables; the CLI's exit code."""
     from recbole_llm.benchmark.suite import plan_suite, select_runs
-    from recbole_llm.benchmark.runner import run_plan
+    from recbole_llm.benchmark.runner import run_plan, run_tunings, tuned_params
     from recbole_llm.benchmark.store import ResultsStore
     from recbole_llm.benchmark.tables import write_tables
 
     print(f"suite {suite.name}: {suite.title}")
-    print(f"results: {results_dir}")
-    plan = plan_suite(suite, seeds=seeds)
+    print(f"results: {results_dir} (scale {args.scale})")
+    stored = None
+    if args.dry_run:
+        plan = plan_suite(suite, seeds=seeds, scale=args.scale)
+        stored = _stored_rows(results_dir, [r.key for r in plan.runs] + list(plan.tunings))
+        if plan.tunings:  # the tuned rows' keys, from the finished tunings
+            plan = plan_suite(suite, seeds=seeds, scale=args.scale, tuned=tuned_params(stored))
+            stored = _stored_rows(results_dir, [r.key for r in plan.runs] + list(plan.tunings))
+    else:
+        store = ResultsStore(results_dir)
+        plan = plan_suite(suite, seeds=seeds, scale=args.scale, tuned=tuned_params(store))
 
     # Missing models, absent datasets and inapplicable runs are reported up front, never
     # dropped silently.
@@ -162,16 +213,24 @@ def _run_suite(args, suite, seeds, results_dir):
 
     selected = select_runs(plan.runs, only=args.only, skip=args.skip)
     if args.dry_run:  # changes nothing on disk: no results folder, no store file
-        lines, counts = _plan_lines(plan, rows=_stored_rows(results_dir, [r.key for r in plan.runs]))
+        for line in _paper_lines(plan):
+            print(line)
+        lines, counts = _plan_lines(plan, rows=stored)
         sel = {id(r) for r in selected}
-        print(f"{len(plan.runs)} runs in the suite, {sum(1 for r in selected if r.status == 'ready')} selected and runnable:")
+        runnable = ("ready", "tune-pending")
+        for key, task in plan.tunings.items():
+            st = (stored.get(key) or {}).get("status", "new")
+            mark = "*" if any(r.tune_key == key for r in selected) and st != "finished" else " "
+            spec = ", ".join(f"{k} {v}" for k, v in task.spec.items() if v is not None and k != "space")
+            print(f"{mark} tune {st:<9} {task.label:<22} {task.dataset:<20} ({spec}) {key}")
+        print(f"{len(plan.runs)} runs in the suite, {sum(1 for r in selected if r.status in runnable)} selected and runnable:")
         for r, line in zip(plan.runs, lines):
-            print(("* " if id(r) in sel and r.status == "ready" else "  ") + line[2:])
+            print(("* " if id(r) in sel and r.status in runnable else "  ") + line[2:])
         print("states: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-        print("(* = would run unless finished; finished runs are skipped, failed ones retried)")
+        print("(* = would run unless finished; finished runs are skipped, failed ones retried; "
+              "tune-pending runs follow their row's tuning)")
         return 0
 
-    store = ResultsStore(results_dir)
     interrupted = False
     if not args.tables_only:
         import signal
@@ -181,6 +240,13 @@ def _run_suite(args, suite, seeds, results_dir):
 
         previous = signal.signal(signal.SIGTERM, _term)
         try:
+            wanted = {r.tune_key for r in selected if r.tune_key}
+            if wanted:
+                tuned = run_tunings(plan, store, results_dir, keys=wanted, retry_failed=not args.no_retry_failed)
+                if tuned["failed"]:
+                    print(f"tuning failed for {len(tuned['failed'])} row(s); their runs wait (see runs.csv)")
+                plan = plan_suite(suite, seeds=seeds, scale=args.scale, tuned=tuned_params(store))
+                selected = select_runs(plan.runs, only=args.only, skip=args.skip)
             summary = run_plan(selected, store, results_dir, isolate=True, timeout=args.timeout,
                                retry_failed=not args.no_retry_failed, progress=not args.no_progress,
                                keep_checkpoints=args.keep_checkpoints, threads=args.threads)

@@ -355,6 +355,102 @@ def run_plan(runs, store, results_dir, run_fn=DEFAULT_RUN_FN, isolate=True, time
     return summary
 
 
+# -- tuned rows --------------------------------------------------------------------------
+def tuned_params(store):
+    """``tuned`` for :func:`recbole_llm.benchmark.suite.plan_suite`: a finished tuning's best
+    parameters from ``store`` (a :class:`ResultsStore`, or ``{key: row}`` of stored rows)."""
+
+    def lookup(key):
+        row = store.get(key)
+        if not row or row.get("status") != "finished":
+            return None
+        return ((row.get("extra") or {}).get("tune") or {}).get("params")
+
+    return lookup
+
+
+def _tuning_device(task):
+    """``cuda`` when the trials ran on a GPU (RecBole's use_gpu and a visible CUDA device), else ``cpu``."""
+    if task.config_dict.get("use_gpu") is False:
+        return "cpu"
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def run_tunings(plan, store, results_dir, keys=None, owner=None, retry_failed=True, stale_after=STALE_AFTER_S,
+                log=print):
+    """Tune the plan's tuned rows (``keys``: only these tune keys) with :mod:`recbole_llm.tune`, each on
+    validation only, its Optuna study under ``<results_dir>/tune/<key>/``, its outcome (best parameters,
+    trials, CPU/GPU seconds) a finished row of ``store`` keyed by the tune key. A tuning another runner
+    holds is left to it; an interrupted one is released and its study resumes on the next call.
+    Returns ``{"finished": [...], "failed": [...], "skipped": [...]}``."""
+    from recbole_llm.benchmark.store import ResultsStore, make_owner
+    from recbole_llm.tune.study import TuneOptions, tune
+
+    if not isinstance(store, ResultsStore):
+        store = ResultsStore(store)
+    owner = owner or make_owner()
+    out = {"finished": [], "failed": [], "skipped": []}
+    for key, task in plan.tunings.items():
+        if keys is not None and key not in keys:
+            continue
+        row = store.get(key)
+        if row and row["status"] == "finished":
+            continue
+        meta = {"suite": plan.suite.name, "label": f"{task.label} (tuning)", "model": task.model,
+                "dataset": task.dataset, "seed": None, "config": task.identity}
+        if not store.claim(key, owner, retry_failed=retry_failed, stale_after=stale_after, meta=meta):
+            out["skipped"].append(key)
+            continue
+        spec = task.spec
+        budget = " and ".join(x for x in (f"{spec['trials']} trials" if spec.get("trials") else "",
+                                          f"{spec['budget_hours']:g} h" if spec.get("budget_hours") else "") if x)
+        log(f"tuning {task.label}@{task.dataset} ({budget}, validation only)")
+        opts = TuneOptions(model=task.model, dataset=task.dataset, n_trials=spec.get("trials"),
+                           budget_hours=spec.get("budget_hours"), space_file=spec.get("space"),
+                           study_name=f"{task.label}-{task.dataset}", out=str(Path(results_dir) / "tune" / key),
+                           config_files=list(task.config_files) or None, overrides=dict(task.config_dict),
+                           seed=int(task.config_dict.get("seed", 2020)), plot=False)
+        t0 = time.perf_counter()
+        try:
+            summary = tune(opts, log=log)
+        except KeyboardInterrupt:
+            store.release(key, owner)
+            raise
+        except Exception as exc:
+            store.fail(key, owner, f"{type(exc).__name__}: {exc}", {"wall_time_s": time.perf_counter() - t0})
+            out["failed"].append(key)
+            log(f"FAILED tuning {task.label}@{task.dataset}: {exc}")
+            continue
+        best = summary.get("best_config")
+        if best is None:
+            store.fail(key, owner, "no trial completed", {"wall_time_s": time.perf_counter() - t0})
+            out["failed"].append(key)
+            log(f"FAILED tuning {task.label}@{task.dataset}: no trial completed")
+            continue
+        device = _tuning_device(task)
+        trials = summary["trials_complete"] + summary["trials_pruned"] + summary["trials_failed"]
+        record = {"params": {k: best[k] for k in task.params if k in best}, "trials": trials,
+                  "trials_complete": summary["trials_complete"], "trials_pruned": summary["trials_pruned"],
+                  "trials_failed": summary["trials_failed"], "wall_s": summary["trial_wall_s"],
+                  "cpu_s": summary["trial_cpu_s"], "device": device,
+                  "seconds": summary["trial_wall_s"] if device == "cuda" else summary["trial_cpu_s"],
+                  "best_value": summary["best_value"], "default_value": summary["default_value"],
+                  "valid_metric": summary["valid_metric"], "best_trial": summary["best_trial"],
+                  "study": str(Path(results_dir) / "tune" / key)}
+        store.finish(key, owner, {"best_valid_score": summary["best_value"], "wall_time_s": time.perf_counter() - t0,
+                                  "config": task.identity, "extra": {"tune": record}})
+        out["finished"].append(key)
+        log(f"tuned  {task.label}@{task.dataset}: best valid {summary['valid_metric']} {summary['best_value']:.4f} "
+            f"over {trials} trials ({record['seconds']:.0f} {'GPU' if device == 'cuda' else 'CPU'}-s); "
+            f"{record['params']}")
+    return out
+
+
 if __name__ == "__main__":
     # Run by path: drop this folder from sys.path so its modules (stats, suite, ...) cannot
     # shadow top-level packages of the same name.

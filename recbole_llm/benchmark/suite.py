@@ -42,6 +42,22 @@ A suite is models x datasets x seeds under one evaluation protocol. Format (all 
     reference: LightGCN              # every row is tested against it (Wilcoxon over users, t-test over
                                      # seeds, Holm); default: the best baseline per column. A table may
                                      # give its own ``reference``.
+    tune: {trials: 20}               # tune every row first (or a row's own ``tune:``; ``tune: false``
+                                     # opts a row out); {budget_hours: 2}; optional space: FILE
+
+**Scale.** ``plan_suite(..., scale="paper")`` (``recbole-llm benchmark --scale paper``) loads
+``properties/model/<Model>-paper.yaml`` for every row whose model has one: the paper file's settings
+then win over the suite's ``config``, the dataset's ``config`` and ``model_config`` (CPU budgets set
+there must not shrink a paper run), while a variant's own ``config`` (an ablation switch) and the
+protocol still win over the paper file. Rows without a paper file run their defaults. The scale is
+part of every run's identity (``benchmark_scale`` in the canonical config), so CPU and paper runs of
+one suite never share a key, a stored result or a table.
+
+**Tuned rows.** A row with ``tune`` is first tuned on validation (:mod:`recbole_llm.tune`, the
+model's search space, the suite's first seed, every trial under the suite's protocol and settings),
+then its seeds run with the best configuration. The tuning is one more keyed row of the store (its
+key hashes the row's untuned config, the budget and the space); until it has finished, the row's
+runs have status ``tune-pending`` (see :func:`plan_suite`'s ``tuned``).
 
 A file may give ``protocols`` (a mapping ``part -> {label: ..., eval_args: ..., metrics: ...}``)
 instead of ``protocol``: it then holds one suite per protocol, named ``<name>-<part>``, that
@@ -93,10 +109,12 @@ VOLATILE_KEYS = frozenset({
 _TOP_KEYS = {
     "name", "title", "paper", "description", "seeds", "protocol", "columns", "metric_labels",
     "config", "config_files", "datasets", "groups", "model_config", "tables", "figures",
-    "main_table", "allow_protocol_override", "decimals", "notes", "protocols", "reference",
+    "main_table", "allow_protocol_override", "decimals", "notes", "protocols", "reference", "tune",
 }
 _GROUP_KEYS = {"name", "ours", "models"}
-_VARIANT_KEYS = {"label", "model", "config", "config_files", "datasets", "note"}
+_VARIANT_KEYS = {"label", "model", "config", "config_files", "datasets", "note", "tune"}
+_TUNE_KEYS = {"trials", "budget_hours", "space"}
+SCALES = ("cpu", "paper")
 _DATASET_KEYS = {"name", "label", "config"}
 _TABLE_KEYS = {"name", "caption", "kind", "rows", "columns", "datasets", "reference"}
 _FIGURE_KEYS = {"name", "caption", "rows", "columns", "datasets"}
@@ -152,6 +170,7 @@ class Variant:
     config_files: list = field(default_factory=list)
     datasets: list = None  # dataset names, None = all
     note: str = ""
+    tune: dict = None  # {trials: N} and/or {budget_hours: H} (+ space): tune before the seeds; None = untuned
 
 
 @dataclass
@@ -199,6 +218,7 @@ class Suite:
     reference: str = ""  # the row every other row is tested against ("" = the best baseline per column)
     family: str = ""  # the file's suite name when it holds several protocols
     part: str = ""  # this suite's protocol key in that file
+    tune: dict = None  # the suite-wide tuning budget (a row's own ``tune`` wins)
 
     @property
     def variants(self):
@@ -246,6 +266,8 @@ class RunSpec:
     reason: str = ""
     key: str = None
     resolved: dict = None
+    paper_config: str = ""  # the properties/model/<Model>-paper.yaml this run loads (scale paper)
+    tune_key: str = None  # the key of the row's tuning (tuned rows), see TuneTask
 
     @property
     def name(self):
@@ -253,9 +275,27 @@ class RunSpec:
 
 
 @dataclass
+class TuneTask:
+    """The tuning of one tuned row on one dataset: a keyed row of the store (seed ``None``)."""
+
+    key: str
+    label: str
+    model: str
+    dataset: str
+    spec: dict  # {trials, budget_hours, space}
+    config_dict: dict  # the trials' settings (the row's untuned config, searched keys removed)
+    config_files: list
+    identity: dict  # what the key hashes (stored as the row's config)
+    fixed: dict = field(default_factory=dict)  # the space's fixed settings the row's config leaves open
+    params: list = field(default_factory=list)  # the searched keys
+
+
+@dataclass
 class Plan:
     suite: Suite
     runs: list
+    scale: str = "cpu"
+    tunings: dict = field(default_factory=dict)  # tune key -> TuneTask
 
     def ready(self):
         return [r for r in self.runs if r.status == "ready"]
@@ -355,6 +395,29 @@ def _metric_key(m, where):
             _err(where, f"metric {m!r} needs a cut-off, e.g. '{lname}@10'")
         return f"{lname}@{int(k)}"
     return lname
+
+
+def _tune_spec(x, where, base):
+    """A row's or suite's ``tune:``: ``None``/``false`` (untuned) or ``{trials: N}`` and/or
+    ``{budget_hours: H}`` (whichever ends first), with an optional ``space: FILE`` (relative to the
+    suite file; default: the model's shipped space)."""
+    if x is None or x is False:
+        return None
+    _check_keys(x, _TUNE_KEYS, where)
+    trials, hours = x.get("trials"), x.get("budget_hours")
+    if trials is None and hours is None:
+        _err(where, "give trials: N or budget_hours: H (or both; whichever ends first)")
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        _err(f"{where}.trials", f"expected an integer >= 1, got {trials!r}")
+    if hours is not None and (isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours > 0):
+        _err(f"{where}.budget_hours", f"expected a number > 0, got {hours!r}")
+    spec = {"trials": trials, "budget_hours": None if hours is None else float(hours), "space": None}
+    if x.get("space") is not None:
+        space = Path(base) / str(x["space"])
+        if not space.is_file():
+            _err(f"{where}.space", f"{space} does not exist")
+        spec["space"] = str(space.resolve())
+    return spec
 
 
 def load_suites(name_or_path, parts=None):
@@ -550,6 +613,8 @@ def parse_suite(raw, path="<dict>"):
         model_config[m] = _mapping(cfg, f"{where}: model_config.{m}")
         check_protocol_free(model_config[m], f"{where}: model_config.{m}")
 
+    suite_tune = _tune_spec(raw.get("tune"), f"{where}: tune", base)
+
     # groups
     groups_raw = _as_list(raw.get("groups"), f"{where}: groups")
     if not groups_raw:
@@ -582,8 +647,9 @@ def parse_suite(raw, path="<dict>"):
             for f in vfiles:
                 if not Path(f).is_file():
                     _err(f"{wm}.config_files", f"{f} does not exist")
+            vtune = _tune_spec(m["tune"], f"{wm}.tune", base) if "tune" in m else suite_tune
             variants.append(Variant(label=label, model=m["model"], group=gname, ours=ours, config=vcfg,
-                                    config_files=vfiles, datasets=vds, note=str(m.get("note") or "")))
+                                    config_files=vfiles, datasets=vds, note=str(m.get("note") or ""), tune=vtune))
         if not variants:
             _err(w, "a group needs at least one model")
         groups.append((gname, ours, variants))
@@ -654,7 +720,7 @@ def parse_suite(raw, path="<dict>"):
         metric_labels=metric_labels, config=config, config_files=config_files, datasets=datasets, groups=groups,
         model_config=model_config, tables=tables, figures=figures, main_table=bool(raw.get("main_table", True)),
         allow_protocol_override=allow_override, decimals=decimals, notes=str(raw.get("notes") or ""),
-        reference=check_reference(raw.get("reference"), f"{where}: reference"),
+        reference=check_reference(raw.get("reference"), f"{where}: reference"), tune=suite_tune,
     )
 
 
@@ -778,11 +844,21 @@ def _incompatibility(resolved):
     return None
 
 
-def run_config(suite, variant, dataset, seed):
-    """The config dict of one run (before RecBole resolves it)."""
-    cfg = copy.deepcopy(suite.config)
-    cfg.update(copy.deepcopy(dataset.config))
-    cfg.update(copy.deepcopy(suite.model_config.get(variant.model, {})))
+def paper_config_file(model):
+    """``properties/model/<model>-paper.yaml`` if recbole-llm ships one, else ``None``."""
+    from recbole_llm.paths import properties_dir
+
+    path = properties_dir() / "model" / f"{model}-paper.yaml"
+    return path if path.is_file() else None
+
+
+def run_config(suite, variant, dataset, seed, paper_keys=()):
+    """The config dict of one run (before RecBole resolves it). ``paper_keys``: the settings of
+    the row's paper file (scale paper), which the suite's, dataset's and model's ``config`` do
+    not override."""
+    cfg = {}
+    for part in (suite.config, dataset.config, suite.model_config.get(variant.model, {})):
+        cfg.update({k: copy.deepcopy(v) for k, v in part.items() if k not in paper_keys})
     cfg.update(copy.deepcopy(variant.config))
     cfg.update(copy.deepcopy(suite.protocol))
     cfg["seed"] = int(seed)
@@ -793,7 +869,30 @@ def _unknown_override_keys(overrides, defaults):
     return sorted(k for k in overrides if k not in defaults)
 
 
-def plan_suite(suite, seeds=None, available=None, resolver=None, data_check=None):
+def _tune_task(suite, variant, ds, cfg, files, resolved, seed):
+    """The :class:`TuneTask` of ``variant`` on ``ds``: trials use the row's config at the suite's
+    first seed (``cfg``) without the searched keys a suite-level setting gives; a searched key the
+    row's own ``config`` sets is an error (the row would not be tuned on it)."""
+    from recbole_llm.tune.space import find_space
+
+    space = find_space(variant.model, variant.tune.get("space"))
+    searched = list(space.params)
+    own = sorted(set(searched) & set(variant.config))
+    if own:
+        raise ValueError(f"the row's config sets {own}, which its search space ({space.source}) tunes; drop "
+                         f"them from the row's config or from the space")
+    trial_cfg = {k: v for k, v in cfg.items() if k not in searched}
+    trial_cfg["seed"] = int(seed)
+    identity = {"tune": {k: v for k, v in variant.tune.items() if k != "space"}, "space": space.describe(),
+                "model": variant.model, "dataset": ds.name, "config": canonical_config(resolved)}
+    identity = json.loads(json.dumps(identity, sort_keys=True, default=_canon_default))
+    fixed = {k: v for k, v in space.fixed.items() if k not in trial_cfg}
+    return TuneTask(key="tune-" + config_key(identity), label=variant.label, model=variant.model, dataset=ds.name,
+                    spec=dict(variant.tune), config_dict=trial_cfg, config_files=list(files), identity=identity,
+                    fixed=fixed, params=searched)
+
+
+def plan_suite(suite, seeds=None, available=None, resolver=None, data_check=None, scale="cpu", tuned=None):
     """Expand ``suite`` into :class:`RunSpec` s, one per variant x dataset x seed.
 
     ``available``: set of runnable model names (default :func:`available_models`);
@@ -805,7 +904,14 @@ def plan_suite(suite, seeds=None, available=None, resolver=None, data_check=None
     config does not resolve, or an override names a key the model does not have: a typo
     would otherwise silently run the unmodified model). They are shown in every table,
     never dropped.
+
+    ``scale``: ``cpu`` (the models' defaults) or ``paper`` (rows whose model has a
+    ``<Model>-paper.yaml`` load it; see the module docstring). ``tuned(tune_key)``: the best
+    parameters of a finished tuning (``{key: value}``) or ``None``; a tuned row's runs are
+    ``tune-pending`` until it returns them. ``Plan.tunings`` holds every tuned row's task.
     """
+    if scale not in SCALES:
+        raise SuiteError(f"unknown scale {scale!r}; choose one of {list(SCALES)}")
     seeds = list(seeds) if seeds else list(suite.seeds)
     if available is None:
         available = available_models()
@@ -814,17 +920,20 @@ def plan_suite(suite, seeds=None, available=None, resolver=None, data_check=None
         data_check = dataset_availability
     data_state = {}
     defaults_cache = {}
-    runs = []
+    runs, tunings = [], {}
     for variant in suite.variants:
+        paper = paper_config_file(variant.model) if scale == "paper" else None
+        paper_keys = set(_load_yaml(paper) or {}) if paper else set()
         for ds in suite.datasets:
             if variant.datasets is not None and ds.name not in variant.datasets:
                 continue
-            files = list(suite.config_files) + list(variant.config_files)
+            files = list(suite.config_files) + ([str(paper)] if paper else []) + list(variant.config_files)
+            task = None
             for seed in seeds:
-                cfg = run_config(suite, variant, ds, seed)
+                cfg = run_config(suite, variant, ds, seed, paper_keys)
                 run = RunSpec(suite=suite.name, label=variant.label, group=variant.group, model=variant.model,
                               dataset=ds.name, dataset_label=ds.label, seed=int(seed), config_dict=cfg,
-                              config_files=files)
+                              config_files=files, paper_config=str(paper) if paper else "")
                 runs.append(run)
                 if variant.model not in available:
                     run.status, run.reason = "missing", f"model {variant.model!r} is not registered"
@@ -836,6 +945,26 @@ def plan_suite(suite, seeds=None, available=None, resolver=None, data_check=None
                     if state == "absent":
                         run.status, run.reason = "no-data", f"dataset {ds.name!r} not available: {detail}"
                         continue
+                if variant.tune and task is None:
+                    first = run_config(suite, variant, ds, suite.seeds[0], paper_keys)
+                    try:
+                        base = resolver(variant.model, ds.name, files, first)
+                        if scale != "cpu":
+                            base = dict(base, benchmark_scale=scale)
+                        task = _tune_task(suite, variant, ds, first, files, base, suite.seeds[0])
+                    except Exception as exc:
+                        run.status, run.reason = "error", f"cannot tune: {type(exc).__name__}: {exc}"
+                        continue
+                    tunings[task.key] = task
+                if task is not None:
+                    run.tune_key = task.key
+                    params = tuned(task.key) if tuned else None
+                    if params is None:
+                        run.status, run.reason = "tune-pending", "tuning has not finished yet"
+                        continue
+                    tuned_cfg = {**task.fixed, **{k: v for k, v in cfg.items() if k not in task.params}}
+                    tuned_cfg.update({k: params[k] for k in task.params if k in params})
+                    run.config_dict = cfg = tuned_cfg
                 try:
                     resolved = resolver(variant.model, ds.name, files, cfg)
                 except Exception as exc:
@@ -862,8 +991,10 @@ def plan_suite(suite, seeds=None, available=None, resolver=None, data_check=None
                     run.status, run.reason = "incompatible", why
                     continue
                 run.resolved = canonical_config(resolved)
+                if scale != "cpu":  # CPU keys stay as they were; other scales never share a key with them
+                    run.resolved["benchmark_scale"] = scale
                 run.key = config_key(run.resolved)
-    return Plan(suite=suite, runs=runs)
+    return Plan(suite=suite, runs=runs, scale=scale, tunings=tunings)
 
 
 def _matches(run, pattern):

@@ -13,6 +13,12 @@ Against a reference row (the suite's or table's ``reference``, else per column t
 outside the ``ours`` group), every other row gets a paired Wilcoxon signed-rank test over users
 (on the per-user test metrics the store keeps) and a paired t-test over seeds, each
 Holm-corrected across the rows of the column (:func:`reference_tests`).
+
+Every caption names the scale the runs used (``cpu``: the models' defaults; ``paper``: their
+``*-paper.yaml``) and the LLM backbone of each LLM row (:func:`scale_caption`). Every table has a
+"Tuning" column with each row's tuning budget (trials and CPU- or GPU-seconds of a ``tune:`` row, "-"
+for an untuned row), and the caption warns when two rows' budgets differ by more than 2x
+(:func:`budget_warning`).
 """
 
 import csv
@@ -59,6 +65,7 @@ class Row:
     reason: str = ""
     note: str = ""
     cells: dict = field(default_factory=dict)  # (dataset, metric) -> Cell
+    budget: dict = None  # tuning spent over the table's datasets (see tuning_budget); None = untuned
 
 
 @dataclass
@@ -77,6 +84,12 @@ class Table:
     footnotes: list = field(default_factory=list)
     reference: str = ""  # the row label given as reference ("" = best baseline per column)
     reference_tests: list = field(default_factory=list)  # see reference_tests()
+    caption_notes: list = field(default_factory=list)  # scale, backbones, budget warning (full_caption)
+    budget_column: bool = True  # the "Tuning" column (each row's tuning budget; "-" = untuned)
+
+    @property
+    def full_caption(self):
+        return " ".join([self.caption.rstrip(".") + "."] + self.caption_notes)
 
     @property
     def columns(self):
@@ -127,6 +140,8 @@ def collect(plan, store, table_spec=None):
 
     keys = [r.key for r in plan.runs if r.key]
     rows_by_key = {row["key"]: row for row in store.rows(keys=keys)} if keys else {}
+    tunings = list(getattr(plan, "tunings", {}) or {})
+    rows_by_tuning = {row["key"]: row for row in store.rows(keys=tunings)} if tunings else {}
     by_cell = plan.by_cell()
 
     groups = []
@@ -154,6 +169,7 @@ def collect(plan, store, table_spec=None):
                         cell.mean, cell.std = stats.mean_std(cell.per_seed.values())
                         cell.status = "ok" if cell.n == cell.n_expected else "partial"
                     row.cells[(ds, m)] = cell
+            row.budget = tuning_budget(plan, v.label, ds_names, rows_by_tuning)
             rows.append(row)
         if rows:
             groups.append((gname, ours, rows))
@@ -168,12 +184,109 @@ def collect(plan, store, table_spec=None):
                   metric_labels={m: suite.metric_label(m) for m in metrics}, groups=groups,
                   decimals=suite.decimals,
                   reference=getattr(table_spec, "reference", "") or getattr(suite, "reference", ""))
+    table.budget_column = True  # every table shows each row's tuning budget ("-": untuned)
+    table.caption_notes = [scale_caption(plan, [r.label for r in table.rows], ds_names)]
+    warning = budget_warning(table)
+    if warning:
+        table.caption_notes.append(warning)
     mark_best(table)
     if kind == "main":
         compute_improvement(table)
     reference_tests(table, store)
     table.footnotes = _footnotes(table, plan)
     return table
+
+
+# -- scale, backbones, tuning budgets ----------------------------------------------------
+EMBEDDED_LLM = "SmolLM2-135M-Instruct (embedded)"
+
+
+def backbone_name(llm_path):
+    """How a caption names an LLM: the embedded default, or the configured path / hub id."""
+    return EMBEDDED_LLM if not llm_path else str(llm_path)
+
+
+def scale_caption(plan, labels, datasets=None):
+    """One caption sentence: the scale, which rows load a paper config, and each LLM row's backbone
+    (``llm_path`` of its resolved config; rows without one use no LLM)."""
+    scale = getattr(plan, "scale", "cpu")
+    runs = [r for r in plan.runs if r.label in labels and (datasets is None or r.dataset in datasets)]
+    if scale == "cpu":
+        text = "Scale: cpu (every row runs its CPU defaults, properties/model/<Model>.yaml)"
+    else:
+        paper = sorted({r.label for r in runs if r.paper_config}, key=labels.index)
+        rest = [lab for lab in labels if lab not in paper]
+        text = f"Scale: {scale} (" + (f"{', '.join(paper)} run their *-paper.yaml" if paper else "no row has a paper config")
+        text += (f"; {', '.join(rest)} their defaults)" if rest else ")")
+    backbones, unresolved = {}, []
+    for label in labels:
+        configs = [r.resolved for r in runs if r.label == label and r.resolved]
+        configs += [t.identity.get("config") or {} for t in getattr(plan, "tunings", {}).values()
+                    if t.label == label and (datasets is None or t.dataset in datasets)]
+        if not configs:
+            unresolved.append(label)
+        names = sorted({backbone_name(c.get("llm_path")) for c in configs if "llm_path" in c})
+        if names:
+            backbones.setdefault(" / ".join(names), []).append(label)
+    if backbones:
+        text += "; LLM backbone: " + "; ".join(f"{name} for {', '.join(rows)}" for name, rows in backbones.items())
+        if any(lab not in unresolved and not any(lab in rows for rows in backbones.values()) for lab in labels):
+            text += "; no LLM in the other rows"
+    elif len(unresolved) < len(labels):
+        text += "; no LLM in the rows that resolved" if unresolved else "; no LLM row"
+    if unresolved:
+        text += f"; backbone unknown (no run resolved: no data, not registered or a config error): {', '.join(unresolved)}"
+    return text + "."
+
+
+def tuning_budget(plan, label, datasets, rows_by_tuning):
+    """What tuning row ``label`` cost over ``datasets``: ``None`` (untuned) or ``{"trials", "seconds",
+    "unit" ("CPU-s"/"GPU-s"), "pending" (tunings not finished), "spec"}``."""
+    tasks = [t for t in getattr(plan, "tunings", {}).values() if t.label == label and t.dataset in datasets]
+    if not tasks:
+        return None
+    out = {"trials": 0, "seconds": 0.0, "units": set(), "pending": 0, "spec": tasks[0].spec}
+    for t in tasks:
+        row = rows_by_tuning.get(t.key)
+        rec = ((row or {}).get("extra") or {}).get("tune") if row and row.get("status") == "finished" else None
+        if rec is None:
+            out["pending"] += 1
+            continue
+        out["trials"] += int(rec.get("trials") or 0)
+        out["seconds"] += float(rec.get("seconds") or 0.0)
+        out["units"].add("GPU-s" if rec.get("device") == "cuda" else "CPU-s")
+    units = out.pop("units")
+    out["unit"] = "/".join(sorted(units)) or "CPU-s"
+    return out
+
+
+def budget_text(budget):
+    if budget is None:
+        return "-"
+    if budget["pending"] and not budget["trials"]:
+        return "tuning pending"
+    secs = budget["seconds"]
+    amount = f"{secs / 1000:.1f}k" if secs >= 10000 else f"{secs:.0f}"
+    return f"{budget['trials']} trials, {amount} {budget['unit']}" + (" (partial)" if budget["pending"] else "")
+
+
+def budget_warning(table):
+    """The caption's warning when two rows' tuning budgets differ by more than 2x in seconds spent or in
+    trials run (an untuned row spent 0 of both), naming the dearest and the cheapest row; "" otherwise."""
+    rows = [r for r in table.rows if r.status not in ("missing", "no-data", "incompatible", "error")]
+    for field_name in ("seconds", "trials"):
+        spent = [(r, 0.0 if r.budget is None else float(r.budget[field_name])) for r in rows]
+        if len(spent) < 2:
+            return ""
+        low, high = min(spent, key=lambda x: x[1]), max(spent, key=lambda x: x[1])
+        if high[1] > 0 and high[1] > 2 * low[1]:
+            untuned = [r.label for r, _ in spent if r.budget is None]
+            text = (f"Warning: tuning budgets differ by more than 2x ({'time' if field_name == 'seconds' else 'trials'}): "
+                    f"{high[0].label} {budget_text(high[0].budget)} vs {low[0].label} {budget_text(low[0].budget)}")
+            if len(untuned) > 1:
+                text += f" (untuned: {', '.join(untuned)})"
+            return text + "."
+    return ""  # nothing tuned yet, or within 2x
 
 
 def mark_best(table):
@@ -335,6 +448,11 @@ def _footnotes(table, plan):
         notes.append(f"{line[0].upper()}{line[1:]}. Test-set metrics, mean ± sample std over "
                      f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}).")
         notes.append("Bold: best; underlined: second best (per column, as displayed).")
+    if table.budget_column:
+        notes.append(f"Tuning: trials run and seconds spent tuning the row on validation before its seeds ran with "
+                     f"the best configuration (recbole-llm tune: the model's search space, TPE, median pruning, "
+                     f"seed {suite.seeds[0]}), summed over the table's datasets; CPU-s: CPU time of the trials, "
+                     "GPU-s: their wall time on the GPU; -: untuned (the model's defaults).")
     if table.improv is not None:
         ours = "', '".join(g for g, o, _ in table.groups if o)
         note = (f"Improv.: best model of the '{ours}' group over the best baseline (best model outside that "
@@ -446,10 +564,14 @@ def to_markdown(table, show_std=True, title=True):
         for m in table.metrics:
             ml = table.metric_labels[m]
             head.append(f"{lab}<br>{ml}" if multi else ml)
+    if table.budget_column:
+        head.append("Tuning")
     out = []
     if title:
         cap = table.caption + ("" if multi else f" ({table.datasets[0][1]})")
         out.append(f"**{_md_escape(cap)}**\n")
+        if table.caption_notes:
+            out.append(_md_escape(" ".join(table.caption_notes)).replace("*", r"\*") + "\n")
     out.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
     out.append("|" + "|".join([":---"] + [":---:"] * (len(head) - 1)) + "|")
     empty = [""] * (len(head) - 1)
@@ -458,9 +580,13 @@ def to_markdown(table, show_std=True, title=True):
             out.append("| " + " | ".join([f"*{_md_escape(gname)}*"] + empty) + " |")
         for r in rows:
             cells = [cell_text(r.cells[c], d, "md", show_std) for c in table.columns]
+            if table.budget_column:
+                cells.append(budget_text(r.budget))
             out.append("| " + " | ".join([_md_escape(_row_label(r))] + cells) + " |")
     if table.improv is not None:
-        out.append("| " + " | ".join(["Improv."] + [_improv_text(table.improv[c], "md") for c in table.columns]) + " |")
+        extra = [""] if table.budget_column else []
+        out.append("| " + " | ".join(["Improv."] + [_improv_text(table.improv[c], "md") for c in table.columns]
+                                     + extra) + " |")
     if table.footnotes:
         out.append("")
         out += ["- " + n.replace("*", r"\*") for n in table.footnotes]
@@ -495,22 +621,23 @@ def tex_escape(s):
 def to_latex(table, show_std=True, label=None):
     d = table.decimals
     nm, nd = len(table.metrics), len(table.datasets)
-    ncols = 1 + nm * nd
-    colspec = "l" + "".join(" " + "c" * nm for _ in range(nd))
+    tune = table.budget_column
+    ncols = 1 + nm * nd + (1 if tune else 0)
+    colspec = "l" + "".join(" " + "c" * nm for _ in range(nd)) + (" r" if tune else "")
     wide = ncols > 9
     lines = ["% requires \\usepackage{booktabs}" + (" and \\usepackage{graphicx}" if wide else ""),
              "\\begin{table*}[t]" if wide else "\\begin{table}[t]", "\\centering",
-             "\\caption{" + tex_escape(table.caption) + "}",
+             "\\caption{" + tex_escape(table.full_caption) + "}",
              "\\label{" + (label or f"tab:{table.suite}-{table.name}") + "}"]
     if wide:
         lines.append("\\resizebox{\\linewidth}{!}{%")
     lines.append("\\begin{tabular}{" + colspec + "}")
     lines.append("\\toprule")
     spans = " & ".join("\\multicolumn{" + str(nm) + "}{c}{" + tex_escape(lab) + "}" for _, lab in table.datasets)
-    lines.append("Dataset & " + spans + " \\\\")
+    lines.append("Dataset & " + spans + (" & " if tune else "") + " \\\\")
     lines.append(" ".join(f"\\cmidrule(lr){{{2 + i * nm}-{1 + (i + 1) * nm}}}" for i in range(nd)))
     lines.append("Model & " + " & ".join(tex_escape(table.metric_labels[m]) for _ in table.datasets
-                                         for m in table.metrics) + " \\\\")
+                                         for m in table.metrics) + (" & Tuning" if tune else "") + " \\\\")
     lines.append("\\midrule")
     for gi, (gname, _, rows) in enumerate(table.groups):
         if gi > 0:
@@ -520,11 +647,13 @@ def to_latex(table, show_std=True, label=None):
         for r in rows:
             cells = [cell_text(r.cells[c], d, "tex", show_std) for c in table.columns]
             cells = [c if c != DASH else "--" for c in cells]
+            if tune:
+                cells.append(tex_escape(budget_text(r.budget)))
             lines.append(tex_escape(_row_label(r)) + " & " + " & ".join(cells) + " \\\\")
     if table.improv is not None:
         lines.append("\\midrule")
         vals = [_improv_text(table.improv[c], "tex") for c in table.columns]
-        vals = [v if v != DASH else "--" for v in vals]
+        vals = [v if v != DASH else "--" for v in vals] + ([""] if tune else [])
         lines.append("Improv. & " + " & ".join(vals) + " \\\\")
     lines.append("\\bottomrule")
     lines.append("\\end{tabular}" + ("}" if wide else ""))
@@ -542,6 +671,8 @@ def to_csv(table):
     for ds, m in table.columns:
         base = f"{ds}|{m}"
         head += [f"{base}|mean", f"{base}|std", f"{base}|n", f"{base}|mark"]
+    if table.budget_column:
+        head += ["tuning_trials", "tuning_seconds", "tuning_unit"]
     w.writerow(head)
     for r in table.rows:
         vals = [r.group, r.label, r.status]
@@ -549,6 +680,9 @@ def to_csv(table):
             cell = r.cells[c]
             mark = "best" if cell.best else "second" if cell.second else ""
             vals += [_num(cell.mean), _num(cell.std), cell.n, (mark + cell.mark).strip()]
+        if table.budget_column:
+            b = r.budget
+            vals += ["", "", ""] if b is None else [b["trials"], _num(b["seconds"]), b["unit"]]
         w.writerow(vals)
     if table.improv is not None:
         vals = ["", "Improv. (%)", ""]
@@ -623,6 +757,7 @@ def efficiency_markdown(plan, store):
     multi = len(suite.datasets) > 1
     head = ["Model"] + [f"{d.label}<br>{lab}" if multi else lab for d in suite.datasets for _, lab in EFFICIENCY_FIELDS]
     out = [f"**Efficiency: {suite.title}**" + ("" if multi else f" ({suite.datasets[0].label})") + "\n",
+           _md_escape(scale_caption(plan, [v.label for v in suite.variants])) + "\n",
            "| " + " | ".join(head) + " |", "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|"]
     for gname, _, variants in suite.groups:
         rows = [v for v in variants if v.label in eff]
@@ -646,7 +781,9 @@ def efficiency_latex(plan, store):
     nf = len(EFFICIENCY_FIELDS)
     ncols = 1 + nf * len(suite.datasets)
     lines = ["% requires \\usepackage{booktabs}", "\\begin{table}[t]", "\\centering",
-             "\\caption{Efficiency: " + tex_escape(suite.title) + "}", f"\\label{{tab:{suite.name}-efficiency}}",
+             "\\caption{Efficiency: " + tex_escape(suite.title + ". "
+                                                    + scale_caption(plan, [v.label for v in suite.variants])) + "}",
+             f"\\label{{tab:{suite.name}-efficiency}}",
              "\\begin{tabular}{l" + ("r" * nf) * len(suite.datasets) + "}", "\\toprule",
              "Dataset & " + " & ".join("\\multicolumn{" + str(nf) + "}{c}{" + tex_escape(d.label) + "}"
                                        for d in suite.datasets) + " \\\\",
@@ -704,6 +841,16 @@ def runs_csv(plan, store):
             vals.append(((db.get("error") or "").splitlines() or [""])[0])
         else:
             vals += [""] * 7 + [""] * (2 * len(metrics)) + [r.reason]
+        w.writerow(["" if v is None else v for v in vals])
+    tunings = getattr(plan, "tunings", {}) or {}
+    stored = {row["key"]: row for row in store.rows(keys=list(tunings))} if tunings else {}
+    for key, task in tunings.items():  # a tuned row's tuning (seed empty): its state and error
+        db = stored.get(key)
+        group = next((r.group for r in plan.runs if r.tune_key == key), "")
+        vals = [key, group, f"{task.label} (tuning)", task.model, task.dataset, "", db["status"] if db else "pending"]
+        vals += [db.get("attempts") if db else "", "", "", db.get("wall_time_s") if db else ""] + [""] * 3
+        vals += [""] * (2 * len(metrics))
+        vals.append(((db.get("error") or "").splitlines() or [""])[0] if db else "")
         w.writerow(["" if v is None else v for v in vals])
     return buf.getvalue()
 

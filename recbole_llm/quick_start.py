@@ -26,8 +26,8 @@ from recbole_llm.memory import peak_rss_mb
 from recbole_llm.paths import check_output_folders
 from recbole_llm.protocol import PerUserRecorder
 from recbole_llm.safe_pickle import trusted_loading
-from recbole_llm.training.divergence import check_finite_weights, guard_finite_training
-from recbole_llm.training.epoch_record import EpochRecord, recording_epochs
+from recbole_llm.training.divergence import check_finite_weights
+from recbole_llm.training.epoch_record import EpochRecord, with_run_hooks
 from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error, plain
 
 
@@ -101,8 +101,7 @@ def _run_experiment(config, t0, saved, queue, on_trained, callback_fn=None, test
         flops = get_flops(model, dataset, config["device"], logger, transform)
         logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
-    trainer = recording_epochs(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
-    guard_finite_training(trainer)
+    trainer = with_run_hooks(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
     timer = trainer.epoch_record = EpochRecord()
     t_model = time.perf_counter()
     # RecBole's DecisionTreeTrainer.fit takes no callback_fn: pass it only when there is one

@@ -28,7 +28,7 @@ from recbole_llm.paths import cache_dir
 from recbole_llm.random_state import kept_random_state
 from recbole_llm.training import distributed
 from recbole_llm.training.checkpoint import load_checked, save_atomic
-from recbole_llm.training.divergence import guard_finite_training
+from recbole_llm.training.divergence import FiniteTraining
 from recbole_llm.training.progress import EpochLog
 
 #: Settings of the pretrained model that shape its cache key (besides the overrides given).
@@ -45,8 +45,9 @@ class Pretrained:
     stats: dict = field(default_factory=dict)
 
 
-class _LoggedTrainer(Trainer):
-    """RecBole's Trainer, plus one progress line per epoch even with ``verbose=False``."""
+class _LoggedTrainer(FiniteTraining, Trainer):
+    """RecBole's Trainer, plus one progress line per epoch even with ``verbose=False`` and the
+    divergence guard."""
 
     def __init__(self, config, model, label):
         super().__init__(config, model)
@@ -157,7 +158,6 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
 
     net = model_class(sub, train_data.dataset).to(sub["device"])
     trainer = _LoggedTrainer(sub, net, label=f"{label} ({model})")
-    guard_finite_training(trainer)
     best, best_result = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
     # under DDP only rank 0 saved the best epoch (its file name has rank 0's clock): every rank loads that file
     distributed.barrier()

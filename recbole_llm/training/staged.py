@@ -159,12 +159,18 @@ class StagedTrainer(Trainer):
         self._stage_peak_reset = False
         self._grad_scaler = None
         self._eval_users = None  # this rank's users in the evaluation under way (DDP, scores_shards)
+        self.views: dict | None = None  # the data views of data_views(), handed over before fit
 
     # ------------------------------------------------------------------------------------------
     # what a subclass provides
     # ------------------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
         raise NotImplementedError
+
+    def data_views(self) -> dict:
+        """``{name: ViewSpec}``: other models' views of the run's data that the stages read from
+        ``self.views`` (:mod:`recbole_llm.data.views`); built once before ``fit``."""
+        return {}
 
     def trainer_state(self) -> dict:
         """Extra state of the subclass kept in ``latest.pth`` (e.g. optimisers outside the stages)."""
@@ -439,6 +445,10 @@ class StagedTrainer(Trainer):
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self.eval_collector.data_collect(train_data)
         self.train_data, self.valid_data = train_data, valid_data
+        if self.views is None:  # not handed over by run_experiment (a trainer used on its own)
+            from recbole_llm.data.views import build_views
+
+            self.views = build_views(self.config, train_data, self.data_views())
         blob = self._open_run(train_data, valid_data)
         for stage in self.stages():
             if stage.name in self._state["completed"]:

@@ -150,7 +150,7 @@ def _describe_model(model_name):
     import importlib
 
     from recbole_llm.training.staged import RUN_KEY_EXCLUDE
-    from recbole_llm.utils import plain
+    from recbole_llm.plain import plain
 
     schemas = model_schemas(model_name)
     defaults, files = model_defaults(model_name)

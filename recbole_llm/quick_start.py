@@ -29,7 +29,8 @@ from recbole_llm.protocol import PerUserRecorder
 from recbole_llm.safe_pickle import trusted_loading
 from recbole_llm.training.divergence import check_finite_weights
 from recbole_llm.training.epoch_record import EpochRecord, with_run_hooks
-from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error, plain
+from recbole_llm.plain import plain
+from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error
 
 
 def _missing_dependency_as_error(func):

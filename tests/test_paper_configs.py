@@ -5,7 +5,6 @@ the LLM's, each with its source (paper section, the authors' code file, or 'ours
 A CPU default that changes cannot reach a paper config unnoticed: the resolved value would differ
 from the table."""
 
-import json
 
 import pytest
 import yaml
@@ -16,12 +15,9 @@ from recbole_llm.models.glta.settings import GLTA_SETTINGS
 from recbole_llm.models.graph_attentive_gpt2.settings import GAT_SETTINGS
 from recbole_llm.models.hellm.settings import HELLM_SETTINGS, HELLMPRE_SETTINGS
 from recbole_llm.paths import properties_dir
+from recbole_llm.plain import plain
 
 SCHEMAS = {"GLTA": [GLTA_SETTINGS], "GraphAttentiveGPT2": [GAT_SETTINGS], "HeLLM": [HELLM_SETTINGS, HELLMPRE_SETTINGS]}
-
-
-def plain(value):
-    return json.loads(json.dumps(value, default=str))
 
 
 def table(model):

@@ -25,6 +25,7 @@ from recbole.trainer import Trainer
 from recbole_llm.data.interactions import interaction_fingerprint
 from recbole_llm.errors import ConfigError, TrainingDataMismatchError
 from recbole_llm.paths import cache_dir
+from recbole_llm.plain import plain
 from recbole_llm.random_state import kept_random_state
 from recbole_llm.training import distributed
 from recbole_llm.training.checkpoint import load_checked, save_atomic
@@ -66,12 +67,6 @@ def derived_config(config, overrides: dict):
     sub.final_config_dict = dict(config.final_config_dict)
     sub.final_config_dict.update(overrides)
     return sub
-
-
-def _plain(value):
-    from recbole_llm.utils import plain
-
-    return plain(value)
 
 
 def checkpoint_training_fingerprint(checkpoint: dict, path) -> str:
@@ -142,7 +137,7 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
     keep = {k: sub.final_config_dict.get(k) for k in _KEY_SETTINGS}
     keep.update(overrides)
     keep["model"] = model
-    h = hashlib.sha1(json.dumps(_plain(keep), sort_keys=True).encode())
+    h = hashlib.sha1(json.dumps(plain(keep), sort_keys=True).encode())
     h.update(train_fp.encode())
     h.update(valid_fp.encode())
     cache_file = Path(cache_dir()) / "pretrain" / f"{model}-{config['dataset']}-{h.hexdigest()[:16]}.pth"
@@ -168,7 +163,7 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
     if use_cache and distributed.rank() == 0:
         save_atomic({"state_dict": net.state_dict(), "train_fingerprint": train_fp, "valid_fingerprint": valid_fp,
                      "best_valid_score": best, "best_valid_result": dict(best_result or {}),
-                     "settings": _plain(keep)}, cache_file)
+                     "settings": plain(keep)}, cache_file)
     logger.info(f"{label}: {model} best valid {best}: {best_result}")
     return Pretrained(net, f"trained ({cache_file})" if use_cache else "trained",
                       {"reused": False, "best_valid_score": best, "epochs": len(trainer.train_loss_dict)})

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -463,6 +464,16 @@ def test_full_sort_predict_shape_masking_cache_and_metric(env):
     assert torch.allclose(part[:3], cached[list(shard)], atol=1e-4) and torch.isinf(part[3:]).all()
     assert model.all_user_scores() is not model.all_user_scores(shard)
     assert trainer._scoring_users(test) is None  # one process: every user
+
+    class Rank(GLTATrainer):  # a DDP rank without a process group: only where the users come from
+        distributed = True
+
+    rank = object.__new__(Rank)
+    rank.model = model
+    assert rank._scoring_users(types.SimpleNamespace(sampler=[0, 2], uid_list=[5, 3, 7])) == (5, 7)
+    trainer._eval_users = shard  # the trainer's own record of the evaluation under way
+    _, sharded, _, _ = trainer._full_sort_batch_eval(batch)
+    assert torch.isinf(sharded[3:]).all() and torch.isfinite(sharded[:3]).any()
 
 
 # ------------------------------------------------------------------------------ planted structure

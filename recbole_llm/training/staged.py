@@ -51,6 +51,7 @@ import torch
 from torch.nn.utils.clip_grad import clip_grad_norm_
 
 from recbole_llm.data.interactions import interaction_fingerprint
+from recbole_llm.data.views import build_views
 from recbole_llm.errors import CorruptFileError, ResumeSettingsError
 from recbole_llm.memory import peak_rss_mb, reset_peak_rss
 from recbole_llm.training import distributed as collective
@@ -446,8 +447,6 @@ class StagedTrainer(Trainer):
         self.eval_collector.data_collect(train_data)
         self.train_data, self.valid_data = train_data, valid_data
         if self.views is None:  # not handed over by run_experiment (a trainer used on its own)
-            from recbole_llm.data.views import build_views
-
             self.views = build_views(self.config, train_data, self.data_views())
         blob = self._open_run(train_data, valid_data)
         for stage in self.stages():

@@ -25,11 +25,11 @@ from recbole_llm.data.views import build_views
 from recbole_llm.errors import CorruptFileError, TrainingDataMismatchError
 from recbole_llm.memory import peak_rss_mb
 from recbole_llm.paths import check_output_folders
+from recbole_llm.plain import plain
 from recbole_llm.protocol import PerUserRecorder
 from recbole_llm.safe_pickle import trusted_loading
 from recbole_llm.training.divergence import check_finite_weights
 from recbole_llm.training.epoch_record import EpochRecord, with_run_hooks
-from recbole_llm.plain import plain
 from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error
 
 
@@ -65,8 +65,8 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
     evaluate inference-only variants of the trained weights without training again.
 
     ``stats`` holds ``best_epoch``, ``epoch_times`` (seconds), ``stage_times`` (seconds, the
-    trainer's own stages if it reports ``stage_times``, plus data/model_init/views/fit/test), ``trainable_params``,
-    ``total_params``, ``peak_rss_mb``, the resolved ``config`` as plain values and
+    trainer's own stages if it reports ``stage_times``, plus data/model_init/views/fit/test),
+    ``trainable_params``, ``total_params``, ``peak_rss_mb``, the resolved ``config`` as plain values and
     ``per_user_test`` (the test metrics per user, :class:`recbole_llm.protocol.PerUserRecorder`).
     """
     t0 = time.perf_counter()

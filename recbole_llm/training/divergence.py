@@ -42,7 +42,8 @@ class FiniteTraining:
         if not bool(torch.isfinite(loss).all()):
             raise TrainingDivergedError(
                 f"{self.config['model']} diverged: the training loss became {float(loss.sum())} "
-                f"(learning_rate={self.config['learning_rate']}); the run stops without metrics. Lower the learning rate.")
+                f"(learning_rate={self.config['learning_rate']}); the run stops without metrics. "
+                "Lower the learning rate.")
 
     def _valid_epoch(self, *args, **kwargs):
         check_finite_weights(self.model, self.config, "before validation")

@@ -3,9 +3,9 @@
 ``run_experiment`` reports them (``stats["epoch_times"]``, ``stats["best_epoch"]``) for every model,
 plugin or RecBole's own, so the hook is a mixin put in front of whatever trainer class the model
 uses (:func:`with_run_hooks`, which also puts the divergence guard
-:class:`~recbole_llm.training.divergence.FiniteTraining` there). It sits on RecBole's ``_train_epoch`` / ``_valid_epoch``: epochs
-that bypass them are not recorded (a StagedTrainer sends only its validated stage through them; its
-other stages report through ``stage_times``).
+:class:`~recbole_llm.training.divergence.FiniteTraining` there). It sits on RecBole's
+``_train_epoch`` / ``_valid_epoch``: epochs that bypass them are not recorded (a StagedTrainer sends
+only its validated stage through them; its other stages report through ``stage_times``).
 """
 
 from __future__ import annotations

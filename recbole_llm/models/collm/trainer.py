@@ -3,9 +3,9 @@
 ``graph``
     RecBole's LightGCN on a general (pairwise) view of this run's split (``data_views``, built before
     training by :mod:`recbole_llm.data.views`), checked to hold exactly the pairs of CoLLM's training
-    sequences, through :func:`~recbole_llm.training.lightgcn.pretrain_lightgcn` (cached by the training-split fingerprint;
-    ``collm_graph_checkpoint`` reuses a LightGCN checkpoint of the same split). Its layer-averaged
-    user and item embeddings become CoLLM's frozen buffers.
+    sequences, through :func:`~recbole_llm.training.lightgcn.pretrain_lightgcn` (cached by the
+    training-split fingerprint; ``collm_graph_checkpoint`` reuses a LightGCN checkpoint of the same
+    split). Its layer-averaged user and item embeddings become CoLLM's frozen buffers.
 ``lora``
     The authors' first step (TALLRec): LoRA (and the item head) on the text-only prompts, no ID
     tokens; ``collm_lora_epochs`` epochs, no validation (the mapping is not trained yet).

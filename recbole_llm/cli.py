@@ -133,7 +133,7 @@ def model_defaults(model_name):
 def _describe_model(model_name):
     """Print each setting of ``model_name``'s schemas: default (from its YAML), allowed values,
     whether it changes results (and so is in a staged run's key) and its one-line doc."""
-    from recbole_llm.utils import plain
+    from recbole_llm.plain import plain
 
     schemas = model_schemas(model_name)
     defaults, files = model_defaults(model_name)

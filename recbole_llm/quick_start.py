@@ -21,14 +21,16 @@ from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
 from recbole_llm.config import Config
+from recbole_llm.data.views import build_views
 from recbole_llm.errors import CorruptFileError, TrainingDataMismatchError
 from recbole_llm.memory import peak_rss_mb
 from recbole_llm.paths import check_output_folders
+from recbole_llm.plain import plain
 from recbole_llm.protocol import PerUserRecorder
 from recbole_llm.safe_pickle import trusted_loading
-from recbole_llm.training.divergence import check_finite_weights, guard_finite_training
-from recbole_llm.training.epoch_record import EpochRecord, recording_epochs
-from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error, plain
+from recbole_llm.training.divergence import check_finite_weights
+from recbole_llm.training.epoch_record import EpochRecord, with_run_hooks
+from recbole_llm.utils import PIP_PACKAGES, get_model, get_trainer, missing_dependency_error
 
 
 def _missing_dependency_as_error(func):
@@ -63,8 +65,8 @@ def run_experiment(model=None, dataset=None, config_file_list=None, config_dict=
     evaluate inference-only variants of the trained weights without training again.
 
     ``stats`` holds ``best_epoch``, ``epoch_times`` (seconds), ``stage_times`` (seconds, the
-    trainer's own stages if it reports ``stage_times``, plus data/fit/test), ``trainable_params``,
-    ``total_params``, ``peak_rss_mb``, the resolved ``config`` as plain values and
+    trainer's own stages if it reports ``stage_times``, plus data/model_init/views/fit/test),
+    ``trainable_params``, ``total_params``, ``peak_rss_mb``, the resolved ``config`` as plain values and
     ``per_user_test`` (the test metrics per user, :class:`recbole_llm.protocol.PerUserRecorder`).
     """
     t0 = time.perf_counter()
@@ -101,8 +103,13 @@ def _run_experiment(config, t0, saved, queue, on_trained, callback_fn=None, test
         flops = get_flops(model, dataset, config["device"], logger, transform)
         logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
-    trainer = recording_epochs(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
-    guard_finite_training(trainer)
+    trainer = with_run_hooks(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
+    # other models' views of the split that the trainer's stages read: built here, once, before fit
+    t_views = time.perf_counter()
+    views = trainer.data_views() if hasattr(trainer, "data_views") else {}
+    if views:
+        trainer.views = build_views(config, train_data, views)
+    views_s = time.perf_counter() - t_views
     timer = trainer.epoch_record = EpochRecord()
     t_model = time.perf_counter()
     # RecBole's DecisionTreeTrainer.fit takes no callback_fn: pass it only when there is one
@@ -128,7 +135,9 @@ def _run_experiment(config, t0, saved, queue, on_trained, callback_fn=None, test
         "best_valid_result": best_valid_result,
         "test_result": test_result,
     }
-    stage_times = {"data": t_data - t0, "model_init": t_model - t_data}
+    stage_times = {"data": t_data - t0, "model_init": t_model - t_data - views_s}
+    if views:
+        stage_times["views"] = views_s
     stage_times.update({str(k): float(v) for k, v in (getattr(trainer, "stage_times", None) or {}).items()})
     stage_times.update({"fit": t_fit - t_model, "test": t_test - t_fit})
     params = list(model.parameters())

@@ -119,15 +119,3 @@ def get_trainer(model_type, model_name):
 def model_name_of(model):
     """Name of a model given as a string or a class."""
     return model if isinstance(model, str) else model.__name__
-
-
-def plain(value):
-    """A config value as plain JSON-able data (dicts with sorted string keys, lists, scalars,
-    anything else as ``str``), e.g. for hashing a resolved config or storing it with results."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    return str(value)

@@ -183,27 +183,49 @@ def test_huge_learning_rate_reports_no_metrics(tiny_data, capsys):
 
 
 def test_non_finite_loss_stops_recbole_and_staged_trainers(tiny_data):
-    import torch
+    """The divergence guard is a trainer mixin on RecBole's hooks: a NaN/inf loss and non-finite
+    weights before a validation stop the run; the trainer run_experiment builds has it in its class
+    and no method patched onto the instance."""
+    import inspect
 
-    from recbole_llm.training.divergence import guard_finite_training
+    import torch
+    from recbole.trainer import Trainer
+
+    from recbole_llm.training.divergence import FiniteTraining
+    from recbole_llm.training.epoch_record import with_run_hooks
     from recbole_llm.training.staged import StagedTrainer
 
-    class _Holder:
-        config = {"model": "X", "learning_rate": 0.1}
-
+    class _Base:
         def _valid_epoch(self):
-            return None
+            return "validated"
+
+    class _Holder(FiniteTraining, _Base):
+        config = {"model": "X", "learning_rate": 0.1}
+        model = torch.nn.Linear(2, 1)
 
     trainer = _Holder()
-    guard_finite_training(trainer)
     trainer._check_nan(torch.tensor(1.0))
     for bad in (float("nan"), float("inf")):
         with pytest.raises(TrainingDivergedError, match="the training loss became"):
             trainer._check_nan(torch.tensor(bad))
-    # StagedTrainer routes every step's loss through _check_nan (the hook the guard replaces)
-    import inspect
-
+    assert trainer._valid_epoch() == "validated"
+    with torch.no_grad():
+        trainer.model.weight[0, 0] = float("inf")
+    with pytest.raises(TrainingDivergedError, match="weight weight holds NaN or infinite values before validation"):
+        trainer._valid_epoch()
+    # StagedTrainer routes every step's loss through _check_nan (the hook the mixin overrides)
     assert "self._check_nan(loss)" in inspect.getsource(StagedTrainer.clip_and_step)
+    for cls in (Trainer, StagedTrainer):
+        hooked = with_run_hooks(cls)
+        assert hooked._check_nan is FiniteTraining._check_nan and issubclass(hooked, cls)
+    # a real run: the guard comes from the trainer's class, nothing is set on the instance
+    from conftest import fast_config
+    from recbole_llm.quick_start import run_experiment
+
+    seen = {}
+    run_experiment("BPR", "tiny", config_dict=fast_config(tiny_data, epochs=1), saved=False,
+                   on_trained=lambda t, *_: seen.update(cls=type(t), own=set(vars(t))))
+    assert issubclass(seen["cls"], FiniteTraining) and not {"_check_nan", "_valid_epoch", "_train_epoch"} & seen["own"]
 
 
 # --- devices --------------------------------------------------------------------------------------

@@ -428,10 +428,12 @@ def test_epoch_record_is_a_trainer_hook(tiny_data):
     one epoch time per training epoch and the best epoch among the validations it saw."""
     from recbole.trainer import Trainer
 
-    from recbole_llm.training.epoch_record import EpochRecord, RecordedEpochs, recording_epochs
+    from recbole_llm.training.divergence import FiniteTraining
+    from recbole_llm.training.epoch_record import EpochRecord, RecordedEpochs, with_run_hooks
 
-    cls = recording_epochs(Trainer)
-    assert cls is recording_epochs(Trainer) is recording_epochs(cls) and issubclass(cls, (RecordedEpochs, Trainer))
+    cls = with_run_hooks(Trainer)
+    assert cls is with_run_hooks(Trainer) is with_run_hooks(cls)
+    assert issubclass(cls, RecordedEpochs) and issubclass(cls, FiniteTraining) and issubclass(cls, Trainer)
     assert cls.__name__ == "Trainer"
     record = EpochRecord()
     for epoch, (seconds, score) in enumerate([(0.5, 0.1), (0.25, 0.3), (0.75, 0.3), (0.5, 0.2)]):

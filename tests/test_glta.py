@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -225,9 +226,9 @@ def test_no_validation_or_test_interaction_reaches_graph_prompts_targets_or_gene
     monkeypatch.setattr(GLTA, "ua_prompt", lambda self, u, history, **kw: (
         seen_prompts.append((u, [int(i) for i in history])), real_ua(self, u, history, **kw))[1])
     real_loss = GLTA.user_item_loss
-    monkeypatch.setattr(GLTA, "user_item_loss", lambda self, users, targets, histories: (
+    monkeypatch.setattr(GLTA, "user_item_loss", lambda self, users, targets, histories, **kw: (
         seen_targets.extend((u, [int(i) for i in t]) for u, t in zip(users, targets)),
-        real_loss(self, users, targets, histories))[1])
+        real_loss(self, users, targets, histories, **kw))[1])
     trainer = GLTATrainer(config, model)
     users, contexts = trainer.generation_contexts()
     trainer.fit(train, valid)
@@ -259,7 +260,11 @@ def test_only_projectors_and_gllm_train(env, item_alignment, head):
     rng = np.random.default_rng(0)
     users = trainer.train_users()[:6]
     samples = [model.sample_user_targets(u, rng) for u in users]
-    loss = model.user_item_loss(users, [s[0] for s in samples], [s[1] for s in samples])
+    log = []  # slot states are kept only for a caller that hands a list (the head-only passes)
+    loss = model.user_item_loss(users, [s[0] for s in samples], [s[1] for s in samples], slot_log=log)
+    [(states, targets, weights)] = log
+    assert states.shape == (len(targets), model.backbone.hidden_size) and not states.requires_grad
+    assert (targets > 0).all() and weights.shape == targets.shape
     loss.backward()
     assert all(p.grad is None and not p.requires_grad for p in model.backbone.model.parameters())
     assert model.user_projector.weight.grad.abs().sum() > 0 and model.gllm.bias.grad.abs().sum() > 0
@@ -423,6 +428,22 @@ def test_full_sort_predict_shape_masking_cache_and_metric(env):
     assert torch.equal(model.all_user_scores(), cached)
     result = trainer.evaluate(test, load_best_model=False)
     assert result["ndcg@10"] == pytest.approx(_manual_ndcg(cached, test), abs=1e-4)
+    # a DDP rank's shard: the scoring call is given its users (the model keeps no such setting)
+    shard = tuple(int(u) for u in interaction[model.USER_ID][:3])
+    part = model.full_sort_predict(interaction, users=shard).view(n, -1)
+    assert torch.allclose(part[:3], cached[list(shard)], atol=1e-4) and torch.isinf(part[3:]).all()
+    assert model.all_user_scores() is not model.all_user_scores(shard)
+    assert trainer._scoring_users(test) is None  # one process: every user
+
+    class Rank(GLTATrainer):  # a DDP rank without a process group: only where the users come from
+        distributed = True
+
+    rank = object.__new__(Rank)
+    rank.model = model
+    assert rank._scoring_users(types.SimpleNamespace(sampler=[0, 2], uid_list=[5, 3, 7])) == (5, 7)
+    trainer._eval_users = shard  # the trainer's own record of the evaluation under way
+    _, sharded, _, _ = trainer._full_sort_batch_eval(batch)
+    assert torch.isinf(sharded[3:]).all() and torch.isfinite(sharded[:3]).any()
 
 
 # ------------------------------------------------------------------------------ planted structure

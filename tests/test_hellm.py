@@ -19,7 +19,8 @@ from recbole.utils import init_seed
 from conftest import fast_config, tiny_llm_env, write_ring_dataset, write_tiny_dataset
 from recbole_llm.graph.sparse import lightgcn_layer_mean
 from recbole_llm.config import Config
-from recbole_llm.errors import ConfigError
+from recbole_llm.data.views import ViewSpec, build_view, build_views
+from recbole_llm.errors import ConfigError, TrainingDataMismatchError
 from recbole_llm.graph.hypergraph import (item_hypergraph, item_hypergraph_from_incidences, knn_incidence,
                                           user_hypergraph, user_hypergraph_from_matrix)
 from recbole_llm.data.interactions import interaction_fingerprint
@@ -178,7 +179,22 @@ def test_hellm_stage1_sees_the_training_split_only(env, monkeypatch):
 
     monkeypatch.setattr(trainer_module, "pretrain_recbole_model", spy)
     config, model, train, valid, test = build(env, "HeLLM", hellm_epochs=0)
-    HeLLMTrainer(config, model).fit(train, valid, saved=False)
+    trainer = HeLLMTrainer(config, model)
+    specs = trainer.data_views()
+    assert list(specs) == ["graph", "sasrec"]
+    # the views are built once, before training, and handed over: fit builds no dataset
+    trainer.views = build_views(config, train, specs)
+    import recbole.data
+
+    monkeypatch.setattr(recbole.data, "create_dataset", lambda *a, **k: pytest.fail("a dataset was built in fit"))
+    trainer.fit(train, valid, saved=False)
+    monkeypatch.undo()
+    # a view holding other interactions than the run's training split is refused (both checks)
+    for name, spec in specs.items():
+        other = ViewSpec.of_split(spec.model, {**spec.extra, "user_inter_num_interval": "[9,inf)"}, ("hellm_",),
+                                  spec.check, spec.label)
+        with pytest.raises(TrainingDataMismatchError, match=spec.label):
+            build_view(config, other, train)
     train_pairs = sequence_training_pairs(train.dataset)
     held_out = {(u, i) for u, i in pairs(valid) | pairs(test)} - train_pairs
     assert held_out

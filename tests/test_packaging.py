@@ -285,7 +285,7 @@ def test_module_level_imports_are_acyclic():
 LAYERS = [
     ("core", ("recbole_llm._recbole", "recbole_llm.compat", "recbole_llm.errors", "recbole_llm.paths",
               "recbole_llm.settings", "recbole_llm.hookspecs", "recbole_llm.memory", "recbole_llm.plugins",
-              "recbole_llm.utils", "recbole_llm.random_state", "recbole_llm.files", "recbole_llm.protocol",
+              "recbole_llm.utils", "recbole_llm.random_state", "recbole_llm.files", "recbole_llm.plain", "recbole_llm.protocol",
               "recbole_llm.safe_pickle")),
     ("data", ("recbole_llm.data", "recbole_llm.config", "recbole_llm.config_checks")),
     ("graph", ("recbole_llm.graph",)),

@@ -5,7 +5,6 @@ the LLM's, each with its source (paper section, the authors' code file, or 'ours
 A CPU default that changes cannot reach a paper config unnoticed: the resolved value would differ
 from the table."""
 
-import json
 
 import pytest
 import yaml
@@ -20,6 +19,7 @@ from recbole_llm.models.llara.settings import LLARA_SETTINGS
 from recbole_llm.models.rlmrec.settings import RLMREC_CON_SETTINGS, RLMREC_GEN_SETTINGS
 from recbole_llm.models.unisrec.settings import UNISREC_SETTINGS
 from recbole_llm.paths import properties_dir
+from recbole_llm.plain import plain
 
 # model -> the settings schemas its table covers (every key of each), and the RecBole keys it reads besides
 SCHEMAS = {"GLTA": [GLTA_SETTINGS, LLM_SETTINGS], "GraphAttentiveGPT2": [GAT_SETTINGS, LLM_SETTINGS],
@@ -34,10 +34,6 @@ RECBOLE_KEYS = {"CoLLM": ["learner", "stopping_step"], "LLaRA": ["learner", "sto
                             "attn_dropout_prob", "hidden_act", "layer_norm_eps", "initializer_range",
                             "MAX_ITEM_LIST_LENGTH", "epochs", "learning_rate", "train_batch_size", "stopping_step",
                             "learner", "weight_decay", "text_encoder"]}
-
-
-def plain(value):
-    return json.loads(json.dumps(value, default=str))
 
 
 def table(model):

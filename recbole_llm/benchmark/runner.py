@@ -21,6 +21,8 @@ import time
 import traceback
 from pathlib import Path
 
+from recbole_llm.plain import plain
+
 # Keep this module's top-level imports to the standard library: the run subprocess executes
 # this file by path, so a fake run function in a test starts in milliseconds instead of
 # importing recbole_llm (and with it torch and RecBole).
@@ -77,19 +79,9 @@ def versions():
     return out
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "item"):
-        try:
-            return obj.item()
-        except Exception:
-            pass
-    return repr(obj)
+#: How a run's results become JSON (:func:`recbole_llm.plain.plain`): numpy/torch scalars as numbers,
+#: anything else as its ``repr``, dicts in their own order.
+RESULT_JSON = {"numbers": True, "fallback": repr, "sort_keys": False}
 
 
 def normalize_result(res):
@@ -98,12 +90,12 @@ def normalize_result(res):
     stats = res.get("stats") or {}
     epoch_times = [float(t) for t in (stats.get("epoch_times") or [])]
     out = {
-        "valid": _jsonable(dict(res.get("best_valid_result") or {})),
-        "test": _jsonable(dict(res.get("test_result") or {})),
+        "valid": plain(dict(res.get("best_valid_result") or {}), **RESULT_JSON),
+        "test": plain(dict(res.get("test_result") or {}), **RESULT_JSON),
         "best_valid_score": res.get("best_valid_score"),
         "best_epoch": stats.get("best_epoch"),
         "epoch_times": epoch_times,
-        "stage_times": _jsonable(dict(stats.get("stage_times") or {})),
+        "stage_times": plain(dict(stats.get("stage_times") or {}), **RESULT_JSON),
         "trainable_params": stats.get("trainable_params"),
         "total_params": stats.get("total_params"),
         "extra": {"child_peak_rss_mb": stats.get("peak_rss_mb")},
@@ -141,7 +133,7 @@ def child_main(job_path, result_path):
         t_import = time.perf_counter()
         res = fn(model=job["model"], dataset=job["dataset"], config_file_list=job.get("config_files") or None,
                  config_dict=job["config_dict"], saved=job.get("saved", True))
-        out.update(ok=True, result=_jsonable(res))
+        out.update(ok=True, result=plain(res, **RESULT_JSON))
         out["child_times"] = {"startup": t_import - t_start, "run": time.perf_counter() - t_import}
     except BaseException as exc:  # report everything, KeyboardInterrupt included
         out.update(ok=False, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())

@@ -28,6 +28,7 @@ from array import array
 from pathlib import Path
 
 from recbole_llm.errors import CorruptFileError, RecBoleLLMError
+from recbole_llm.plain import plain
 
 STORE_FILENAME = "results.sqlite"
 SCHEMA_VERSION = 1
@@ -110,19 +111,13 @@ def _owner_alive(owner):
     return True
 
 
+#: How the store writes JSON (:func:`recbole_llm.plain.plain`): numpy/torch scalars as numbers, sets
+#: as lists, anything else as its ``repr``; dict keys as ``json`` writes them.
+STORE_JSON = {"numbers": True, "fallback": repr, "sets": "list", "str_keys": False}
+
+
 def _dumps(obj):
-    return json.dumps(obj, sort_keys=True, default=_json_default, allow_nan=True)
-
-
-def _json_default(obj):
-    if hasattr(obj, "item"):  # numpy / torch scalars
-        try:
-            return obj.item()
-        except Exception:
-            pass
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    return repr(obj)
+    return json.dumps(plain(obj, **STORE_JSON), sort_keys=True, allow_nan=True)
 
 
 class StoreBusyError(RecBoleLLMError, sqlite3.OperationalError):

@@ -81,6 +81,8 @@ from pathlib import Path
 
 import yaml
 
+from recbole_llm.plain import plain
+
 # RecBole's metric names (recbole.evaluator.metrics), keyed by lower case.
 KNOWN_METRICS = {
     m.lower(): m
@@ -806,6 +808,11 @@ def dataset_availability(name, config_dict=None):
     return "absent", f"no {inters[0]} in {', '.join(str(c) for c in cands)} and no data provider for {name!r}"
 
 
+#: How a suite's config becomes canonical JSON (:func:`recbole_llm.plain.plain`): numpy/torch scalars as
+#: numbers, sets sorted, classes by module and name, anything else as its ``repr``.
+CANONICAL_JSON = {"numbers": True, "fallback": repr, "sets": "sorted", "type_names": True, "str_keys": False}
+
+
 def canonical_config(resolved):
     """The resolved config with volatile keys dropped, as JSON-able plain data."""
     out = {}
@@ -813,20 +820,7 @@ def canonical_config(resolved):
         if k in VOLATILE_KEYS or k.endswith("_dir"):
             continue
         out[str(k)] = v
-    return json.loads(json.dumps(out, sort_keys=True, default=_canon_default))
-
-
-def _canon_default(obj):
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj, key=repr)
-    if isinstance(obj, type):
-        return f"{obj.__module__}.{obj.__qualname__}"
-    if hasattr(obj, "item"):
-        try:
-            return obj.item()
-        except Exception:
-            pass
-    return repr(obj)
+    return json.loads(json.dumps(plain(out, **CANONICAL_JSON), sort_keys=True))
 
 
 def config_key(canonical):

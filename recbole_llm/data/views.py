@@ -3,13 +3,19 @@
 An LLM recommender that builds on a pretrained RecBole model (HeLLM: HeLLMPre and SASRec; CoLLM:
 LightGCN; LLaRA: SASRec) needs that model's own data loaders (its batch size, its negative
 sampling, a general pairwise view of a sequential dataset) on *exactly* the run's training split.
-:func:`split_view` builds them from the run's config (the user's settings minus the run model's
-own), :func:`general_view` and :func:`sequential_view` also check that the view holds the run's
-training interactions and nothing else, so :func:`~recbole_llm.training.pretrain.pretrain_recbole_model`
-never sees a validation or test interaction.
+A trainer declares the views its stages read (``data_views()``: name -> :class:`ViewSpec`);
+:func:`build_views` builds them once, after the run's ``data_preparation`` and before ``fit``
+(``run_experiment`` hands them to the trainer), from the run's config (the user's settings minus
+the run model's own). A ``general`` or ``sequential`` view is checked to hold the run's training
+interactions and nothing else, so :func:`~recbole_llm.training.pretrain.pretrain_recbole_model`
+never sees a validation or test interaction; UniSRec's pre-training views of *other* datasets have
+no run split to compare with (``check=None``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
 
 from recbole_llm.data.interactions import interaction_fingerprint
 from recbole_llm.errors import TrainingDataMismatchError
@@ -36,45 +42,71 @@ def sequence_training_pairs(dataset):
     return pairs
 
 
-def split_view(config, model, extra, own_prefixes=()):
-    """``(config, train, valid, test)`` of RecBole's ``model`` on the dataset and split of the run's
-    ``config``: the user's own settings, minus :data:`RUN_ONLY` and keys starting with
-    ``own_prefixes`` or ``llm_``, plus ``extra``. Random streams are left untouched."""
+class View(NamedTuple):
+    """A built view: its config and RecBole's three loaders."""
+
+    config: object
+    train: object
+    valid: object
+    test: object
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """What a view is: RecBole's ``model`` on ``dataset`` (None: the run's) with the user's settings,
+    less ``drop_keys`` and keys starting with ``drop_prefixes``, plus ``copy_keys`` from the run's
+    resolved config, plus ``extra``; ``check`` (``general``, ``sequential`` or None) is the
+    training-split check, ``label`` names the stage in its error."""
+
+    model: str
+    extra: dict = field(default_factory=dict)
+    check: Optional[str] = None
+    label: str = ""
+    dataset: Optional[str] = None
+    drop_keys: tuple = RUN_ONLY
+    drop_prefixes: tuple = ("llm_",)
+    copy_keys: tuple = SHARED
+
+    @classmethod
+    def of_split(cls, model, extra, own_prefixes, check, label):
+        """A view of the run's own split (the run model's ``own_prefixes`` settings and the LLM's left out)."""
+        return cls(model, dict(extra), check, label, drop_prefixes=tuple(own_prefixes) + ("llm_",))
+
+
+def build_view(config, spec: ViewSpec, train_data=None) -> View:
+    """Build ``spec`` on ``config``'s run (random streams left untouched); with a ``check``, refuse a
+    view whose training interactions are not exactly those of the run's ``train_data``."""
     from recbole.data import create_dataset, data_preparation
 
     from recbole_llm.config import Config
 
     final = config.final_config_dict
-    drop = tuple(own_prefixes) + ("llm_",)
-    sub = {k: v for k, v in config.external_config_dict.items() if k not in RUN_ONLY and not k.startswith(drop)}
-    for key in SHARED:
+    sub = {k: v for k, v in config.external_config_dict.items()
+           if k not in spec.drop_keys and not k.startswith(spec.drop_prefixes)}
+    for key in spec.copy_keys:
         sub[key] = final[key]
-    sub.update(extra)
-    view_config = Config(model=model, dataset=config["dataset"], config_dict=sub)
+    sub.update(spec.extra)
+    view_config = Config(model=spec.model, dataset=spec.dataset or config["dataset"], config_dict=sub)
     with kept_random_state():
-        train, valid, test = data_preparation(view_config, create_dataset(view_config))
-    return view_config, train, valid, test
+        view = View(view_config, *data_preparation(view_config, create_dataset(view_config)))
+    label = spec.label or config["model"]
+    if spec.check == "general":
+        ds = view.train.dataset
+        general = set(zip(ds.inter_feat[ds.uid_field].numpy().tolist(), ds.inter_feat[ds.iid_field].numpy().tolist()))
+        if general != sequence_training_pairs(train_data.dataset):
+            raise TrainingDataMismatchError(
+                f"{label}: the general view of the split used to pretrain {spec.model} does not hold exactly the "
+                "interactions of the training sequences (different filtering or split settings); refusing to "
+                "pretrain on it. Use a leave-one-out split (eval_args split LS, order TO).")
+    elif spec.check == "sequential":
+        if interaction_fingerprint(view.train.dataset) != interaction_fingerprint(train_data.dataset):
+            raise TrainingDataMismatchError(f"{label}: {spec.model}'s view of the split differs from the run's "
+                                            "training split; refusing to pretrain on it.")
+    elif spec.check is not None:
+        raise ValueError(f"view check {spec.check!r}: use 'general', 'sequential' or None")
+    return view
 
 
-def general_view(config, train_data, model, extra, own_prefixes=(), label=""):
-    """A general (pairwise) ``model``'s view of a *sequential* run's split, refused unless its
-    training pairs are exactly those of the run's training sequences."""
-    view_config, train, valid, test = split_view(config, model, extra, own_prefixes)
-    ds = train.dataset
-    general = set(zip(ds.inter_feat[ds.uid_field].numpy().tolist(), ds.inter_feat[ds.iid_field].numpy().tolist()))
-    if general != sequence_training_pairs(train_data.dataset):
-        raise TrainingDataMismatchError(
-            f"{label or config['model']}: the general view of the split used to pretrain {model} does not hold exactly "
-            "the interactions of the training sequences (different filtering or split settings); refusing to pretrain "
-            "on it. Use a leave-one-out split (eval_args split LS, order TO).")
-    return view_config, train, valid, test
-
-
-def sequential_view(config, train_data, model, extra, own_prefixes=(), label=""):
-    """A sequential ``model``'s view of a sequential run's split (e.g. another history length),
-    refused unless it holds the same training interactions."""
-    view_config, train, valid, test = split_view(config, model, extra, own_prefixes)
-    if interaction_fingerprint(train.dataset) != interaction_fingerprint(train_data.dataset):
-        raise TrainingDataMismatchError(f"{label or config['model']}: {model}'s view of the split differs from the "
-                                        "run's training split; refusing to pretrain on it.")
-    return view_config, train, valid, test
+def build_views(config, train_data, specs: dict) -> dict:
+    """``{name: View}`` of the ``specs`` a trainer declared (``data_views()``), in their order."""
+    return {name: build_view(config, spec, train_data) for name, spec in specs.items()}

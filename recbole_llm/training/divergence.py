@@ -2,9 +2,10 @@
 finite, end the run with :class:`~recbole_llm.errors.TrainingDivergedError` (one line, exit 2 from
 the CLI) instead of RecBole's bare ``ValueError`` or, worse, metrics of a model of NaNs.
 
-``guard_finite_training(trainer)`` installs the checks on any RecBole trainer (StagedTrainer
-included: its ``clip_and_step`` calls the same ``_check_nan``); ``run_experiment`` and the nested
-pretraining use it."""
+:class:`FiniteTraining` is a trainer mixin on RecBole's ``_check_nan`` / ``_valid_epoch`` hooks
+(StagedTrainer's ``clip_and_step`` calls the same ``_check_nan``); ``run_experiment`` puts it in
+front of every model's trainer (:func:`recbole_llm.training.epoch_record.with_run_hooks`) and
+the nested pretraining's trainer has it as a base."""
 
 
 def _non_finite(model):
@@ -28,26 +29,22 @@ def check_finite_weights(model, config, when):
             f"(learning_rate={config['learning_rate']}); no metrics are reported for it. Lower the learning rate.")
 
 
-def guard_finite_training(trainer):
-    """Stop a run whose loss turns NaN/inf (RecBole's trainer only checks NaN, with a bare
-    ``ValueError``) and one whose weights are no longer finite before a validation."""
-    import torch
+class FiniteTraining:
+    """Trainer mixin: a loss that turns NaN/inf (RecBole's trainer only checks NaN, with a bare
+    ``ValueError``) and weights that are no longer finite before a validation stop the run."""
 
-    from recbole_llm.errors import TrainingDivergedError
+    def _check_nan(self, loss):
+        import torch
 
-    config = trainer.config
+        from recbole_llm.errors import TrainingDivergedError
 
-    def check_loss(loss):
-        if not bool(torch.isfinite(torch.as_tensor(loss).detach()).all()):
+        loss = torch.as_tensor(loss).detach()
+        if not bool(torch.isfinite(loss).all()):
             raise TrainingDivergedError(
-                f"{config['model']} diverged: the training loss became {float(torch.as_tensor(loss).detach().sum())} "
-                f"(learning_rate={config['learning_rate']}); the run stops without metrics. Lower the learning rate.")
+                f"{self.config['model']} diverged: the training loss became {float(loss.sum())} "
+                f"(learning_rate={self.config['learning_rate']}); the run stops without metrics. "
+                "Lower the learning rate.")
 
-    trainer._check_nan = check_loss
-    valid_epoch = trainer._valid_epoch
-
-    def checked_valid_epoch(*args, **kwargs):
-        check_finite_weights(trainer.model, config, "before validation")
-        return valid_epoch(*args, **kwargs)
-
-    trainer._valid_epoch = checked_valid_epoch
+    def _valid_epoch(self, *args, **kwargs):
+        check_finite_weights(self.model, self.config, "before validation")
+        return super()._valid_epoch(*args, **kwargs)

@@ -2,15 +2,18 @@
 
 ``run_experiment`` reports them (``stats["epoch_times"]``, ``stats["best_epoch"]``) for every model,
 plugin or RecBole's own, so the hook is a mixin put in front of whatever trainer class the model
-uses (:func:`recording_epochs`). It sits on RecBole's ``_train_epoch`` / ``_valid_epoch``: epochs
-that bypass them are not recorded (a StagedTrainer sends only its validated stage through them; its
-other stages report through ``stage_times``).
+uses (:func:`with_run_hooks`, which also puts the divergence guard
+:class:`~recbole_llm.training.divergence.FiniteTraining` there). It sits on RecBole's
+``_train_epoch`` / ``_valid_epoch``: epochs that bypass them are not recorded (a StagedTrainer sends
+only its validated stage through them; its other stages report through ``stage_times``).
 """
 
 from __future__ import annotations
 
 import functools
 import time
+
+from recbole_llm.training.divergence import FiniteTraining
 
 
 class EpochRecord:
@@ -59,10 +62,11 @@ class RecordedEpochs:
 
 
 @functools.lru_cache(maxsize=None)
-def recording_epochs(trainer_class):
-    """``trainer_class`` with :class:`RecordedEpochs` in front (same name, module and docstring)."""
-    if issubclass(trainer_class, RecordedEpochs):
+def with_run_hooks(trainer_class):
+    """``trainer_class`` with :class:`RecordedEpochs` and :class:`FiniteTraining` in front (same name,
+    module and docstring): what ``run_experiment`` trains with, so no trainer method is patched."""
+    if issubclass(trainer_class, RecordedEpochs) and issubclass(trainer_class, FiniteTraining):
         return trainer_class
-    return type(trainer_class.__name__, (RecordedEpochs, trainer_class),
+    return type(trainer_class.__name__, (RecordedEpochs, FiniteTraining, trainer_class),
                 {"__module__": trainer_class.__module__, "__qualname__": trainer_class.__qualname__,
                  "__doc__": trainer_class.__doc__})

@@ -25,10 +25,11 @@ from recbole.trainer import Trainer
 from recbole_llm.data.interactions import interaction_fingerprint
 from recbole_llm.errors import ConfigError, TrainingDataMismatchError
 from recbole_llm.paths import cache_dir
+from recbole_llm.plain import plain
 from recbole_llm.random_state import kept_random_state
 from recbole_llm.training import distributed
 from recbole_llm.training.checkpoint import load_checked, save_atomic
-from recbole_llm.training.divergence import guard_finite_training
+from recbole_llm.training.divergence import FiniteTraining
 from recbole_llm.training.progress import EpochLog
 
 #: Settings of the pretrained model that shape its cache key (besides the overrides given).
@@ -45,8 +46,9 @@ class Pretrained:
     stats: dict = field(default_factory=dict)
 
 
-class _LoggedTrainer(Trainer):
-    """RecBole's Trainer, plus one progress line per epoch even with ``verbose=False``."""
+class _LoggedTrainer(FiniteTraining, Trainer):
+    """RecBole's Trainer, plus one progress line per epoch even with ``verbose=False`` and the
+    divergence guard."""
 
     def __init__(self, config, model, label):
         super().__init__(config, model)
@@ -65,12 +67,6 @@ def derived_config(config, overrides: dict):
     sub.final_config_dict = dict(config.final_config_dict)
     sub.final_config_dict.update(overrides)
     return sub
-
-
-def _plain(value):
-    from recbole_llm.utils import plain
-
-    return plain(value)
 
 
 def checkpoint_training_fingerprint(checkpoint: dict, path) -> str:
@@ -141,7 +137,7 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
     keep = {k: sub.final_config_dict.get(k) for k in _KEY_SETTINGS}
     keep.update(overrides)
     keep["model"] = model
-    h = hashlib.sha1(json.dumps(_plain(keep), sort_keys=True).encode())
+    h = hashlib.sha1(json.dumps(plain(keep), sort_keys=True).encode())
     h.update(train_fp.encode())
     h.update(valid_fp.encode())
     cache_file = Path(cache_dir()) / "pretrain" / f"{model}-{config['dataset']}-{h.hexdigest()[:16]}.pth"
@@ -157,7 +153,6 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
 
     net = model_class(sub, train_data.dataset).to(sub["device"])
     trainer = _LoggedTrainer(sub, net, label=f"{label} ({model})")
-    guard_finite_training(trainer)
     best, best_result = trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False)
     # under DDP only rank 0 saved the best epoch (its file name has rank 0's clock): every rank loads that file
     distributed.barrier()
@@ -168,7 +163,7 @@ def pretrain_recbole_model(config, train_data, valid_data, *, model: str, overri
     if use_cache and distributed.rank() == 0:
         save_atomic({"state_dict": net.state_dict(), "train_fingerprint": train_fp, "valid_fingerprint": valid_fp,
                      "best_valid_score": best, "best_valid_result": dict(best_result or {}),
-                     "settings": _plain(keep)}, cache_file)
+                     "settings": plain(keep)}, cache_file)
     logger.info(f"{label}: {model} best valid {best}: {best_result}")
     return Pretrained(net, f"trained ({cache_file})" if use_cache else "trained",
                       {"reused": False, "best_valid_score": best, "epochs": len(trainer.train_loss_dict)})

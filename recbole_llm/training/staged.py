@@ -27,7 +27,8 @@ GraphAttentiveGPT2: three; HeLLM: two) subclasses :class:`StagedTrainer` and ret
   same seed; :meth:`run_batches` gives each rank its round-robin share (padded so that all ranks
   take the same number of steps), gradients are averaged across ranks before clipping and the
   step, so the ranks' weights stay identical; state and checkpoints are written by rank 0 only;
-  evaluation tells the model which users its shard will ask for (``set_scoring_users``).
+  a model that declares ``scores_shards`` is asked, in each full-ranking evaluation call, for the
+  scores of the users its shard holds (``full_sort_predict(interaction, users=...)``).
 * **Logging and statistics**: one line per epoch of every stage (loss, speed, ETA), progress
   lines inside long epochs (:class:`~recbole_llm.training.progress.StepProgress`), and per stage
   ``stage_times`` / ``stage_stats`` (seconds, peak RSS, the stage's own counters), which
@@ -52,6 +53,7 @@ import torch
 from torch.nn.utils.clip_grad import clip_grad_norm_
 
 from recbole_llm.data.interactions import interaction_fingerprint
+from recbole_llm.data.views import build_views
 from recbole_llm.errors import CorruptFileError, ResumeSettingsError
 from recbole_llm.memory import peak_rss_mb, reset_peak_rss
 from recbole_llm.training import distributed as collective
@@ -101,7 +103,7 @@ def keys_not_changing_results(model_name) -> frozenset:
 def run_settings(config) -> dict:
     """``config``'s resolved settings as plain values, less :func:`keys_not_changing_results`: what
     defines a staged run (its run key is their hash plus the training/validation interactions')."""
-    from recbole_llm.utils import plain
+    from recbole_llm.plain import plain
 
     final = config.final_config_dict
     left_out = keys_not_changing_results(final.get("model"))
@@ -174,12 +176,19 @@ class StagedTrainer(Trainer):
         self._stage_start = 0.0
         self._stage_peak_reset = False
         self._grad_scaler = None
+        self._eval_users = None  # this rank's users in the evaluation under way (DDP, scores_shards)
+        self.views: dict | None = None  # the data views of data_views(), handed over before fit
 
     # ------------------------------------------------------------------------------------------
     # what a subclass provides
     # ------------------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
         raise NotImplementedError
+
+    def data_views(self) -> dict:
+        """``{name: ViewSpec}``: other models' views of the run's data that the stages read from
+        ``self.views`` (:mod:`recbole_llm.data.views`); built once before ``fit``."""
+        return {}
 
     def trainer_state(self) -> dict:
         """Extra state of the subclass kept in ``latest.pth`` (e.g. optimisers outside the stages)."""
@@ -395,22 +404,30 @@ class StagedTrainer(Trainer):
         collective.all_reduce_gradients([p for group in optimizer.param_groups for p in group["params"]])
 
     def _scoring_users(self, eval_data):
-        """The users RecBole's distributed sampler gives this rank in ``eval_data`` (None: all)."""
-        if not self.distributed:
+        """The users RecBole's distributed sampler gives this rank in ``eval_data``, as a sorted tuple,
+        for a model that scores shards (``scores_shards``); None: all users (one process)."""
+        if not self.distributed or not getattr(self.model, "scores_shards", False):
             return None
         sampler, uid_list = getattr(eval_data, "sampler", None), getattr(eval_data, "uid_list", None)
         if sampler is None or uid_list is None:
             return None
-        return sorted({int(uid_list[i]) for i in sampler})
-
-    def _tell_scoring_users(self, eval_data):
-        hint = getattr(self.model, "set_scoring_users", None)
-        if hint is not None:
-            hint(self._scoring_users(eval_data))
+        return tuple(sorted({int(uid_list[i]) for i in sampler}))
 
     def _valid_epoch(self, valid_data, show_progress=False):
-        self._tell_scoring_users(valid_data)
+        self._eval_users = self._scoring_users(valid_data)
         return super()._valid_epoch(valid_data, show_progress=show_progress)
+
+    def _full_sort_batch_eval(self, batched_data):
+        """RecBole's full-ranking batch, except that a model scoring shards is passed this rank's users."""
+        if self._eval_users is None:
+            return super()._full_sort_batch_eval(batched_data)
+        interaction, history_index, positive_u, positive_i = batched_data
+        scores = self.model.full_sort_predict(interaction.to(self.device), users=self._eval_users)
+        scores = scores.view(-1, self.tot_item_num)
+        scores[:, 0] = -np.inf
+        if history_index is not None:
+            scores[history_index] = -np.inf
+        return interaction, scores, positive_u, positive_i
 
     # ------------------------------------------------------------------------------------------
     # stage bookkeeping
@@ -446,6 +463,8 @@ class StagedTrainer(Trainer):
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self.eval_collector.data_collect(train_data)
         self.train_data, self.valid_data = train_data, valid_data
+        if self.views is None:  # not handed over by run_experiment (a trainer used on its own)
+            self.views = build_views(self.config, train_data, self.data_views())
         blob = self._open_run(train_data, valid_data)
         for stage in self.stages():
             if stage.name in self._state["completed"]:
@@ -629,6 +648,6 @@ class StagedTrainer(Trainer):
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and not (model_file or os.path.isfile(self.saved_model_file)):
             load_best_model = False  # nothing saved (e.g. saved=False or epochs=0): evaluate the current state
-        self._tell_scoring_users(eval_data)
+        self._eval_users = self._scoring_users(eval_data)
         return super().evaluate(eval_data, load_best_model=load_best_model, model_file=model_file,
                                 show_progress=show_progress)

@@ -1,11 +1,11 @@
 """CoLLM's stages on the shared :class:`~recbole_llm.training.staged.StagedTrainer`.
 
 ``graph``
-    RecBole's LightGCN on a general (pairwise) view of this run's split, checked to hold exactly the
-    pairs of CoLLM's training sequences (:func:`~recbole_llm.data.views.general_view`), through
-    :func:`~recbole_llm.training.lightgcn.pretrain_lightgcn` (cached by the training-split fingerprint;
-    ``collm_graph_checkpoint`` reuses a LightGCN checkpoint of the same split). Its layer-averaged
-    user and item embeddings become CoLLM's frozen buffers.
+    RecBole's LightGCN on a general (pairwise) view of this run's split (``data_views``, built before
+    training by :mod:`recbole_llm.data.views`), checked to hold exactly the pairs of CoLLM's training
+    sequences, through :func:`~recbole_llm.training.lightgcn.pretrain_lightgcn` (cached by the
+    training-split fingerprint; ``collm_graph_checkpoint`` reuses a LightGCN checkpoint of the same
+    split). Its layer-averaged user and item embeddings become CoLLM's frozen buffers.
 ``lora``
     The authors' first step (TALLRec): LoRA (and the item head) on the text-only prompts, no ID
     tokens; ``collm_lora_epochs`` epochs, no validation (the mapping is not trained yet).
@@ -22,7 +22,7 @@ from __future__ import annotations
 from recbole_llm.models.collm.settings import GRAPH_STAGE
 from recbole_llm.training.lightgcn import pretrain_lightgcn
 from recbole_llm.training.staged import Stage, StagedTrainer
-from recbole_llm.data.views import general_view
+from recbole_llm.data.views import ViewSpec
 
 
 class CoLLMTrainer(StagedTrainer):
@@ -37,11 +37,15 @@ class CoLLMTrainer(StagedTrainer):
     def graph_overrides(self):
         return GRAPH_STAGE.overrides(self.s)
 
+    def data_views(self):
+        """LightGCN's general (pairwise) view of CoLLM's split, checked against CoLLM's training sequences."""
+        return {"graph": ViewSpec.of_split("LightGCN", self.graph_overrides(), ("collm_",), "general",
+                                           "CoLLM graph stage")}
+
     def graph_stage(self, trainer):
         s = self.s
         overrides = self.graph_overrides()
-        view_config, gtrain, gvalid, _ = general_view(self.config, self.train_data, "LightGCN", overrides, ("collm_",),
-                                                      label="CoLLM graph stage")
+        view_config, gtrain, gvalid, _ = self.views["graph"]
         emb = pretrain_lightgcn(view_config, gtrain, gvalid, overrides=overrides, work_dir=self.run_dir,
                                 label=self.label("graph"), checkpoint=s.graph_checkpoint or "", use_cache=s.graph_cache)
         self.model.set_graph_embeddings(emb.user, emb.item, source=emb.source)

@@ -59,6 +59,8 @@ class GLTA(ScoreCache, GeneralRecommender):
     # The training dataloader yields (user, pos, neg) triples: they train the stage-1 LightGCN.
     # The alignment stages iterate users themselves (GLTATrainer).
     input_type = InputType.PAIRWISE
+    #: StagedTrainer passes a DDP rank's evaluation users to ``full_sort_predict`` (``users=``).
+    scores_shards = True
     other_parameter_name = ["user_profiles", "user_predictions", "graph_source"]
 
     def __init__(self, config, dataset, backbone=None):
@@ -106,14 +108,11 @@ class GLTA(ScoreCache, GeneralRecommender):
         # -- prompt machinery and caches --------------------------------------------------------
         self._kv_dtype = _KV_DTYPES[s.kv_cache_dtype]
         self._stores: dict[str, PrefixKVStore] = {}
-        self._scoring_users = None  # under DDP: the users this rank's evaluation shard asks for
         self._recent_scores: dict = {}  # content hash -> scores of the last few parameter states
         self._content_key = None  # content hash of the current state, when known (after a load)
         self.score_computations = 0  # all-user scorings done (tests, logs)
         self.parameter_version = 0  # bumped by optimiser steps, loads, new graph embeddings / texts
         self.token_stats = {"ia": 0, "ua": 0, "infer": 0, "prefix": 0}
-        self.keep_slot_states = False  # set by the trainer for head-only passes (glta_head_epochs)
-        self.slot_state_log: list = []
 
     # ------------------------------------------------------------------------------------------
     # setup helpers
@@ -326,8 +325,9 @@ class GLTA(ScoreCache, GeneralRecommender):
         self.token_stats[count_key] += batch.tokens
         return batch, batch.gather(hidden, "slots")
 
-    def item_text_loss(self, groups, orders):
-        """Item-text alignment loss for item ``groups`` (lists of item ids) with token ``orders``."""
+    def item_text_loss(self, groups, orders, slot_log=None):
+        """Item-text alignment loss for item ``groups`` (lists of item ids) with token ``orders``;
+        ``slot_log``, a list, receives the call's detached slot states (:meth:`_keep`)."""
         flat = sorted({int(i) for g in groups for i in g})
         index = {i: j for j, i in enumerate(flat)}
         vectors = self.item_tokens(flat)
@@ -340,18 +340,21 @@ class GLTA(ScoreCache, GeneralRecommender):
         logits = self.gllm_logits(slot_hidden)
         targets = targets.to(logits.device)
         targets[~(torch.arange(targets.shape[1], device=logits.device)[None] < batch.counts["slots"][:, None])] = -1
-        self._keep(slot_hidden, targets)
+        self._keep(slot_hidden, targets, slot_log)
         return gllm_loss(logits, targets)
 
-    def _keep(self, slot_hidden, targets):
-        """Keep the (detached) slot states and targets of the last loss for head-only passes."""
-        if self.keep_slot_states:
+    @staticmethod
+    def _keep(slot_hidden, targets, slot_log):
+        """Append ``(states, targets, weights)`` of a loss's valid slots, detached, to ``slot_log`` (if a
+        list): the trainer's head-only passes (``glta_head_epochs``) fit the GLLM layer on them."""
+        if slot_log is not None:
             valid = targets >= 0
-            self.slot_state_log.append((slot_hidden.detach()[valid].float().cpu(), targets[valid].cpu(),
-                                        (1.0 / valid.sum(1).clamp(min=1).float())[:, None].expand_as(targets)[valid].cpu()))
+            slot_log.append((slot_hidden.detach()[valid].float().cpu(), targets[valid].cpu(),
+                             (1.0 / valid.sum(1).clamp(min=1).float())[:, None].expand_as(targets)[valid].cpu()))
 
-    def user_item_loss(self, users, targets_list, histories):
-        """User-item alignment loss (Eq. 3) for ``users`` with their epoch's targets and histories."""
+    def user_item_loss(self, users, targets_list, histories, slot_log=None):
+        """User-item alignment loss (Eq. 3) for ``users`` with their epoch's targets and histories;
+        ``slot_log`` as in :meth:`item_text_loss`."""
         users = [int(u) for u in users]
         user_vecs = self.user_tokens(users) if self.user_alignment else [None] * len(users)
         prompts = [self.ua_prompt(u, h, user_vector=user_vecs[b]) for b, (u, h) in enumerate(zip(users, histories))]
@@ -362,7 +365,7 @@ class GLTA(ScoreCache, GeneralRecommender):
             t = np.asarray(t)[: self.n_slots]
             targets[b, : len(t)] = torch.as_tensor(t, dtype=torch.long)
         targets = targets.to(logits.device)
-        self._keep(slot_hidden, targets)
+        self._keep(slot_hidden, targets, slot_log)
         return gllm_loss(logits, targets)
 
     @torch.no_grad()
@@ -441,17 +444,12 @@ class GLTA(ScoreCache, GeneralRecommender):
         self.inference = mode
         self.invalidate()
 
-    def set_scoring_users(self, users):
-        """Score only ``users`` (this rank's share of an evaluation under DDP; None: every user).
-        The trainer calls it before each evaluation; other users' rows stay ``-inf``."""
-        self._scoring_users = tuple(users) if users is not None else None
-
-    def _version_key(self):
+    def _version_key(self, users):
         """Cheap key of the current state: the explicit version counter plus each tensor's autograd
-        version (bumped by every in-place change, ``no_grad`` included) and storage."""
+        version (bumped by every in-place change, ``no_grad`` included) and storage, and the users scored."""
         tensors = list(self.parameters()) + list(self.buffers())
         return (self.parameter_version, tuple((t.data_ptr(), t._version) for t in tensors),
-                self.inference, self.infer_slots, self.history_len, len(self.user_profiles), self._scoring_users)
+                self.inference, self.infer_slots, self.history_len, len(self.user_profiles), users)
 
     def _state_hash(self):
         """Content hash of the state (one pass over every tensor: used on loads and once per new
@@ -464,37 +462,40 @@ class GLTA(ScoreCache, GeneralRecommender):
         return h.hexdigest()
 
     @torch.no_grad()
-    def all_user_scores(self) -> torch.Tensor:
-        """``[n_users, |I|]`` scores of every user, computed once per parameter state (valid and test
-        prompts are identical: both are built from the training split only)."""
-        return self.cached(self._score_every_user, key=self._version_key())
+    def all_user_scores(self, users=None) -> torch.Tensor:
+        """``[n_users, |I|]`` scores of ``users`` (a tuple: a rank's evaluation shard under DDP, the other
+        rows ``-inf``; None: every user), computed once per parameter state (valid and test prompts are
+        identical: both are built from the training split only)."""
+        return self.cached(lambda: self._score_every_user(users), key=self._version_key(users))
 
-    def _score_every_user(self):
-        recent_key = (self._content_key, self._scoring_users)
+    def _score_every_user(self, users):
+        recent_key = (self._content_key, users)
         if self._content_key is not None and recent_key in self._recent_scores:
             # e.g. the best epoch reloaded for the test evaluation
             return self._recent_scores[recent_key]
         was_training = self.training
         self.eval()
         scores = torch.full((self.n_users, self.n_items), float("-inf"))
-        users = [u for u in (self._scoring_users or range(1, self.n_users)) if u > 0]
-        users.sort(key=lambda u: (len(self.inference_history(u)), u))  # similar lengths batch together
+        rows = [u for u in (users or range(1, self.n_users)) if u > 0]
+        rows.sort(key=lambda u: (len(self.inference_history(u)), u))  # similar lengths batch together
         start = time.perf_counter()
         batch = self.settings.eval_batch_size
-        for i in range(0, len(users), batch):
-            chunk = users[i : i + batch]
+        for i in range(0, len(rows), batch):
+            chunk = rows[i : i + batch]
             scores[torch.tensor(chunk)] = self.score_users(chunk).float().cpu()
-        logger.info("GLTA scored %d users in %.1f s (%s)", len(users), time.perf_counter() - start, self.inference)
+        logger.info("GLTA scored %d users in %.1f s (%s)", len(rows), time.perf_counter() - start, self.inference)
         self.train(was_training)
         self.score_computations += 1
-        self._recent_scores[(self._content_key or self._state_hash(), self._scoring_users)] = scores
+        self._recent_scores[(self._content_key or self._state_hash(), users)] = scores
         while len(self._recent_scores) > self.settings.score_cache_states:
             self._recent_scores.pop(next(iter(self._recent_scores)))
         return scores
 
-    def full_sort_predict(self, interaction):
-        users = interaction[self.USER_ID].cpu()
-        return self.all_user_scores()[users].to(self.device).flatten()
+    def full_sort_predict(self, interaction, users=None):
+        """Scores of the interaction's users over all items; ``users``: the users to score at once
+        (a DDP rank's shard; None: every user)."""
+        rows = interaction[self.USER_ID].cpu()
+        return self.all_user_scores(users)[rows].to(self.device).flatten()
 
     def predict(self, interaction):
         users = interaction[self.USER_ID].cpu()

@@ -128,21 +128,21 @@ class GLTATrainer(StagedTrainer):
         return {"prefix_tokens": tokens, "prefix_tokens_per_s": tokens / seconds if seconds else 0.0}
 
     def _batches(self, stage_name, epoch, chunks, loss_of, optimizer):
-        """One pass over ``chunks``: loss, backward, step; progress lines; mean loss. Slot states are
-        kept for the head-only passes that follow."""
+        """One pass over ``chunks``: loss, backward, step; progress lines; mean loss."""
         m = self.model
-        m.slot_state_log = []
-        m.keep_slot_states = self.s.head_epochs > 0
         m.watch_optimizer(optimizer)
         loss = self.run_batches(stage_name, epoch, chunks, loss_of, optimizer)
         m.invalidate()
         return loss
 
-    def head_passes(self, stage_name, epoch):
-        """Extra passes of Eq. 3 over the GLLM layer alone, on the slot states the epoch computed."""
+    def slot_log(self):
+        """A list for an epoch's losses to append their slot states to (``slot_log=``), when head-only
+        passes follow the epoch; None otherwise."""
+        return [] if self.s.head_epochs > 0 else None
+
+    def head_passes(self, stage_name, epoch, log):
+        """Extra passes of Eq. 3 over the GLLM layer alone, on the slot states the epoch computed (``log``)."""
         m = self.model
-        m.keep_slot_states = False
-        log, m.slot_state_log = m.slot_state_log, []
         passes = self.s.head_epochs
         if passes <= 0 or not log:
             return None
@@ -198,10 +198,12 @@ class GLTATrainer(StagedTrainer):
         order = rng.permutation(len(groups))
         size = self.s.ia_batch_size
         chunks = [[groups[j] for j in order[i : i + size]] for i in range(0, len(order), size)]
+        log = self.slot_log()
         loss = self._batches("item_text", epoch, chunks,
-                             lambda chunk: self.model.item_text_loss(chunk, [rng.permutation(len(g)) for g in chunk]),
+                             lambda chunk: self.model.item_text_loss(chunk, [rng.permutation(len(g)) for g in chunk],
+                                                                     slot_log=log),
                              optimizer)
-        self.head_passes("item_text", epoch)
+        self.head_passes("item_text", epoch, log)
         return loss
 
     def item_text_end(self, trainer):
@@ -285,12 +287,14 @@ class GLTATrainer(StagedTrainer):
         size = self.s.ua_batch_size
         chunks = [users[i : i + size].tolist() for i in range(0, len(users), size)]
 
+        log = self.slot_log()
+
         def loss_of(chunk):
             samples = [m.sample_user_targets(u, rng) for u in chunk]
-            return m.user_item_loss(chunk, [t for t, _ in samples], [h for _, h in samples])
+            return m.user_item_loss(chunk, [t for t, _ in samples], [h for _, h in samples], slot_log=log)
 
         loss = self._batches("user_item", epoch, chunks, loss_of, optimizer)
-        self.head_passes("user_item", epoch)
+        self.head_passes("user_item", epoch, log)
         return loss
 
     def _save_checkpoint(self, epoch, *args, **kwargs):

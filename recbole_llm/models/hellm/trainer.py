@@ -24,29 +24,9 @@ from __future__ import annotations
 from recbole_llm.models.hellm.settings import GRAPH_STAGE, HELLMPRE_SETTINGS, SASREC_STAGE
 from recbole_llm.training.pretrain import pretrain_recbole_model
 from recbole_llm.training.staged import Stage, StagedTrainer
-from recbole_llm.data.views import general_view, sequence_training_pairs, sequential_view
+from recbole_llm.data.views import ViewSpec, sequence_training_pairs
 
-__all__ = ["HeLLMTrainer", "general_split_for", "sasrec_split_for", "sequence_training_pairs"]
-
-
-def general_split_for(config, train_data):
-    """``(config, train, valid, test, overrides)`` of HeLLMPre on the same dataset and leave-one-out split as
-    HeLLM (a general, pairwise view), checked against HeLLM's training sequences."""
-    final = config.final_config_dict
-    graph = GRAPH_STAGE.overrides(final)
-    extra = {k: final[k] for k in HELLMPRE_SETTINGS.keys}
-    extra.update(graph)
-    pre_config, gtrain, gvalid, gtest = general_view(config, train_data, "HeLLMPre", extra, ("hellm_",),
-                                                     label="HeLLM graph stage")
-    return pre_config, gtrain, gvalid, gtest, graph
-
-
-def sasrec_split_for(config, train_data, overrides, max_len):
-    """SASRec's view of HeLLM's split with histories of at most ``max_len`` items (RecBole's
-    ``MAX_ITEM_LIST_LENGTH`` comes from the dataset YAML), checked to hold the same training targets."""
-    return sequential_view(config, train_data, "SASRec", {**overrides, "MAX_ITEM_LIST_LENGTH": max_len,
-                                                          "train_neg_sample_args": None}, ("hellm_",),
-                           label="HeLLM sasrec stage")
+__all__ = ["HeLLMTrainer", "sequence_training_pairs"]
 
 
 class HeLLMTrainer(StagedTrainer):
@@ -73,12 +53,32 @@ class HeLLMTrainer(StagedTrainer):
             warmup_epochs=s.warmup_epochs, validate=True))
         return stages
 
+    def data_views(self):
+        """HeLLMPre's general (pairwise) view of HeLLM's leave-one-out split, checked against HeLLM's
+        training sequences; SASRec's view with histories of at most ``hellm_max_history`` items
+        (RecBole's ``MAX_ITEM_LIST_LENGTH`` comes from the dataset YAML), checked to hold the same
+        training targets. Each only when its stage runs."""
+        m, s, final = self.model, self.s, self.config.final_config_dict
+        views = {}
+        if m.use_prefix or m.use_graph_id:
+            extra = {k: final[k] for k in HELLMPRE_SETTINGS.keys}
+            extra.update(self.graph_overrides())
+            views["graph"] = ViewSpec.of_split("HeLLMPre", extra, ("hellm_",), "general", "HeLLM graph stage")
+        if m.use_seq_id:
+            extra = {**self.sasrec_overrides(), "MAX_ITEM_LIST_LENGTH": s.max_history, "train_neg_sample_args": None}
+            views["sasrec"] = ViewSpec.of_split("SASRec", extra, ("hellm_",), "sequential", "HeLLM sasrec stage")
+        return views
+
     # ------------------------------------------------------------------------------------------
+    def graph_overrides(self):
+        """HeLLMPre's training settings from HeLLM's ``hellm_graph_*``."""
+        return GRAPH_STAGE.overrides(self.config.final_config_dict)
+
     def pretrained_graph(self):
         """``(Pretrained HeLLMPre, its config, its test loader)``: trained, or from the cache/checkpoint."""
         s = self.s
-        pre_config, gtrain, gvalid, gtest, graph = general_split_for(self.config, self.train_data)
-        overrides = {**graph, **{k: pre_config[k] for k in HELLMPRE_SETTINGS.keys}}
+        pre_config, gtrain, gvalid, gtest = self.views["graph"]
+        overrides = {**self.graph_overrides(), **{k: pre_config[k] for k in HELLMPRE_SETTINGS.keys}}
         done = pretrain_recbole_model(pre_config, gtrain, gvalid, model="HeLLMPre", overrides=overrides,
                                       work_dir=self.run_dir, label=self.label("graph"),
                                       checkpoint=s.graph_checkpoint or "", use_cache=s.graph_cache)
@@ -99,7 +99,7 @@ class HeLLMTrainer(StagedTrainer):
         """``(Pretrained SASRec, its config, its test loader)``: trained, or from the cache/checkpoint."""
         s = self.s
         overrides = {**self.sasrec_overrides(), "MAX_ITEM_LIST_LENGTH": s.max_history}
-        sas_config, strain, svalid, stest = sasrec_split_for(self.config, self.train_data, overrides, s.max_history)
+        sas_config, strain, svalid, stest = self.views["sasrec"]
         done = pretrain_recbole_model(sas_config, strain, svalid, model="SASRec",
                                       overrides=overrides, work_dir=self.run_dir,
                                       label=self.label("sasrec"), checkpoint=s.sasrec_checkpoint or "",

@@ -1,9 +1,9 @@
 """LLaRA's stages on the shared :class:`~recbole_llm.training.staged.StagedTrainer`.
 
 ``sasrec``
-    RecBole's SASRec on a view of this run's split with histories of ``llara_max_history`` items,
-    checked to hold the same training interactions (:func:`~recbole_llm.data.views.sequential_view`),
-    through :func:`~recbole_llm.training.pretrain.pretrain_recbole_model` (cached by the
+    RecBole's SASRec on a view of this run's split with histories of ``llara_max_history`` items
+    (``data_views``, built before training by :mod:`recbole_llm.data.views`), checked to hold the
+    same training interactions, through :func:`~recbole_llm.training.pretrain.pretrain_recbole_model` (cached by the
     training-split fingerprint; ``llara_sasrec_checkpoint`` reuses a SASRec checkpoint of the same
     split). Its item embedding table becomes LLaRA's frozen ``item_seq_emb``.
 ``finetune``
@@ -21,7 +21,7 @@ import numpy as np
 from recbole_llm.models.llara.settings import SASREC_STAGE
 from recbole_llm.training.pretrain import pretrain_recbole_model
 from recbole_llm.training.staged import Stage, StagedTrainer
-from recbole_llm.data.views import sequential_view
+from recbole_llm.data.views import ViewSpec
 
 
 def curriculum_hybrid(seed, step, total_steps):
@@ -43,12 +43,16 @@ class LLaRATrainer(StagedTrainer):
     def sasrec_overrides(self):
         return SASREC_STAGE.overrides(self.s, MAX_ITEM_LIST_LENGTH=self.s.max_history)
 
+    def data_views(self):
+        """SASRec's view of LLaRA's split with ``llara_max_history`` items, checked to hold the same
+        training interactions."""
+        return {"sasrec": ViewSpec.of_split("SASRec", {**self.sasrec_overrides(), "train_neg_sample_args": None},
+                                            ("llara_",), "sequential", "LLaRA sasrec stage")}
+
     def sasrec_stage(self, trainer):
         s = self.s
         overrides = self.sasrec_overrides()
-        view_config, strain, svalid, _ = sequential_view(self.config, self.train_data, "SASRec",
-                                                         {**overrides, "train_neg_sample_args": None}, ("llara_",),
-                                                         label="LLaRA sasrec stage")
+        view_config, strain, svalid, _ = self.views["sasrec"]
         done = pretrain_recbole_model(view_config, strain, svalid, model="SASRec", overrides=overrides,
                                       work_dir=self.run_dir, label=self.label("sasrec"),
                                       checkpoint=s.sasrec_checkpoint or "", use_cache=s.sasrec_cache,

@@ -18,7 +18,9 @@
 
 from __future__ import annotations
 
+from recbole_llm.data.views import ViewSpec
 from recbole_llm.training.staged import Stage, StagedTrainer
+
 
 class UniSRecTrainer(StagedTrainer):
     """Runs UniSRec's stages (see the module docstring)."""
@@ -53,25 +55,28 @@ class UniSRecTrainer(StagedTrainer):
         tag = f"{config[TEMPLATE_KEY]}|word_drop={s.word_drop_ratio}|seed={self.seed}"
         return text_embeddings(config, texts, tag, what="word-dropped item texts")
 
-    def _other_dataset(self, name):
-        """``(train dataloader, text table, word-drop table)`` of dataset ``name``'s training split under
-        this run's settings (split, sequence length, text encoder); random streams left untouched."""
-        from recbole.data import create_dataset, data_preparation
+    def pretrain_names(self):
+        """The datasets whose training splits the pre-training stage reads (this run's by default)."""
+        names = [n.strip() for n in self.model.settings.pretrain_datasets.split(",") if n.strip()]
+        return names or [str(self.config["dataset"])]
 
-        from recbole_llm.config import Config
+    def data_views(self):
+        """The training splits of the other pre-training datasets under this run's settings (split,
+        sequence length, batch size; cross-entropy over all items, UniSRec's loss_type CE)."""
+        if self.model.settings.pretrain_epochs <= 0:
+            return {}
+        keep = ("eval_args", "seed", "reproducibility", "checkpoint_dir", "device", "MAX_ITEM_LIST_LENGTH",
+                "train_batch_size", "state")
+        return {f"pretrain:{name}": ViewSpec("UniSRec", {"train_neg_sample_args": None}, dataset=name,
+                                             drop_keys=("dataset",), drop_prefixes=(), copy_keys=keep)
+                for name in self.pretrain_names() if name != str(self.config["dataset"])}
+
+    def _other_dataset(self, name):
+        """``(train dataloader, text table, word-drop table)`` of dataset ``name``'s training split (its view)."""
         from recbole_llm.data.features import item_text_embeddings
         from recbole_llm.data.text import item_texts
-        from recbole_llm.random_state import kept_random_state
 
-        final = self.config.final_config_dict
-        sub = {k: v for k, v in self.config.external_config_dict.items() if k != "dataset"}
-        for key in ("eval_args", "seed", "reproducibility", "checkpoint_dir", "device", "MAX_ITEM_LIST_LENGTH",
-                    "train_batch_size", "state"):
-            sub[key] = final[key]
-        sub["train_neg_sample_args"] = None  # cross-entropy over all items (UniSRec's loss_type CE)
-        config = Config(model="UniSRec", dataset=name, config_dict=sub)
-        with kept_random_state():
-            train, _, _ = data_preparation(config, create_dataset(config))
+        config, train, _, _ = self.views[f"pretrain:{name}"]
         texts = item_texts(config, train.dataset, model_name=f"UniSRec (pre-training dataset {name})")
         device = self.model.plm_embedding.device
         plm = item_text_embeddings(config, train.dataset, texts=texts).to(device)
@@ -79,8 +84,8 @@ class UniSRecTrainer(StagedTrainer):
         return train, plm, aug.to(device) if aug is not None else None
 
     def pretrain_begin(self, trainer):
-        m, s = self.model, self.model.settings
-        names = [n.strip() for n in s.pretrain_datasets.split(",") if n.strip()] or [str(self.config["dataset"])]
+        m = self.model
+        names = self.pretrain_names()
         self._sources = []
         for name in names:
             if name == str(self.config["dataset"]):

@@ -307,6 +307,27 @@ def pretrain_stage(prefix: str, model: str, *, batch_size=True, eval_step=True, 
                          {"weight_decay": 0.0, "learner": "adam", **(fixed or {})})
 
 
+def lora_keys(prefix: str) -> dict:
+    """``<prefix>lora_r``, ``lora_alpha``, ``lora_dropout``, ``lora_targets``: peft LoRA on the
+    backbone, as every LoRA-tuned model here reads them."""
+    return {
+        f"{prefix}lora_r": Int(min=1, doc="LoRA rank"),
+        f"{prefix}lora_alpha": Float(gt=0, doc="LoRA scaling alpha"),
+        f"{prefix}lora_dropout": Float(min=0, max=1, doc="LoRA dropout"),
+        f"{prefix}lora_targets": Str(non_empty=True, doc="LoRA target modules (comma-separated names)"),
+    }
+
+
+def tuning_schedule_keys(prefix: str, samples: str = "training samples") -> dict:
+    """``<prefix>min_learning_rate``, ``warmup_epochs``, ``samples_per_epoch``: the warm-up and
+    cosine schedule of a sampled fine-tuning stage (``StagedTrainer.sampled_stage``)."""
+    return {
+        f"{prefix}min_learning_rate": Float(min=0, doc="learning rate at the end of the cosine decay"),
+        f"{prefix}warmup_epochs": Float(min=0, doc="linear warm-up, in epochs (fractions allowed)"),
+        f"{prefix}samples_per_epoch": Int(min=0, doc=f"{samples} drawn per epoch (0 = every one of them)"),
+    }
+
+
 def lightgcn_stage(prefix: str, *, batch_size=True) -> PretrainStage:
     """RecBole's LightGCN as a pretraining stage (``<prefix>embedding_size``, ``n_layers``,
     ``reg_weight``, ``require_pow``, the schedule, checkpoint and cache). ``batch_size=False`` where

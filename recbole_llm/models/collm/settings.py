@@ -2,7 +2,8 @@
 ``properties/model/CoLLM.yaml`` only (the LLM's ``llm_*`` keys in ``properties/model/llm.yaml``;
 ``CoLLM-paper.yaml`` overrides for the paper's setup)."""
 
-from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str, lightgcn_stage
+from recbole_llm.settings import (Bool, Choice, Float, Int, Settings, Str,
+                                  lightgcn_stage, lora_keys, tuning_schedule_keys)
 
 #: Stage "graph": RecBole's LightGCN on a general view of the training split (cached).
 GRAPH_STAGE = lightgcn_stage("collm_graph_")
@@ -26,20 +27,15 @@ COLLM_SETTINGS = Settings("CoLLM", prefix="collm_", keys={
     "collm_text_prompt_yes_no": Str(non_empty=True, doc="text-only prompt for yes/no scoring (stage lora)"),
     "collm_negatives": Int(min=1, doc="yes_no: sampled negatives per positive"),
     # LoRA (peft)
-    "collm_lora_r": Int(min=1, doc="LoRA rank"),
-    "collm_lora_alpha": Float(gt=0, doc="LoRA scaling alpha"),
-    "collm_lora_dropout": Float(min=0, max=1, doc="LoRA dropout"),
-    "collm_lora_targets": Str(non_empty=True, doc="LoRA target modules (comma-separated names)"),
+    **lora_keys("collm_"),
     # stages "lora" (text prompts) and "cie" (hybrid prompts, LoRA frozen)
     "collm_lora_epochs": Int(min=0, doc="stage lora epochs (text-only prompts; LoRA and item head train)"),
     "collm_lora_learning_rate": Float(gt=0, doc="stage lora peak learning rate"),
     "collm_cie_epochs": Int(min=0, doc=(
         "stage cie epochs (hybrid prompts; CIE mapping and item head train, LoRA frozen)")),
     "collm_cie_learning_rate": Float(gt=0, doc="stage cie peak learning rate"),
-    "collm_min_learning_rate": Float(min=0, doc="learning rate at the end of the cosine decay"),
-    "collm_warmup_epochs": Float(min=0, doc="linear warm-up, in epochs (fractions allowed)"),
     "collm_weight_decay": Float(min=0, doc="weight decay of both tuning stages"),
     "collm_batch_size": Int(min=1, doc="tuning samples per step"),
-    "collm_samples_per_epoch": Int(min=0, doc="training samples drawn per epoch (0 = every training sample)"),
+    **tuning_schedule_keys("collm_", "training samples"),
     "collm_eval_batch_size": Int(min=1, doc="users per scoring forward"),
 })

@@ -2,7 +2,8 @@
 ``properties/model/HeLLMPre.yaml`` and ``properties/model/HeLLM.yaml`` only (the LLM's ``llm_*``
 keys in ``properties/model/llm.yaml``; ``HeLLM-paper.yaml`` overrides for the paper's setup)."""
 
-from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str, pretrain_stage, sasrec_stage
+from recbole_llm.settings import (Bool, Choice, Float, Int, Settings, Str,
+                                  lora_keys, pretrain_stage, sasrec_stage, tuning_schedule_keys)
 
 #: Stage 1: HeLLMPre (graph embeddings) and RecBole's SASRec (hidden size: HeLLMPre's embedding_size),
 #: both on the training split.
@@ -61,17 +62,12 @@ HELLM_SETTINGS = Settings("HeLLM", prefix="hellm_", keys={
     "hellm_prompt_head": Str(non_empty=True, doc="prompt text before the history items"),
     "hellm_prompt_tail": Str(non_empty=True, doc="prompt text after the history items"),
     # LoRA (peft) on the feed-forward projections
-    "hellm_lora_r": Int(min=1, doc="LoRA rank"),
-    "hellm_lora_alpha": Float(gt=0, doc="LoRA scaling alpha"),
-    "hellm_lora_dropout": Float(min=0, max=1, doc="LoRA dropout"),
-    "hellm_lora_targets": Str(non_empty=True, doc="LoRA target modules (comma-separated names)"),
+    **lora_keys("hellm_"),
     # fine-tuning
     "hellm_epochs": Int(min=0, doc="fine-tuning epochs"),
     "hellm_learning_rate": Float(gt=0, doc="fine-tuning peak learning rate"),
-    "hellm_min_learning_rate": Float(min=0, doc="learning rate at the end of the cosine decay"),
-    "hellm_warmup_epochs": Float(min=0, doc="linear warm-up, in epochs (fractions allowed)"),
     "hellm_weight_decay": Float(min=0, doc="fine-tuning weight decay"),
     "hellm_batch_size": Int(min=1, doc="fine-tuning samples per step"),
-    "hellm_samples_per_epoch": Int(min=0, doc="training prefixes drawn per epoch (0 = every training prefix)"),
+    **tuning_schedule_keys("hellm_", "training prefixes"),
     "hellm_eval_batch_size": Int(min=1, doc="users per scoring forward"),
 })

@@ -2,7 +2,7 @@
 ``properties/model/LLaRA.yaml`` only (the LLM's ``llm_*`` keys in ``properties/model/llm.yaml``;
 ``LLaRA-paper.yaml`` overrides for the paper's setup)."""
 
-from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str, sasrec_stage
+from recbole_llm.settings import Bool, Choice, Float, Int, Settings, Str, lora_keys, sasrec_stage, tuning_schedule_keys
 
 #: Stage "sasrec": RecBole's SASRec on the training sequences (cached).
 SASREC_STAGE = sasrec_stage("llara_sasrec_")
@@ -22,17 +22,12 @@ LLARA_SETTINGS = Settings("LLaRA", prefix="llara_", keys={
     "llara_prompt": Str(non_empty=True, doc="the prompt template"),
     "llara_item_separator": Str(doc="text between history items in the prompt"),
     # LoRA (peft)
-    "llara_lora_r": Int(min=1, doc="LoRA rank"),
-    "llara_lora_alpha": Float(gt=0, doc="LoRA scaling alpha"),
-    "llara_lora_dropout": Float(min=0, max=1, doc="LoRA dropout"),
-    "llara_lora_targets": Str(non_empty=True, doc="LoRA target modules (comma-separated names)"),
+    **lora_keys("llara_"),
     # fine-tuning
     "llara_epochs": Int(min=0, doc="fine-tuning epochs"),
     "llara_learning_rate": Float(gt=0, doc="fine-tuning peak learning rate"),
-    "llara_min_learning_rate": Float(min=0, doc="learning rate at the end of the cosine decay"),
-    "llara_warmup_epochs": Float(min=0, doc="linear warm-up, in epochs (fractions allowed)"),
     "llara_weight_decay": Float(min=0, doc="fine-tuning weight decay"),
     "llara_batch_size": Int(min=1, doc="fine-tuning samples per step"),
-    "llara_samples_per_epoch": Int(min=0, doc="training samples drawn per epoch (0 = every training sample)"),
+    **tuning_schedule_keys("llara_", "training samples"),
     "llara_eval_batch_size": Int(min=1, doc="users per scoring forward"),
 })

@@ -356,7 +356,8 @@ def run_plan(runs, store, results_dir, run_fn=DEFAULT_RUN_FN, isolate=True, time
         store.reset(keys=[r.key for r in gone])
         for r in gone:
             rows[r.key]["status"] = "pending"
-            log(f"{r.name}: its checkpoint is gone and a run needs it; it trains again")
+            if log:
+                log(f"{r.name}: its checkpoint is gone and a run needs it; it trains again")
     done_before = [r for r in ready if rows.get(r.key, {}).get("status") == "finished"]
     todo = _dependencies_first([r for r in ready if rows.get(r.key, {}).get("status") != "finished"])
     summary = {"finished": [], "failed": [], "skipped_finished": [r.key for r in done_before],

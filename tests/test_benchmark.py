@@ -686,6 +686,8 @@ def test_linked_rows_run_after_their_rows_and_rescore_without_training(ckpt_env)
     assert fl["wall_time_s"] == 0.25 < fl["stage_times"]["subprocess_total"]  # the scoring alone
     assert fl["extra"]["rescored_from"] == glta["extra"]["saved_model_file"]
     assert Path(glta["extra"]["saved_model_file"]).is_file()  # kept: another row needs it
+    md = to_markdown(collect(plan, store))  # one table writer: the rescored row is a row like any other
+    assert "| FL | <ins>0.0500 ± 0.0000</ins> |" in md, md
     lines, _ = _plan_lines(plan, store)
     assert any("[scores GLTA's trained weights]" in line for line in lines)
     assert any("[graph_ckpt <- LightGCN]" in line for line in lines)
@@ -762,3 +764,37 @@ def test_fold_suites_train_their_stage_one_rows_as_the_models_do():
         assert {k: run.resolved[k] for k in settings} == {k: ref[k] for k in settings}, label
     [run] = [r for r in plan.runs if r.label == "HeLLM"]
     assert set(run.needs) == {"hellm_graph_checkpoint", "hellm_sasrec_checkpoint"}
+
+
+def test_glta_rows_on_a_lightgcn_checkpoint_and_rescored_on_trained(tmp_path):
+    """The glta_ml100k pattern on tiny data, real models in this process: GLTA's stage 1 is the LightGCN
+    row's kept checkpoint (not trained again), and its trained weights, reloaded from the checkpoint,
+    score exactly its own test result with an inference-neutral change and differently with first_logit."""
+    from conftest import glta_tiny_config, tiny_llm_env
+
+    with tiny_llm_env(tmp_path) as root:
+        cfg = glta_tiny_config(root, state="WARNING")
+        for key in ("eval_args", "metrics", "topk", "valid_metric", "seed", "checkpoint_dir"):
+            cfg.pop(key, None)
+        graph = {"epochs": 2, "learning_rate": 0.01, "embedding_size": 64, "n_layers": 2, "train_batch_size": 256}
+        suite = parse_suite(suite_dict(seeds=[2020], config=cfg, groups=[{"name": "G", "models": [
+            {"label": "LightGCN", "model": "LightGCN", "config": graph},
+            {"label": "GLTA", "model": "GLTA", "checkpoints": {"glta_graph_checkpoint": "LightGCN"}},
+            {"label": "GLTA reloaded", "on_trained": "GLTA", "config": {"eval_batch_size": 7}},
+            {"label": "FL", "on_trained": "GLTA", "config": {"glta_inference": "first_logit"}}]}]))
+        plan = plan_suite(suite, data_check=False)
+        assert [r.status for r in plan.runs] == ["ready"] * 4, [r.reason for r in plan.runs]
+        store = ResultsStore(root / "res")
+        import recbole_llm.training.pretrain as pretrain
+
+        with pytest.MonkeyPatch.context() as mp:  # GLTA's stage 1 must come from the row, not be trained
+            mp.setattr(pretrain._LoggedTrainer, "fit", lambda *a, **k: pytest.fail("GLTA trained its own LightGCN"))
+            summary = run_plan(plan.runs, store, root / "res", isolate=False, progress=False, log=None)
+        rows = {r["label"]: r for r in store.rows()}
+        assert len(summary["finished"]) == 4, {k: r["error"] for k, r in rows.items()}
+    glta, again, fl = rows["GLTA"], rows["GLTA reloaded"], rows["FL"]
+    assert glta["config"]["glta_graph_checkpoint"] == {"checkpoint_of": "LightGCN", "run": rows["LightGCN"]["key"]}
+    assert again["test"] == pytest.approx(glta["test"], abs=1e-12, rel=0)
+    assert store.per_user(again["key"]) == store.per_user(glta["key"])
+    assert fl["test"] != again["test"] and fl["config"]["glta_inference"] == "first_logit"
+    assert fl["epoch_times"] == [] and fl["extra"]["rescored_from"] == glta["extra"]["saved_model_file"]

@@ -798,3 +798,44 @@ def test_glta_rows_on_a_lightgcn_checkpoint_and_rescored_on_trained(tmp_path):
     assert store.per_user(again["key"]) == store.per_user(glta["key"])
     assert fl["test"] != again["test"] and fl["config"]["glta_inference"] == "first_logit"
     assert fl["epoch_times"] == [] and fl["extra"]["rescored_from"] == glta["extra"]["saved_model_file"]
+
+
+@pytest.mark.slow  # three real trainings with a tiny LLM: 18 s at load 9 on the 2 shared cores
+def test_hellm_takes_its_stage_one_from_the_rows_it_names(tmp_path):
+    """The hellm_ml100k pattern on tiny data, in this process: HeLLMPre and SASRec trained as rows with
+    HeLLM's stage-1 settings; HeLLM accepts their checkpoints (same training interactions) and trains no
+    stage-1 model of its own."""
+    from conftest import tiny_llm_env
+    from test_hellm import tiny_config
+
+    with tiny_llm_env(tmp_path) as root:
+        cfg = tiny_config(root, state="WARNING", hellm_epochs=1, hellm_samples_per_epoch=32, hellm_graph_epochs=1,
+                          hellm_sasrec_epochs=1)
+        for key in ("eval_args", "metrics", "topk", "valid_metric", "seed", "checkpoint_dir"):
+            cfg.pop(key, None)
+        from recbole_llm.benchmark.suite import resolve_config
+        from recbole_llm.models.hellm.settings import GRAPH_STAGE, HELLM_SETTINGS, SASREC_STAGE
+
+        protocol = {"eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+                    "metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "NDCG@10"}
+        hc = resolve_config("HeLLM", "tiny", [], {**cfg, **protocol})
+        s = HELLM_SETTINGS.read(hc)
+        sasrec = {**SASREC_STAGE.overrides(s, hidden_size=hc["embedding_size"]), "MAX_ITEM_LIST_LENGTH": s.max_history,
+                  "train_neg_sample_args": None}
+        suite = parse_suite(suite_dict(seeds=[2020], protocol=protocol, config=cfg, groups=[{"name": "H", "models": [
+            {"label": "Pre", "model": "HeLLMPre", "config": GRAPH_STAGE.overrides(hc)},
+            {"label": "Seq", "model": "SASRec", "config": sasrec},
+            {"label": "HeLLM", "model": "HeLLM",
+             "checkpoints": {"hellm_graph_checkpoint": "Pre", "hellm_sasrec_checkpoint": "Seq"}}]}]))
+        plan = plan_suite(suite, data_check=False)
+        assert [r.status for r in plan.runs] == ["ready"] * 3, [r.reason for r in plan.runs]
+        store = ResultsStore(root / "res")
+        import recbole_llm.training.pretrain as pretrain
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(pretrain._LoggedTrainer, "fit", lambda *a, **k: pytest.fail("HeLLM trained its own stage 1"))
+            summary = run_plan(plan.runs, store, root / "res", isolate=False, progress=False, log=None)
+        rows = {r["label"]: r for r in store.rows()}
+        assert len(summary["finished"]) == 3, {k: r["error"] for k, r in rows.items()}
+    assert rows["HeLLM"]["test"]["ndcg@10"] >= 0 and rows["HeLLM"]["config"]["hellm_sasrec_checkpoint"]["run"] == \
+        rows["Seq"]["key"]

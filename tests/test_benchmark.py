@@ -679,7 +679,8 @@ def test_linked_rows_run_after_their_rows_and_rescore_without_training(ckpt_env)
     done = [(c["fn"], c["model"], c["seed"]) for c in calls(ckpt_env)]
     assert done.index(("train", "LightGCN", 1)) < done.index(("train", "GLTA", 1)) < done.index(("rescore", "GLTA", 1))
     glta_calls = [c for c in calls(ckpt_env) if c["fn"] == "train" and c["model"] == "GLTA"]
-    assert [c["used"]["graph_ckpt"] for c in glta_calls] == [{"model": "LightGCN", "seed": s, "scale": 1.0} for s in (1, 2)]
+    assert [c["used"]["graph_ckpt"] for c in glta_calls] == [{"model": "LightGCN", "seed": s, "scale": 1.0}
+                                                             for s in (1, 2)]
     rows = {(r["label"], r["seed"]): r for r in store.rows()}
     fl, glta = rows[("FL", 2)], rows[("GLTA", 2)]
     assert fl["test"]["recall@10"] == pytest.approx(0.1 * 0.5) and fl["epoch_times"] == []
@@ -697,7 +698,8 @@ def test_linked_rows_run_after_their_rows_and_rescore_without_training(ckpt_env)
     n = len(calls(ckpt_env))
     run_plan(plan.runs, store, ckpt_env["results"], run_fn="fakeckpt:train", rescore_fn="fakeckpt:rescore",
              progress=False, log=None)
-    assert [(c["fn"], c["model"], c["seed"]) for c in calls(ckpt_env)[n:]] == [("train", "LightGCN", 1), ("train", "GLTA", 1)]
+    again = [(c["fn"], c["model"], c["seed"]) for c in calls(ckpt_env)[n:]]
+    assert again == [("train", "LightGCN", 1), ("train", "GLTA", 1)]
     # without the row it needs among the runs, a dependent run fails saying what to do
     Path(store.get(rows[("GLTA", 2)]["key"])["extra"]["saved_model_file"]).unlink()
     store.reset(keys=[rows[("FL", 2)]["key"]])

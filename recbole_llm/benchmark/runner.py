@@ -374,17 +374,20 @@ def run_plan(runs, store, results_dir, run_fn=DEFAULT_RUN_FN, isolate=True, time
                 bar.update(1)
                 continue
             try:
-                job, missing = run, []
+                job = run
                 paths = {setting: _checkpoint_of(store.get(key)) for setting, key in run.needs.items()}
                 trained = _checkpoint_of(store.get(run.trained_key)) if run.trained_key else None
-                missing = [s for s, p in paths.items() if p is None] + (["on_trained"] if run.trained_key and not trained else [])
+                missing = [s for s, p in paths.items() if p is None]
+                if run.trained_key and not trained:
+                    missing.append("on_trained")
                 if paths:
                     job = dataclasses.replace(run, config_dict={**run.config_dict, **paths})
                 fn = rescore_fn if run.trained_key else run_fn
                 if missing:
                     ok, fields = False, {}
-                    error = (f"needs the kept checkpoint of run(s) {sorted(set(run.dependencies()))} ({', '.join(missing)}), "
-                             "which have not finished or whose checkpoint is gone; run those rows first (--only adds them)")
+                    error = (f"needs the kept checkpoint of run(s) {sorted(set(run.dependencies()))} "
+                             f"({', '.join(missing)}), which have not finished or whose checkpoint is gone; run "
+                             "those rows first (--only adds them)")
                 elif isolate:
                     ok, fields, error = execute_isolated(job, fn, results_dir, store, owner, timeout=timeout,
                                                          keep_checkpoints=keep_checkpoints, extra_env=extra_env,

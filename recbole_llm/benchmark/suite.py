@@ -30,8 +30,10 @@ A suite is models x datasets x seeds under one evaluation protocol. Format (all 
           - GLTA
           - {label: GLTA w/o IA, model: GLTA, config: {glta_item_alignment: false},
              datasets: [ml-100k], note: "..."}
-          - {label: GLTA, model: GLTA, checkpoints: {glta_graph_checkpoint: LightGCN}}
-          - {label: FL, on_trained: GLTA, config: {glta_inference: first_logit}}
+          - {label: GLTA on LightGCN, model: GLTA,      # stage 1: the LightGCN row's checkpoint
+             checkpoints: {glta_graph_checkpoint: LightGCN}}
+          - {label: FL, on_trained: GLTA,               # GLTA's trained weights scored again
+             config: {glta_inference: first_logit}}
     model_config:                    # per-model overrides (all variants of that model)
       SASRec: {MAX_ITEM_LIST_LENGTH: 20}
     tables:                          # extra tables (ablations); the main table is implicit

@@ -708,6 +708,17 @@ def test_linked_rows_run_after_their_rows_and_rescore_without_training(ckpt_env)
     assert len(s["failed"]) == 1 and "--only adds them" in store.get(rows[("FL", 2)]["key"])["error"]
 
 
+def test_a_run_whose_needed_run_another_runner_trains_is_left_alone(ckpt_env):
+    plan = _linked_plan(ckpt_env, seeds=(1,))
+    runs = {r.label: r for r in plan.runs}
+    store = ResultsStore(ckpt_env["results"])
+    assert store.claim(runs["LightGCN"].key, make_owner())  # a live runner (this process) trains LightGCN
+    s = run_plan([runs["GLTA"]], store, ckpt_env["results"], run_fn="fakeckpt:train", rescore_fn="fakeckpt:rescore",
+                 progress=False, log=None)
+    assert s["taken_by_other"] == [runs["GLTA"].key] and not s["failed"] and calls(ckpt_env) == []
+    assert store.get(runs["GLTA"].key)["status"] == "pending"
+
+
 def test_on_trained_rescoring_of_a_real_model_equals_its_test_result(tmp_path, monkeypatch):
     """BPR trained on a tiny dataset, then its checkpoint scored again with another eval batch size (an
     inference-only setting): the same test metrics per user, no training, through the runner."""

@@ -327,7 +327,8 @@ def run_plan(runs, store, results_dir, run_fn=DEFAULT_RUN_FN, isolate=True, time
     in those settings; an ``on_trained`` run calls ``rescore_fn`` with the trained run's checkpoint
     (``trained_checkpoint=``). They run after the runs they need; a finished needed run whose
     checkpoint is gone runs again first, if it is among ``runs`` (the CLI adds it,
-    :func:`recbole_llm.benchmark.suite.with_dependencies`), else the dependent run fails saying so.
+    :func:`recbole_llm.benchmark.suite.with_dependencies`), else the dependent run fails saying so. A run
+    whose needed run another runner is training is left alone (``taken_by_other``); it runs next time.
 
     ``store`` is a :class:`ResultsStore` (or a path). Safe to call from several processes on
     one store: each run is claimed atomically, so no key runs twice at the same time.
@@ -367,6 +368,12 @@ def run_plan(runs, store, results_dir, run_fn=DEFAULT_RUN_FN, isolate=True, time
     try:
         for i, run in enumerate(todo):
             bar.set_postfix_str(f"{run.label}@{run.dataset} s={run.seed}")
+            busy = [row for row in map(store.get, run.dependencies())
+                    if row and row["status"] == "running" and not store.is_stale(row, stale_after)]
+            if busy:  # another runner is training a row this one needs: leave this run to that runner
+                summary["taken_by_other"].append(run.key)
+                bar.update(1)
+                continue
             if not store.claim(run.key, owner, retry_failed=retry_failed, stale_after=stale_after,
                                meta={"suite": run.suite, "label": run.label, "model": run.model,
                                      "dataset": run.dataset, "seed": run.seed, "config": run.resolved}):

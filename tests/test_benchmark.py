@@ -1,8 +1,8 @@
 """Benchmark suites, results store, runner, tables, plots (recbole_llm.benchmark).
 
 Most tests use a fake run function (written to a temporary module so that run subprocesses
-start in milliseconds) and a fake config resolver; one test does a real RecBole run on a tiny
-dataset through the isolated runner.
+start in milliseconds) and a fake config resolver; a few do real runs on tiny datasets (BPR through
+the isolated runner; BPR, GLTA and HeLLM rows built on other rows' checkpoints, in this process).
 """
 
 import json

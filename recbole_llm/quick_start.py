@@ -163,6 +163,77 @@ def _run_experiment(config, t0, saved, queue, on_trained, callback_fn=None, test
     return result
 
 
+@_missing_dependency_as_error
+def rescore_experiment(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True,
+                       trained_checkpoint=None):
+    """Score the weights of a finished run again under other inference settings, without training.
+
+    ``trained_checkpoint`` is that run's best-epoch checkpoint; ``config_dict`` is its config with
+    the changed settings (e.g. ``glta_inference: first_logit``). The data and split are rebuilt from
+    the config (refused when the checkpoint's model, dataset, seed or split settings differ, or its
+    dataset files changed since), the model is built anew and loaded from the file without running
+    code from it (:mod:`recbole_llm.safe_pickle`), and only the test split is evaluated. Returns
+    :func:`run_experiment`'s dict (no validation result, no epochs); ``stats["scoring_seconds"]`` is
+    the test evaluation alone, which benchmarks report as the row's wall time.
+    """
+    from recbole_llm.errors import ConfigError
+    from recbole_llm.training.checkpoint import load_checked
+
+    t0 = time.perf_counter()
+    if not trained_checkpoint:
+        raise ConfigError("rescore_experiment needs trained_checkpoint: the .pth file of the trained run to score.")
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    check_output_folders(config)
+    trust = bool(config["trust_checkpoint"])
+    remedy = "Train the row it rescores again (its checkpoint is kept under the results folder's checkpoints/)."
+    blob = load_checked(trained_checkpoint, "Trained checkpoint", remedy, trust=trust)
+    from recbole.config.configurator import Config as RecBoleConfig
+
+    if not isinstance(blob, dict) or not isinstance(blob.get("config"), RecBoleConfig) or "state_dict" not in blob:
+        raise CorruptFileError(f"Trained checkpoint {trained_checkpoint} is not a RecBole checkpoint "
+                               f"(no config/state_dict). {remedy}")
+    trained = blob["config"]
+    for key in ("model", "dataset", "seed", "eval_args", "benchmark_filename"):
+        if trained[key] != config[key]:
+            raise ConfigError(f"Trained checkpoint {trained_checkpoint} has {key}={trained[key]!r}, this rescoring "
+                              f"{key}={config[key]!r}; a rescoring changes inference settings only.")
+    _check_dataset_unchanged(trained, trained_checkpoint)
+    with trusted_loading(trust):
+        config.final_config_dict["dataset_fingerprint"] = dataset_fingerprint(config)
+        init_seed(config["seed"], config["reproducibility"])
+        init_logger(config)
+        logger = getLogger()
+        logger.info(config)
+        data = create_dataset(config)
+        train_data, valid_data, test_data = data_preparation(config, data)
+        _check_split_not_empty(config, test_data)
+        t_data = time.perf_counter()
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        net = (getattr(config, "model_class", None) or get_model(config["model"]))(config, train_data._dataset)
+        net = net.to(config["device"])
+        net.load_state_dict(blob["state_dict"])
+        net.load_other_parameter(blob.get("other_parameter"))
+        net.eval()
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+        t_model = time.perf_counter()
+        with PerUserRecorder(trainer, test_data) as per_user:
+            test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
+        t_test = time.perf_counter()
+    logger.info(set_color("rescored test result", "yellow") + f": {test_result} ({trained_checkpoint})")
+    params = list(net.parameters())
+    return {
+        "best_valid_score": None, "valid_score_bigger": config["valid_metric_bigger"], "best_valid_result": None,
+        "test_result": test_result,
+        "stats": {"best_epoch": None, "epoch_times": [],
+                  "stage_times": {"data": t_data - t0, "model_init": t_model - t_data, "test": t_test - t_model},
+                  "scoring_seconds": t_test - t_model, "rescored_from": str(trained_checkpoint),
+                  "trainable_params": sum(p.numel() for p in params if p.requires_grad),
+                  "total_params": total_parameters(net), "peak_rss_mb": peak_rss_mb(),
+                  "saved_model_file": None, "config": plain(dict(config.final_config_dict)),
+                  "per_user_test": per_user.result()},
+    }
+
+
 def _check_topk_against_items(config, dataset):
     """A cut-off beyond the number of items cannot be ranked (torch.topk fails deep in evaluation)."""
     from recbole_llm.errors import ConfigError

@@ -1,8 +1,8 @@
 """Benchmark suites, results store, runner, tables, plots (recbole_llm.benchmark).
 
 Most tests use a fake run function (written to a temporary module so that run subprocesses
-start in milliseconds) and a fake config resolver; one test does a real RecBole run on a tiny
-dataset through the isolated runner.
+start in milliseconds) and a fake config resolver; a few do real runs on tiny datasets (BPR through
+the isolated runner; BPR, GLTA and HeLLM rows built on other rows' checkpoints, in this process).
 """
 
 import json
@@ -20,6 +20,7 @@ from recbole_llm.benchmark.runner import run_plan
 from recbole_llm.benchmark.store import ResultsStore, make_owner
 from recbole_llm.benchmark.suite import (
     SuiteError, config_key, canonical_config, list_suites, load_suite, load_suites, parse_suite, parse_suites, plan_suite, select_runs,
+    with_dependencies,
 )
 from recbole_llm.benchmark.tables import check_latex_structure, collect, efficiency_latex, to_latex, to_markdown
 
@@ -565,3 +566,289 @@ def test_named_suite_protocol_and_unknown_reference():
         parse_suite(suite_dict(protocol="no_such"))
     with pytest.raises(SuiteError, match="reference 'Nope' is not a row label"):
         parse_suite(suite_dict(reference="Nope"))
+
+
+# -- rows built on other rows: checkpoints: {SETTING: ROW} and on_trained -------------------------
+CKPT_MODULE = '''
+import json, os
+from pathlib import Path
+
+def _log(cfg, entry):
+    with open(cfg["fake"]["log"], "a") as fh:
+        fh.write(json.dumps(entry) + "\\n")
+
+def train(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+    cfg = dict(config_dict)
+    used = {k: json.loads(Path(cfg[k]).read_text()) for k in ("graph_ckpt",) if cfg.get(k)}
+    folder = Path(cfg["checkpoint_dir"]) / "run"
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = folder / f"{model}.pth"
+    ckpt.write_text(json.dumps({"model": model, "seed": cfg["seed"], "scale": cfg["scale"]}))
+    _log(cfg, {"fn": "train", "model": model, "seed": cfg["seed"], "used": used})
+    value = cfg["scale"] * 0.1 + 0.001 * cfg["seed"]
+    result = {"recall@10": value, "ndcg@10": value / 2}
+    return {"best_valid_score": value, "best_valid_result": result, "test_result": result,
+            "stats": {"best_epoch": 1, "epoch_times": [0.01], "saved_model_file": str(ckpt)}}
+
+def rescore(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, trained_checkpoint=None):
+    cfg = dict(config_dict)
+    trained = json.loads(Path(trained_checkpoint).read_text())
+    _log(cfg, {"fn": "rescore", "model": model, "seed": cfg["seed"], "trained": trained})
+    value = trained["scale"] * 0.1 * cfg["factor"]
+    result = {"recall@10": value, "ndcg@10": value / 2}
+    return {"best_valid_score": None, "best_valid_result": None, "test_result": result,
+            "stats": {"epoch_times": [], "scoring_seconds": 0.25, "rescored_from": trained_checkpoint}}
+'''
+
+
+def linked_suite(log, scale=1.0, seeds=(1, 2)):
+    return parse_suite(suite_dict(seeds=list(seeds), config={"fake": {"log": str(log)}, "scale": scale, "factor": 1.0},
+                                  groups=[{"name": "B", "models": ["LightGCN"]},
+                                          {"name": "O", "ours": True, "models": [
+                                              {"label": "FL", "on_trained": "GLTA", "config": {"factor": 0.5}},
+                                              {"model": "GLTA", "checkpoints": {"graph_ckpt": "LightGCN"}}]}]))
+
+
+@pytest.fixture
+def ckpt_env(tmp_path, monkeypatch):
+    mod_dir = tmp_path / "fakemods"
+    mod_dir.mkdir()
+    (mod_dir / "fakeckpt.py").write_text(CKPT_MODULE)
+    monkeypatch.syspath_prepend(str(mod_dir))
+    log = tmp_path / "calls.jsonl"
+    log.touch()
+    return {"log": log, "results": tmp_path / "results"}
+
+
+def _linked_plan(env, **kw):
+    return plan_suite(linked_suite(env["log"], **kw), available={"LightGCN", "GLTA"}, resolver=fake_resolver,
+                      data_check=False)
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"label": "X", "on_trained": "Nope"}, "unknown row 'Nope'"),
+    ({"label": "X", "on_trained": "FL"}, "is itself an on_trained row"),
+    ({"label": "X", "on_trained": "GLTA", "model": "BPR"}, "differs from the trained row's model"),
+    ({"label": "X", "on_trained": "GLTA", "tune": {"trials": 2}}, "trains nothing"),
+    ({"on_trained": "GLTA"}, "needs its own 'label'"),
+    ({"label": "X", "model": "BPR", "checkpoints": {"k": "FL"}}, "trains no model of its own"),
+    ({"label": "X", "model": "BPR", "checkpoints": {"k": "X"}}, "trains no model of its own"),
+    ({"label": "X", "model": "BPR", "config": {"k": 1}, "checkpoints": {"k": "GLTA"}}, "in one place"),
+])
+def test_linked_rows_get_clear_errors(row, message):
+    groups = [{"name": "A", "models": ["BPR", {"model": "GLTA"}, {"label": "FL", "on_trained": "GLTA"}, row]}]
+    with pytest.raises(SuiteError, match=message):
+        parse_suite(suite_dict(groups=groups))
+    cycle = [{"name": "A", "models": [{"label": "P", "model": "BPR", "checkpoints": {"k": "Q"}},
+                                      {"label": "Q", "model": "BPR", "checkpoints": {"k": "P"}}]}]
+    with pytest.raises(SuiteError, match="cycle: P -> Q -> P"):
+        parse_suite(suite_dict(groups=cycle))
+
+
+def test_linked_rows_are_keyed_by_the_runs_they_need(ckpt_env):
+    plan = _linked_plan(ckpt_env)
+    runs = {(r.label, r.seed): r for r in plan.runs}
+    assert [r.label for r in plan.runs] == ["LightGCN"] * 2 + ["FL"] * 2 + ["GLTA"] * 2  # the suite's row order
+    glta, fl, lgcn = runs[("GLTA", 1)], runs[("FL", 1)], runs[("LightGCN", 1)]
+    assert glta.needs == {"graph_ckpt": lgcn.key} and lgcn.keep_checkpoint and glta.keep_checkpoint
+    assert glta.resolved["graph_ckpt"] == {"checkpoint_of": "LightGCN", "run": lgcn.key}
+    assert fl.trained_key == glta.key and fl.model == "GLTA" and fl.config_dict["factor"] == 0.5
+    assert fl.resolved["benchmark_on_trained"] == glta.key and "scored again with factor: 0.5" in \
+        plan.suite.variant("FL").note
+    # --only FL brings the rows it needs
+    assert {(r.label, r.seed) for r in with_dependencies(select_runs(plan.runs, only=["FL"]), plan.runs)
+            if r.seed == 1} == {("FL", 1), ("GLTA", 1), ("LightGCN", 1)}
+    # a change of the trained row (here its stage-1 row, through the suite config) changes every key after it
+    other = {(r.label, r.seed): r.key for r in _linked_plan(ckpt_env, scale=2.0).runs}
+    assert all(other[k] != r.key for k, r in runs.items())
+    # a row that cannot run blocks the rows built on it, with the reason
+    blocked = plan_suite(linked_suite(ckpt_env["log"]), available={"GLTA"}, resolver=fake_resolver, data_check=False)
+    b = {r.label: r for r in blocked.runs}
+    assert b["GLTA"].status == b["FL"].status == "error" and "'LightGCN', which is missing" in b["GLTA"].reason
+    assert "'GLTA', which is error" in b["FL"].reason and b["FL"].key is None
+
+
+def test_linked_rows_run_after_their_rows_and_rescore_without_training(ckpt_env):
+    from recbole_llm.benchmark.cli import _plan_lines
+
+    plan = _linked_plan(ckpt_env)
+    store = ResultsStore(ckpt_env["results"])
+    summary = run_plan(plan.runs, store, ckpt_env["results"], run_fn="fakeckpt:train", rescore_fn="fakeckpt:rescore",
+                       progress=False, log=None)
+    assert len(summary["finished"]) == 6
+    done = [(c["fn"], c["model"], c["seed"]) for c in calls(ckpt_env)]
+    assert done.index(("train", "LightGCN", 1)) < done.index(("train", "GLTA", 1)) < done.index(("rescore", "GLTA", 1))
+    glta_calls = [c for c in calls(ckpt_env) if c["fn"] == "train" and c["model"] == "GLTA"]
+    assert [c["used"]["graph_ckpt"] for c in glta_calls] == [{"model": "LightGCN", "seed": s, "scale": 1.0}
+                                                             for s in (1, 2)]
+    rows = {(r["label"], r["seed"]): r for r in store.rows()}
+    fl, glta = rows[("FL", 2)], rows[("GLTA", 2)]
+    assert fl["test"]["recall@10"] == pytest.approx(0.1 * 0.5) and fl["epoch_times"] == []
+    assert fl["wall_time_s"] == 0.25 < fl["stage_times"]["subprocess_total"]  # the scoring alone
+    assert fl["extra"]["rescored_from"] == glta["extra"]["saved_model_file"]
+    assert Path(glta["extra"]["saved_model_file"]).is_file()  # kept: another row needs it
+    md = to_markdown(collect(plan, store))  # one table writer: the rescored row is a row like any other
+    assert "| FL | <ins>0.0500 ± 0.0000</ins> |" in md, md
+    lines, _ = _plan_lines(plan, store)
+    assert any("[scores GLTA's trained weights]" in line for line in lines)
+    assert any("[graph_ckpt <- LightGCN]" in line for line in lines)
+    # a kept checkpoint that is gone while a row still needs it: that row trains again, first
+    Path(rows[("LightGCN", 1)]["extra"]["saved_model_file"]).unlink()
+    store.reset(keys=[rows[("GLTA", 1)]["key"]])
+    n = len(calls(ckpt_env))
+    run_plan(plan.runs, store, ckpt_env["results"], run_fn="fakeckpt:train", rescore_fn="fakeckpt:rescore",
+             progress=False, log=None)
+    again = [(c["fn"], c["model"], c["seed"]) for c in calls(ckpt_env)[n:]]
+    assert again == [("train", "LightGCN", 1), ("train", "GLTA", 1)]
+    # without the row it needs among the runs, a dependent run fails saying what to do
+    Path(store.get(rows[("GLTA", 2)]["key"])["extra"]["saved_model_file"]).unlink()
+    store.reset(keys=[rows[("FL", 2)]["key"]])
+    s = run_plan([r for r in plan.runs if r.label == "FL"], store, ckpt_env["results"], run_fn="fakeckpt:train",
+                 rescore_fn="fakeckpt:rescore", progress=False, log=None)
+    assert len(s["failed"]) == 1 and "--only adds them" in store.get(rows[("FL", 2)]["key"])["error"]
+
+
+def test_a_run_whose_needed_run_another_runner_trains_is_left_alone(ckpt_env):
+    plan = _linked_plan(ckpt_env, seeds=(1,))
+    runs = {r.label: r for r in plan.runs}
+    store = ResultsStore(ckpt_env["results"])
+    assert store.claim(runs["LightGCN"].key, make_owner())  # a live runner (this process) trains LightGCN
+    s = run_plan([runs["GLTA"]], store, ckpt_env["results"], run_fn="fakeckpt:train", rescore_fn="fakeckpt:rescore",
+                 progress=False, log=None)
+    assert s["taken_by_other"] == [runs["GLTA"].key] and not s["failed"] and calls(ckpt_env) == []
+    assert store.get(runs["GLTA"].key)["status"] == "pending"
+
+
+def test_on_trained_rescoring_of_a_real_model_equals_its_test_result(tmp_path, monkeypatch):
+    """BPR trained on a tiny dataset, then its checkpoint scored again with another eval batch size (an
+    inference-only setting): the same test metrics per user, no training, through the runner."""
+    from conftest import write_tiny_dataset
+
+    monkeypatch.chdir(tmp_path)  # RecBole's log/ folder
+    monkeypatch.setenv("RECBOLE_LLM_CACHE", str(tmp_path / "cache"))
+    write_tiny_dataset(tmp_path / "data")
+    suite = parse_suite(suite_dict(seeds=[2020], config={"data_path": str(tmp_path / "data"), "epochs": 2,
+                                                         "embedding_size": 8, "train_batch_size": 256,
+                                                         "state": "WARNING", "metric_decimal_place": 12},
+                                   groups=[{"name": "B", "models": [
+                                       "BPR", {"label": "BPR rescored", "on_trained": "BPR",
+                                               "config": {"eval_batch_size": 7}}]}]))
+    plan = plan_suite(suite, data_check=False)
+    store = ResultsStore(tmp_path / "res")
+    summary = run_plan(plan.runs, store, tmp_path / "res", isolate=False, progress=False, log=None)
+    assert len(summary["finished"]) == 2, summary
+    rows = {r["label"]: r for r in store.rows()}
+    trained, again = rows["BPR"], rows["BPR rescored"]
+    assert again["config"]["eval_batch_size"] == 7 and again["config"]["benchmark_on_trained"] == trained["key"]
+    assert again["test"] == pytest.approx(trained["test"], abs=1e-12, rel=0) and trained["test"]["ndcg@10"] > 0
+    assert store.per_user(again["key"]) == store.per_user(trained["key"])
+    assert again["epoch_times"] == [] and again["valid"] == {} and len(trained["epoch_times"]) == 2
+    assert again["wall_time_s"] == pytest.approx(again["stage_times"]["test"])
+    assert again["extra"]["rescored_from"] == trained["extra"]["saved_model_file"]
+
+
+def test_fold_suites_train_their_stage_one_rows_as_the_models_do():
+    """glta_ml100k's LightGCN row is GLTA's stage 1 (GLTA.yaml's glta_graph_*), hellm_ml100k's stage-1 rows
+    have the settings HeLLM's trainer gives its HeLLMPre and SASRec: a change of a model's YAML shows here."""
+    from recbole_llm.benchmark.suite import resolve_config
+    from recbole_llm.models.glta.settings import GLTA_SETTINGS
+    from recbole_llm.models.glta.trainer import graph_overrides
+    from recbole_llm.models.hellm.settings import GRAPH_STAGE, HELLM_SETTINGS, HELLMPRE_SETTINGS, SASREC_STAGE
+
+    glta = load_suite("glta_ml100k")
+    cfg = resolve_config("GLTA", "ml-100k", [], dict(glta.protocol))
+    want = {**graph_overrides(GLTA_SETTINGS.read(cfg)), "train_batch_size": cfg["train_batch_size"]}
+    assert glta.variant("LightGCN").config == want
+    assert {v.label for v in glta.variants if v.checkpoints == {"glta_graph_checkpoint": "LightGCN"}} == {
+        "GLTA", "w/o IA", "w/o UA", "w/o PF", "w/o PD", "GLTA probe only"}
+    assert {v.label: v.config for v in glta.variants if v.on_trained == "GLTA"} == {
+        "AR": {"glta_inference": "autoregressive"}, "FL": {"glta_inference": "first_logit"}}
+
+    hellm = load_suite("hellm_ml100k")
+    plan = plan_suite(hellm, data_check=False)
+    cfg = resolve_config("HeLLM", "ml-100k", [], dict(hellm.protocol))
+    s = HELLM_SETTINGS.read(cfg)
+    stage = {"HeLLMPre (HeLLM stage 1)": {**GRAPH_STAGE.overrides(cfg), **{k: cfg[k] for k in HELLMPRE_SETTINGS.keys}},
+             "SASRec (HeLLM stage 1)": {**SASREC_STAGE.overrides(s, hidden_size=cfg["embedding_size"]),
+                                        "MAX_ITEM_LIST_LENGTH": s.max_history, "train_neg_sample_args": None}}
+    for label, settings in stage.items():
+        [run] = [r for r in plan.runs if r.label == label]
+        ref = canonical_config(resolve_config(run.model, "ml-100k", [], {**hellm.protocol, **settings}))
+        assert {k: run.resolved[k] for k in settings} == {k: ref[k] for k in settings}, label
+    [run] = [r for r in plan.runs if r.label == "HeLLM"]
+    assert set(run.needs) == {"hellm_graph_checkpoint", "hellm_sasrec_checkpoint"}
+
+
+def test_glta_rows_on_a_lightgcn_checkpoint_and_rescored_on_trained(tmp_path):
+    """The glta_ml100k pattern on tiny data, real models in this process: GLTA's stage 1 is the LightGCN
+    row's kept checkpoint (not trained again), and its trained weights, reloaded from the checkpoint,
+    score exactly its own test result with an inference-neutral change and differently with first_logit."""
+    from conftest import glta_tiny_config, tiny_llm_env
+
+    with tiny_llm_env(tmp_path) as root:
+        cfg = glta_tiny_config(root, state="WARNING")
+        for key in ("eval_args", "metrics", "topk", "valid_metric", "seed", "checkpoint_dir"):
+            cfg.pop(key, None)
+        graph = {"epochs": 2, "learning_rate": 0.01, "embedding_size": 64, "n_layers": 2, "train_batch_size": 256}
+        suite = parse_suite(suite_dict(seeds=[2020], config=cfg, groups=[{"name": "G", "models": [
+            {"label": "LightGCN", "model": "LightGCN", "config": graph},
+            {"label": "GLTA", "model": "GLTA", "checkpoints": {"glta_graph_checkpoint": "LightGCN"}},
+            {"label": "GLTA reloaded", "on_trained": "GLTA", "config": {"eval_batch_size": 7}},
+            {"label": "FL", "on_trained": "GLTA", "config": {"glta_inference": "first_logit"}}]}]))
+        plan = plan_suite(suite, data_check=False)
+        assert [r.status for r in plan.runs] == ["ready"] * 4, [r.reason for r in plan.runs]
+        store = ResultsStore(root / "res")
+        import recbole_llm.training.pretrain as pretrain
+
+        with pytest.MonkeyPatch.context() as mp:  # GLTA's stage 1 must come from the row, not be trained
+            mp.setattr(pretrain._LoggedTrainer, "fit", lambda *a, **k: pytest.fail("GLTA trained its own LightGCN"))
+            summary = run_plan(plan.runs, store, root / "res", isolate=False, progress=False, log=None)
+        rows = {r["label"]: r for r in store.rows()}
+        assert len(summary["finished"]) == 4, {k: r["error"] for k, r in rows.items()}
+    glta, again, fl = rows["GLTA"], rows["GLTA reloaded"], rows["FL"]
+    assert glta["config"]["glta_graph_checkpoint"] == {"checkpoint_of": "LightGCN", "run": rows["LightGCN"]["key"]}
+    assert again["test"] == pytest.approx(glta["test"], abs=1e-12, rel=0)
+    assert store.per_user(again["key"]) == store.per_user(glta["key"])
+    assert fl["test"] != again["test"] and fl["config"]["glta_inference"] == "first_logit"
+    assert fl["epoch_times"] == [] and fl["extra"]["rescored_from"] == glta["extra"]["saved_model_file"]
+
+
+@pytest.mark.slow  # three real trainings with a tiny LLM: 18 s at load 9 on the 2 shared cores
+def test_hellm_takes_its_stage_one_from_the_rows_it_names(tmp_path):
+    """The hellm_ml100k pattern on tiny data, in this process: HeLLMPre and SASRec trained as rows with
+    HeLLM's stage-1 settings; HeLLM accepts their checkpoints (same training interactions) and trains no
+    stage-1 model of its own."""
+    from conftest import tiny_llm_env
+    from test_hellm import tiny_config
+
+    with tiny_llm_env(tmp_path) as root:
+        cfg = tiny_config(root, state="WARNING", hellm_epochs=1, hellm_samples_per_epoch=32, hellm_graph_epochs=1,
+                          hellm_sasrec_epochs=1)
+        for key in ("eval_args", "metrics", "topk", "valid_metric", "seed", "checkpoint_dir"):
+            cfg.pop(key, None)
+        from recbole_llm.benchmark.suite import resolve_config
+        from recbole_llm.models.hellm.settings import GRAPH_STAGE, HELLM_SETTINGS, SASREC_STAGE
+
+        protocol = {"eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+                    "metrics": ["Recall", "NDCG"], "topk": [10], "valid_metric": "NDCG@10"}
+        hc = resolve_config("HeLLM", "tiny", [], {**cfg, **protocol})
+        s = HELLM_SETTINGS.read(hc)
+        sasrec = {**SASREC_STAGE.overrides(s, hidden_size=hc["embedding_size"]), "MAX_ITEM_LIST_LENGTH": s.max_history,
+                  "train_neg_sample_args": None}
+        suite = parse_suite(suite_dict(seeds=[2020], protocol=protocol, config=cfg, groups=[{"name": "H", "models": [
+            {"label": "Pre", "model": "HeLLMPre", "config": GRAPH_STAGE.overrides(hc)},
+            {"label": "Seq", "model": "SASRec", "config": sasrec},
+            {"label": "HeLLM", "model": "HeLLM",
+             "checkpoints": {"hellm_graph_checkpoint": "Pre", "hellm_sasrec_checkpoint": "Seq"}}]}]))
+        plan = plan_suite(suite, data_check=False)
+        assert [r.status for r in plan.runs] == ["ready"] * 3, [r.reason for r in plan.runs]
+        store = ResultsStore(root / "res")
+        import recbole_llm.training.pretrain as pretrain
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(pretrain._LoggedTrainer, "fit", lambda *a, **k: pytest.fail("HeLLM trained its own stage 1"))
+            summary = run_plan(plan.runs, store, root / "res", isolate=False, progress=False, log=None)
+        rows = {r["label"]: r for r in store.rows()}
+        assert len(summary["finished"]) == 3, {k: r["error"] for k, r in rows.items()}
+    assert rows["HeLLM"]["test"]["ndcg@10"] >= 0 and rows["HeLLM"]["config"]["hellm_sasrec_checkpoint"]["run"] == \
+        rows["Seq"]["key"]

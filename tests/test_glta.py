@@ -363,7 +363,7 @@ def test_inference_modes(env, monkeypatch):
     logits = model.slot_logits(users)
     first_k = model.score_users(users)
     cached = model.all_user_scores()[users].clone()
-    model.set_inference("first_logit")  # what benchmarks/glta_ml100k.py does for FL on the trained weights
+    model.set_inference("first_logit")  # what the FL row of the glta_ml100k suite scores (on_trained)
     fl = model.score_users(users)
     assert torch.allclose(fl, torch.log_softmax(logits[:, 0], -1))
     assert torch.allclose(model.all_user_scores()[users], fl) and not torch.allclose(cached, fl)  # not the cache

@@ -133,6 +133,7 @@ def _plan_lines(plan, store=None, rows=None):
         rows = {row["key"]: row for row in store.rows(keys=[r.key for r in plan.runs if r.key])}
     counts = {}
     lines = []
+    labels = {r.key: r.label for r in plan.runs if r.key}
     for r in plan.runs:
         if r.status == "ready":
             st = (rows.get(r.key) or {}).get("status", "new")
@@ -142,6 +143,10 @@ def _plan_lines(plan, store=None, rows=None):
             st = r.status
         counts[st] = counts.get(st, 0) + 1
         extra = f"  [{r.reason}]" if r.reason else ""
+        if r.trained_key:
+            extra += f"  [scores {labels.get(r.trained_key, r.trained_key)}'s trained weights]"
+        if r.needs:
+            extra += "  [" + ", ".join(f"{k} <- {labels.get(v, v)}" for k, v in r.needs.items()) + "]"
         lines.append(f"  {st:<12} {r.label:<22} {r.dataset:<20} seed={r.seed:<6} {r.key or '':<20}{extra}")
     return lines, counts
 
@@ -188,7 +193,7 @@ def main(argv=None):
 
 def _run_suite(args, suite, seeds, results_dir):
     """Plan, run (or list) one suite and write its tables; the CLI's exit code."""
-    from recbole_llm.benchmark.suite import plan_suite, select_runs
+    from recbole_llm.benchmark.suite import plan_suite, select_runs, with_dependencies
     from recbole_llm.benchmark.runner import run_plan, run_tunings, tuned_params
     from recbole_llm.benchmark.store import ResultsStore
     from recbole_llm.benchmark.tables import write_tables
@@ -211,7 +216,7 @@ def _run_suite(args, suite, seeds, results_dir):
     for line in report_not_runnable(plan):
         print("  " + line)
 
-    selected = select_runs(plan.runs, only=args.only, skip=args.skip)
+    selected = with_dependencies(select_runs(plan.runs, only=args.only, skip=args.skip), plan.runs)
     if args.dry_run:  # changes nothing on disk: no results folder, no store file
         for line in _paper_lines(plan):
             print(line)
@@ -246,7 +251,7 @@ def _run_suite(args, suite, seeds, results_dir):
                 if tuned["failed"]:
                     print(f"tuning failed for {len(tuned['failed'])} row(s); their runs wait (see runs.csv)")
                 plan = plan_suite(suite, seeds=seeds, scale=args.scale, tuned=tuned_params(store))
-                selected = select_runs(plan.runs, only=args.only, skip=args.skip)
+                selected = with_dependencies(select_runs(plan.runs, only=args.only, skip=args.skip), plan.runs)
             summary = run_plan(selected, store, results_dir, isolate=True, timeout=args.timeout,
                                retry_failed=not args.no_retry_failed, progress=not args.no_progress,
                                keep_checkpoints=args.keep_checkpoints, threads=args.threads)

@@ -10,6 +10,7 @@ function) with the signature of :func:`recbole_llm.quick_start.run_experiment`; 
 fast fake one.
 """
 
+import dataclasses
 import json
 import os
 import platform
@@ -28,6 +29,8 @@ from recbole_llm.plain import plain
 # importing recbole_llm (and with it torch and RecBole).
 
 DEFAULT_RUN_FN = "recbole_llm.quick_start:run_experiment"
+#: Runs of ``on_trained`` rows: the same signature plus ``trained_checkpoint`` (the weights to score).
+DEFAULT_RESCORE_FN = "recbole_llm.quick_start:rescore_experiment"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0
 
@@ -101,6 +104,12 @@ def normalize_result(res):
         "extra": {"child_peak_rss_mb": stats.get("peak_rss_mb")},
         "per_user": stats.get("per_user_test"),
     }
+    if stats.get("saved_model_file"):
+        out["extra"]["saved_model_file"] = str(stats["saved_model_file"])
+    if stats.get("rescored_from"):
+        out["extra"]["rescored_from"] = str(stats["rescored_from"])
+    if stats.get("scoring_seconds") is not None:  # a rescoring: its wall time is the scoring alone
+        out["wall_time_s"] = float(stats["scoring_seconds"])
     try:
         out["best_valid_score"] = None if out["best_valid_score"] is None else float(out["best_valid_score"])
     except (TypeError, ValueError):
@@ -131,8 +140,9 @@ def child_main(job_path, result_path):
     try:
         fn = load_fn(job["run_fn"])
         t_import = time.perf_counter()
+        extra = {"trained_checkpoint": job["trained_checkpoint"]} if job.get("trained_checkpoint") else {}
         res = fn(model=job["model"], dataset=job["dataset"], config_file_list=job.get("config_files") or None,
-                 config_dict=job["config_dict"], saved=job.get("saved", True))
+                 config_dict=job["config_dict"], saved=job.get("saved", True), **extra)
         out.update(ok=True, result=plain(res, **RESULT_JSON))
         out["child_times"] = {"startup": t_import - t_start, "run": time.perf_counter() - t_import}
     except BaseException as exc:  # report everything, KeyboardInterrupt included
@@ -161,8 +171,11 @@ def _signal_name(code):
 
 
 def execute_isolated(run, run_fn, results_dir, store, owner, timeout=None, saved=True, keep_checkpoints=False,
-                     extra_env=None):
-    """Run one :class:`RunSpec` in a subprocess; return ``(ok, result_fields, error)``."""
+                     extra_env=None, trained_checkpoint=None):
+    """Run one :class:`RunSpec` in a subprocess; return ``(ok, result_fields, error)``. Its checkpoint
+    folder is removed afterwards unless ``keep_checkpoints`` or another run needs it
+    (``run.keep_checkpoint``); ``trained_checkpoint``: see :func:`run_plan` (on_trained rows)."""
+    keep_checkpoints = keep_checkpoints or run.keep_checkpoint
     results_dir = Path(results_dir)
     jobs, logs = results_dir / "jobs", results_dir / "logs"
     jobs.mkdir(parents=True, exist_ok=True)
@@ -172,7 +185,8 @@ def execute_isolated(run, run_fn, results_dir, store, owner, timeout=None, saved
     cfg.setdefault("checkpoint_dir", str(ckpt))
     cfg.setdefault("show_progress", False)
     job = {"model": run.model, "dataset": run.dataset, "config_files": run.config_files, "config_dict": cfg,
-           "run_fn": fn_path(run_fn), "saved": saved, "parent_pid": os.getpid(), "key": run.key}
+           "run_fn": fn_path(run_fn), "saved": saved, "parent_pid": os.getpid(), "key": run.key,
+           "trained_checkpoint": trained_checkpoint}
     job_path, result_path = jobs / f"{run.key}.json", jobs / f"{run.key}.result.json"
     log_path = logs / f"{run.key}.log"
     job_path.write_text(json.dumps(job, default=repr, indent=1))
@@ -255,26 +269,58 @@ def execute_isolated(run, run_fn, results_dir, store, owner, timeout=None, saved
     return False, fields, error
 
 
-def execute_inprocess(run, run_fn):
+def execute_inprocess(run, run_fn, trained_checkpoint=None):
     """Run one run in this process (tests, debugging); memory is this process's peak."""
     import resource
 
     fn = load_fn(run_fn) if isinstance(run_fn, str) else run_fn
+    extra = {"trained_checkpoint": trained_checkpoint} if trained_checkpoint else {}
     t0 = time.perf_counter()
     try:
         res = fn(model=run.model, dataset=run.dataset, config_file_list=run.config_files or None,
-                 config_dict=dict(run.config_dict), saved=True)
+                 config_dict=dict(run.config_dict), saved=True, **extra)
     except Exception as exc:
         return False, {"wall_time_s": time.perf_counter() - t0}, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-    fields = normalize_result(res)
-    fields.update(wall_time_s=time.perf_counter() - t0, versions=versions(),
+    fields = {"wall_time_s": time.perf_counter() - t0}
+    fields.update(normalize_result(res))
+    fields.update(versions=versions(),
                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     return True, fields, None
 
 
+def _checkpoint_of(row):
+    """The kept checkpoint file of a finished stored row, or ``None``."""
+    if not row or row.get("status") != "finished":
+        return None
+    path = (row.get("extra") or {}).get("saved_model_file")
+    return path if path and Path(path).is_file() else None
+
+
+def _dependencies_first(todo):
+    """``todo`` reordered so that a run comes after the runs of ``todo`` it depends on (stable)."""
+    by_key = {r.key: r for r in todo}
+    depth = {}
+
+    def level(run):
+        if run.key not in depth:
+            depth[run.key] = 0  # cycles are refused when the suite is parsed
+            depth[run.key] = 1 + max((level(by_key[k]) for k in run.dependencies() if k in by_key), default=-1)
+        return depth[run.key]
+
+    return sorted(todo, key=level)
+
+
 def run_plan(runs, store, results_dir, run_fn=DEFAULT_RUN_FN, isolate=True, timeout=None, retry_failed=True,
-             progress=True, owner=None, stale_after=STALE_AFTER_S, keep_checkpoints=False, log=print, threads=None):
+             progress=True, owner=None, stale_after=STALE_AFTER_S, keep_checkpoints=False, log=print, threads=None,
+             rescore_fn=DEFAULT_RESCORE_FN):
     """Execute the ``ready`` runs among ``runs`` (skipping finished ones); return a summary.
+
+    A run with ``needs`` (a row's ``checkpoints``) gets the kept checkpoint file of each run it needs
+    in those settings; an ``on_trained`` run calls ``rescore_fn`` with the trained run's checkpoint
+    (``trained_checkpoint=``). They run after the runs they need; a finished needed run whose
+    checkpoint is gone runs again first, if it is among ``runs`` (the CLI adds it,
+    :func:`recbole_llm.benchmark.suite.with_dependencies`), else the dependent run fails saying so. A run
+    whose needed run another runner is training is left alone (``taken_by_other``); it runs next time.
 
     ``store`` is a :class:`ResultsStore` (or a path). Safe to call from several processes on
     one store: each run is claimed atomically, so no key runs twice at the same time.
@@ -296,8 +342,17 @@ def run_plan(runs, store, results_dir, run_fn=DEFAULT_RUN_FN, isolate=True, time
         store.register(r.key, suite=r.suite, label=r.label, model=r.model, dataset=r.dataset, seed=r.seed,
                        config=r.resolved)
     rows = {row["key"]: row for row in store.rows(keys=[r.key for r in ready])}
+    waiting = {k for r in ready if rows.get(r.key, {}).get("status") != "finished" for k in r.dependencies()}
+    gone = [r for r in ready if r.key in waiting and rows.get(r.key, {}).get("status") == "finished"
+            and _checkpoint_of(rows[r.key]) is None]
+    if gone:  # a run still needs their checkpoints: train them again (they were kept, but are gone)
+        store.reset(keys=[r.key for r in gone])
+        for r in gone:
+            rows[r.key]["status"] = "pending"
+            if log:
+                log(f"{r.name}: its checkpoint is gone and a run needs it; it trains again")
     done_before = [r for r in ready if rows.get(r.key, {}).get("status") == "finished"]
-    todo = [r for r in ready if rows.get(r.key, {}).get("status") != "finished"]
+    todo = _dependencies_first([r for r in ready if rows.get(r.key, {}).get("status") != "finished"])
     summary = {"finished": [], "failed": [], "skipped_finished": [r.key for r in done_before],
                "taken_by_other": [], "interrupted": None}
     bar = tqdm(total=len(ready), initial=len(done_before), desc="benchmark", unit="run", disable=not progress,
@@ -305,6 +360,12 @@ def run_plan(runs, store, results_dir, run_fn=DEFAULT_RUN_FN, isolate=True, time
     try:
         for i, run in enumerate(todo):
             bar.set_postfix_str(f"{run.label}@{run.dataset} s={run.seed}")
+            busy = [row for row in map(store.get, run.dependencies())
+                    if row and row["status"] == "running" and not store.is_stale(row, stale_after)]
+            if busy:  # another runner is training a row this one needs: leave this run to that runner
+                summary["taken_by_other"].append(run.key)
+                bar.update(1)
+                continue
             if not store.claim(run.key, owner, retry_failed=retry_failed, stale_after=stale_after,
                                meta={"suite": run.suite, "label": run.label, "model": run.model,
                                      "dataset": run.dataset, "seed": run.seed, "config": run.resolved}):
@@ -312,11 +373,26 @@ def run_plan(runs, store, results_dir, run_fn=DEFAULT_RUN_FN, isolate=True, time
                 bar.update(1)
                 continue
             try:
-                if isolate:
-                    ok, fields, error = execute_isolated(run, run_fn, results_dir, store, owner, timeout=timeout,
-                                                         keep_checkpoints=keep_checkpoints, extra_env=extra_env)
+                job = run
+                paths = {setting: _checkpoint_of(store.get(key)) for setting, key in run.needs.items()}
+                trained = _checkpoint_of(store.get(run.trained_key)) if run.trained_key else None
+                missing = [s for s, p in paths.items() if p is None]
+                if run.trained_key and not trained:
+                    missing.append("on_trained")
+                if paths:
+                    job = dataclasses.replace(run, config_dict={**run.config_dict, **paths})
+                fn = rescore_fn if run.trained_key else run_fn
+                if missing:
+                    ok, fields = False, {}
+                    error = (f"needs the kept checkpoint of run(s) {sorted(set(run.dependencies()))} "
+                             f"({', '.join(missing)}), which have not finished or whose checkpoint is gone; run "
+                             "those rows first (--only adds them)")
+                elif isolate:
+                    ok, fields, error = execute_isolated(job, fn, results_dir, store, owner, timeout=timeout,
+                                                         keep_checkpoints=keep_checkpoints, extra_env=extra_env,
+                                                         trained_checkpoint=trained)
                 else:
-                    ok, fields, error = execute_inprocess(run, run_fn)
+                    ok, fields, error = execute_inprocess(job, fn, trained_checkpoint=trained)
             except BaseException as exc:
                 store.release(run.key, owner)
                 summary["interrupted"] = run.key

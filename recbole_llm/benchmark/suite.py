@@ -30,6 +30,10 @@ A suite is models x datasets x seeds under one evaluation protocol. Format (all 
           - GLTA
           - {label: GLTA w/o IA, model: GLTA, config: {glta_item_alignment: false},
              datasets: [ml-100k], note: "..."}
+          - {label: GLTA on LightGCN, model: GLTA,      # stage 1: the LightGCN row's checkpoint
+             checkpoints: {glta_graph_checkpoint: LightGCN}}
+          - {label: FL, on_trained: GLTA,               # GLTA's trained weights scored again
+             config: {glta_inference: first_logit}}
     model_config:                    # per-model overrides (all variants of that model)
       SASRec: {MAX_ITEM_LIST_LENGTH: 20}
     tables:                          # extra tables (ablations); the main table is implicit
@@ -64,6 +68,16 @@ instead of ``protocol``: it then holds one suite per protocol, named ``<name>-<p
 share everything else (e.g. random 80/10/10 and leave-one-out); a protocol's ``groups: [...]``
 keeps only those row groups (each paper's models under its own protocol). Each part has its own
 results folder ``<results>/<part>``.
+
+**Rows built on other rows.** ``checkpoints: {SETTING: ROW}`` gives the setting (e.g. GLTA's
+``glta_graph_checkpoint``) the best-epoch checkpoint of row ROW's run on the same dataset and seed:
+that run goes first and keeps its checkpoint (``<results>/checkpoints/<key>/``); the dependent run's
+key hashes ROW's key in place of the path, so a change of ROW reruns it, and a ROW whose checkpoint is
+gone trains again. ``on_trained: ROW`` (with ``config:`` overrides of inference settings, e.g.
+``glta_inference: first_logit``) trains nothing: it scores ROW's best weights again on the test split
+(:func:`recbole_llm.quick_start.rescore_experiment`), its config is ROW's plus the overrides, its key
+hashes ROW's key, and its wall time is the scoring alone. ``--only`` adds the rows a selected row
+needs (:func:`with_dependencies`).
 
 Precedence of a run's config (later wins): ``config`` < dataset ``config`` <
 ``model_config[model]`` < variant ``config`` < ``protocol`` < ``seed``.
@@ -114,7 +128,7 @@ _TOP_KEYS = {
     "main_table", "allow_protocol_override", "decimals", "notes", "protocols", "reference", "tune",
 }
 _GROUP_KEYS = {"name", "ours", "models"}
-_VARIANT_KEYS = {"label", "model", "config", "config_files", "datasets", "note", "tune"}
+_VARIANT_KEYS = {"label", "model", "config", "config_files", "datasets", "note", "tune", "on_trained", "checkpoints"}
 _TUNE_KEYS = {"trials", "budget_hours", "space"}
 SCALES = ("cpu", "paper")
 _DATASET_KEYS = {"name", "label", "config"}
@@ -173,6 +187,8 @@ class Variant:
     datasets: list = None  # dataset names, None = all
     note: str = ""
     tune: dict = None  # {trials: N} and/or {budget_hours: H} (+ space): tune before the seeds; None = untuned
+    on_trained: str = ""  # label of the row whose trained weights this row scores again (no training)
+    checkpoints: dict = field(default_factory=dict)  # setting -> label of the row whose checkpoint it gets
 
 
 @dataclass
@@ -270,6 +286,13 @@ class RunSpec:
     resolved: dict = None
     paper_config: str = ""  # the properties/model/<Model>-paper.yaml this run loads (scale paper)
     tune_key: str = None  # the key of the row's tuning (tuned rows), see TuneTask
+    needs: dict = field(default_factory=dict)  # setting -> key of the run whose checkpoint it receives
+    trained_key: str = None  # on_trained rows: the key of the run whose weights are scored again
+    keep_checkpoint: bool = False  # another run needs this run's checkpoint
+
+    def dependencies(self):
+        """Keys of the runs that must have finished (with their checkpoints) before this one."""
+        return list(self.needs.values()) + ([self.trained_key] if self.trained_key else [])
 
     @property
     def name(self):
@@ -420,6 +443,61 @@ def _tune_spec(x, where, base):
             _err(f"{where}.space", f"{space} does not exist")
         spec["space"] = str(space.resolve())
     return spec
+
+
+def _check_row_links(groups, where):
+    """``on_trained`` and ``checkpoints`` name existing rows, without cycles; an on_trained row takes
+    its trained row's model (and datasets, unless it names its own)."""
+    rows = {v.label: v for _, _, vs in groups for v in vs}
+    for v in rows.values():
+        w = f"{where}: row {v.label!r}"
+        if v.on_trained:
+            trained = rows.get(v.on_trained)
+            if trained is None:
+                _err(f"{w}.on_trained", f"unknown row {v.on_trained!r}; rows: {sorted(rows)}")
+            if trained.on_trained:
+                _err(f"{w}.on_trained", f"{v.on_trained!r} is itself an on_trained row; name the row that trains")
+            if v.model and v.model != trained.model:
+                _err(f"{w}.model", f"{v.model!r} differs from the trained row's model {trained.model!r}")
+            v.model = trained.model
+            if v.datasets is None:
+                v.datasets = trained.datasets
+            elif trained.datasets is not None and set(v.datasets) - set(trained.datasets):
+                _err(f"{w}.datasets", f"{sorted(set(v.datasets) - set(trained.datasets))} are not datasets of "
+                                      f"{v.on_trained!r}")
+            if not v.note:
+                v.note = (f"the trained {v.on_trained} scored again with "
+                          + ", ".join(f"{k}: {val}" for k, val in v.config.items()) if v.config else
+                          f"the trained {v.on_trained} scored again")
+        for setting, dep in v.checkpoints.items():
+            target = rows.get(dep)
+            if target is None:
+                _err(f"{w}.checkpoints.{setting}", f"unknown row {dep!r}; rows: {sorted(rows)}")
+            if target.on_trained or dep == v.label:
+                _err(f"{w}.checkpoints.{setting}", f"{dep!r} trains no model of its own (on_trained or this row)")
+
+    def visit(label, path):
+        if label in path:
+            _err(where, f"rows depend on each other's checkpoints in a cycle: {' -> '.join(path + [label])}")
+        for dep in rows[label].checkpoints.values():
+            visit(dep, path + [label])
+
+    for label in rows:
+        visit(label, [])
+
+
+def with_dependencies(selected, runs):
+    """``selected`` plus the runs of ``runs`` they depend on (checkpoints, on_trained), recursively,
+    in plan order."""
+    by_key = {r.key: r for r in runs if r.key}
+    want = {id(r) for r in selected}
+    stack = [k for r in selected for k in r.dependencies()]
+    while stack:
+        dep = by_key.get(stack.pop())
+        if dep is not None and id(dep) not in want:
+            want.add(id(dep))
+            stack.extend(dep.dependencies())
+    return [r for r in runs if id(r) in want]
 
 
 def load_suites(name_or_path, parts=None):
@@ -633,7 +711,12 @@ def parse_suite(raw, path="<dict>"):
             if isinstance(m, str):
                 m = {"model": m}
             _check_keys(m, _VARIANT_KEYS, wm)
-            if not m.get("model") or not isinstance(m["model"], str):
+            on_trained = m.get("on_trained")
+            if on_trained is not None and (not isinstance(on_trained, str) or not on_trained):
+                _err(f"{wm}.on_trained", f"expected the label of a trained row, got {on_trained!r}")
+            if on_trained and not m.get("label"):
+                _err(wm, "an on_trained row needs its own 'label'")
+            if not on_trained and (not m.get("model") or not isinstance(m["model"], str)):
                 _err(wm, "missing 'model' (the registered model class name)")
             label = str(m.get("label") or m["model"])
             if label in labels:
@@ -650,11 +733,26 @@ def parse_suite(raw, path="<dict>"):
                 if not Path(f).is_file():
                     _err(f"{wm}.config_files", f"{f} does not exist")
             vtune = _tune_spec(m["tune"], f"{wm}.tune", base) if "tune" in m else suite_tune
-            variants.append(Variant(label=label, model=m["model"], group=gname, ours=ours, config=vcfg,
-                                    config_files=vfiles, datasets=vds, note=str(m.get("note") or ""), tune=vtune))
+            if on_trained:
+                if m.get("tune"):
+                    _err(f"{wm}.tune", "an on_trained row trains nothing; tune the row it rescores")
+                vtune = None
+            deps = _mapping(m.get("checkpoints"), f"{wm}.checkpoints")
+            for setting, dep in deps.items():
+                if not isinstance(dep, str) or not dep:
+                    _err(f"{wm}.checkpoints.{setting}", f"expected a row label, got {dep!r}")
+                if setting in vcfg:
+                    _err(f"{wm}.checkpoints", f"{setting!r} is also set in the row's config; give it in one place")
+            if on_trained and deps:
+                _err(f"{wm}.checkpoints", "an on_trained row loads the trained row's weights; give checkpoints "
+                                          "to the trained row")
+            variants.append(Variant(label=label, model=str(m.get("model") or ""), group=gname, ours=ours, config=vcfg,
+                                    config_files=vfiles, datasets=vds, note=str(m.get("note") or ""), tune=vtune,
+                                    on_trained=str(on_trained or ""), checkpoints=deps))
         if not variants:
             _err(w, "a group needs at least one model")
         groups.append((gname, ours, variants))
+    _check_row_links(groups, where)
 
     def check_rows(rows, w):
         rows = _as_list(rows, w, str)
@@ -879,7 +977,7 @@ def _tune_task(suite, variant, ds, cfg, files, resolved, seed):
     trial_cfg["seed"] = int(seed)
     identity = {"tune": {k: v for k, v in variant.tune.items() if k != "space"}, "space": space.describe(),
                 "model": variant.model, "dataset": ds.name, "config": canonical_config(resolved)}
-    identity = json.loads(json.dumps(identity, sort_keys=True, default=_canon_default))
+    identity = json.loads(json.dumps(plain(identity, **CANONICAL_JSON), sort_keys=True))
     fixed = {k: v for k, v in space.fixed.items() if k not in trial_cfg}
     return TuneTask(key="tune-" + config_key(identity), label=variant.label, model=variant.model, dataset=ds.name,
                     spec=dict(variant.tune), config_dict=trial_cfg, config_files=list(files), identity=identity,
@@ -916,6 +1014,8 @@ def plan_suite(suite, seeds=None, available=None, resolver=None, data_check=None
     defaults_cache = {}
     runs, tunings = [], {}
     for variant in suite.variants:
+        if variant.on_trained:
+            continue  # planned after the rows they rescore (_link_rows)
         paper = paper_config_file(variant.model) if scale == "paper" else None
         paper_keys = set(_load_yaml(paper) or {}) if paper else set()
         for ds in suite.datasets:
@@ -988,7 +1088,88 @@ def plan_suite(suite, seeds=None, available=None, resolver=None, data_check=None
                 if scale != "cpu":  # CPU keys stay as they were; other scales never share a key with them
                     run.resolved["benchmark_scale"] = scale
                 run.key = config_key(run.resolved)
+    runs = _link_rows(suite, runs, seeds, resolver, scale)
     return Plan(suite=suite, runs=runs, scale=scale, tunings=tunings)
+
+
+def _blocked(run, other, what):
+    """Mark ``run`` not runnable because ``other`` (the run it needs) is not."""
+    run.key, run.resolved = None, None
+    run.status = "tune-pending" if other is not None and other.status == "tune-pending" else "error"
+    if run.status == "tune-pending":
+        run.tune_key = other.tune_key  # selecting this run tunes that row first
+    run.reason = what if other is None else f"needs row {other.label!r}, which is {other.status} ({other.reason})"
+
+
+def _link_rows(suite, runs, seeds, resolver, scale):
+    """Wire ``checkpoints`` and ``on_trained`` rows to the runs they need (same dataset and seed) and
+    key them by those runs' keys; return every run in the suite's row order."""
+    index = {(r.label, r.dataset, r.seed): r for r in runs}
+    variants = {v.label: v for v in suite.variants}
+    linked = set()
+
+    def link(label):
+        if label in linked:
+            return
+        linked.add(label)
+        v = variants[label]
+        for dep in v.checkpoints.values():
+            link(dep)
+        for run in (r for r in runs if r.label == label and r.status == "ready" and v.checkpoints):
+            for setting, dep_label in v.checkpoints.items():
+                dep = index.get((dep_label, run.dataset, run.seed))
+                if dep is None or dep.status != "ready":
+                    _blocked(run, dep, f"needs row {dep_label!r}, which does not run on {run.dataset} seed {run.seed}")
+                    break
+                run.needs[setting] = dep.key
+                run.resolved[setting] = {"checkpoint_of": dep_label, "run": dep.key}
+            else:
+                for dep_key in run.needs.values():
+                    next(r for r in runs if r.key == dep_key).keep_checkpoint = True
+                run.key = config_key(run.resolved)
+
+    for v in suite.variants:
+        if not v.on_trained:
+            link(v.label)
+    by_label = {}
+    for r in runs:
+        by_label.setdefault(r.label, []).append(r)
+    for v in suite.variants:
+        if not v.on_trained:
+            continue
+        for ds in suite.datasets:
+            if v.datasets is not None and ds.name not in v.datasets:
+                continue
+            for seed in seeds:
+                trained = index.get((v.on_trained, ds.name, int(seed)))
+                if trained is None:
+                    continue
+                cfg = {**copy.deepcopy(trained.config_dict), **copy.deepcopy(v.config)}
+                run = RunSpec(suite=suite.name, label=v.label, group=v.group, model=trained.model, dataset=ds.name,
+                              dataset_label=ds.label, seed=int(seed), config_dict=cfg,
+                              config_files=list(trained.config_files) + list(v.config_files),
+                              paper_config=trained.paper_config)
+                by_label.setdefault(v.label, []).append(run)
+                if trained.status != "ready":
+                    _blocked(run, trained, "")
+                    continue
+                try:
+                    resolved = resolver(run.model, ds.name, run.config_files, cfg)
+                except Exception as exc:
+                    run.status, run.reason = "error", f"config does not resolve: {type(exc).__name__}: {exc}"
+                    continue
+                unknown = _unknown_override_keys(v.config, trained.resolved)
+                if unknown:
+                    run.status, run.reason = "error", (f"override key(s) {unknown} are not settings of {run.model}; "
+                                                       "check the names in its property file")
+                    continue
+                run.resolved = canonical_config(resolved)
+                if scale != "cpu":
+                    run.resolved["benchmark_scale"] = scale
+                run.resolved["benchmark_on_trained"] = trained.key
+                run.key, run.trained_key = config_key(run.resolved), trained.key
+                trained.keep_checkpoint = True
+    return [r for v in suite.variants for r in by_label.get(v.label, [])]
 
 
 def _matches(run, pattern):

@@ -770,7 +770,8 @@ def efficiency_markdown(plan, store):
     out.append("")
     out.append("- s/epoch: mean training time per epoch (validation excluded); epochs: epochs trained (early "
                "stopping); run time: wall time of the whole run subprocess (startup, data, training, "
-               "evaluation); peak RSS: maximum resident memory of the run subprocess over seeds; "
+               "evaluation; for a row that scores another row's trained weights, on_trained: the scoring "
+               "alone); peak RSS: maximum resident memory of the run subprocess over seeds; "
                "parameters: trainable / total.")
     return "\n".join(out) + "\n"
 

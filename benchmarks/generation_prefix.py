@@ -1,5 +1,6 @@
-"""GLTA's two LLM text stages with and without the shared-prefix pre-fill, back to back on the embedded
-SmolLM2-135M-Instruct (issue 23): same outputs, how much faster.
+"""GLTA's two LLM text stages before and after the shared-prefix pre-fill (and, in generation, both
+instructions decoded in one call), back to back on the embedded SmolLM2-135M-Instruct (issue 23): same
+outputs, how much faster.
 
     python3 benchmarks/generation_prefix.py                          # 100 users, 100 item prompts, 3 rounds
     python3 benchmarks/generation_prefix.py --users 943 --ia-prompts 0 --rounds 1 --tag ml100k-all
@@ -15,7 +16,8 @@ default settings, RecBole's split with seed 2020):
   fresh ``PrefixKVStore`` (batch ``glta_prefix_batch_size``), stored in float32 here so the comparison
   sees the raw difference (GLTA stores float16; the float16 difference is reported too).
 
-Each round runs ``plain`` (``share_prefix=False``: the code path before the change) and ``shared``, in
+Each round runs ``plain`` (``share_prefix=False``, ``merge_instructions=False``: the code path before the
+change) and ``shared`` (both on, the default), in
 alternating order (plain first in odd rounds), so both see the same background load; the load average is
 recorded around every run. Checks: the raw generated texts of both variants are equal text for text, and
 the key/value entries' largest absolute difference. Report: ``benchmarks/results/generation_prefix_<tag>.json``
@@ -75,7 +77,7 @@ def run_generate(backbone, contexts, instructions, gen, share):
         stats = GenerationStats()
         load0, w0, c0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
         generate_answers(backbone, contexts, instructions, cache=True, cache_path=path, stats=stats,
-                         share_prefix=share, **gen)
+                         share_prefix=share, merge_instructions=share, **gen)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         texts = dict(GenerationCache(path)._data)
     prompt_tokens = stats.extra["prompt_tokens"]
@@ -112,7 +114,9 @@ def summarise(runs):
 
 
 def to_markdown(report) -> str:
-    lines = [f"# Shared-prefix pre-fill in GLTA's text stages ({report['tag']})", "",
+    lines = [f"# Shared-prefix pre-fill and merged decoding in GLTA's text stages ({report['tag']})", "",
+             "plain: the code before the change (share_prefix=False, merge_instructions=False); shared: both "
+             "on (the default).", "",
              f"Command: `{report['command']}`", "",
              f"Machine: {report['env']['threads']} torch threads, shared; load average (1 min) at start "
              f"{report['env']['loadavg_start'][0]:.2f}, at end {report['loadavg_end'][0]:.2f}. Variants alternate "

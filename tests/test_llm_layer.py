@@ -216,8 +216,9 @@ def test_shared_prefix_length():
 
 @pytest.mark.parametrize("which", ["llama", "gpt2"])
 def test_generation_shared_prefix_equals_each_prompt_alone(which):
-    """Pre-filling the common start once, then each batch's rest behind it (padding in the middle), gives
-    the answers ``model.generate`` gives each prompt alone (same token ids, no padding, no cache)."""
+    """Pre-filling the common start once, then each batch's rest behind it (padding in the middle), and
+    decoding both instructions (tails of different lengths) in one call, gives the answers
+    ``model.generate`` gives each prompt alone (same token ids, no padding, no cache)."""
     bb = _varied(tiny_llama_backbone(seed=3) if which == "llama" else tiny_gpt2_backbone(seed=3))
     tok = bb.tokenizer
     stats = GenerationStats()
@@ -238,18 +239,18 @@ def test_generation_shared_prefix_equals_each_prompt_alone(which):
     assert len({a for row in answers for a in row}) > len(GEN_CONTEXTS)  # the answers differ: the check can fail
     plain = GenerationStats()
     assert generate_answers(bb, GEN_CONTEXTS, GEN_QUESTIONS, max_new_tokens=6, batch_size=4, cache=False,
-                            stats=plain, share_prefix=False) == answers
+                            stats=plain, share_prefix=False, merge_instructions=False) == answers
     assert plain.extra["shared_prefix_tokens"] == 0
     assert stats.prefill_tokens == plain.prefill_tokens - stats.extra["shared_prefix_tokens"] * (len(GEN_CONTEXTS) - 1)
     assert stats.extra["prompt_tokens"] == plain.extra["prompt_tokens"]
 
 
-@pytest.mark.parametrize("share", [True, False])
-def test_generation_batching_and_padding_do_not_change_answers(share):
+@pytest.mark.parametrize("share,merge", [(True, True), (False, False), (True, False), (False, True)])
+def test_generation_batching_and_padding_do_not_change_answers(share, merge):
     """Batches of 1 (no padding), 2, 4 (contexts of different lengths padded together) and all six."""
     bb = _varied(tiny_llama_backbone(seed=4))
     runs = [generate_answers(bb, GEN_CONTEXTS, GEN_QUESTIONS, max_new_tokens=6, batch_size=size, cache=False,
-                             share_prefix=share) for size in (1, 2, 4, 6)]
+                             share_prefix=share, merge_instructions=merge) for size in (1, 2, 4, 6)]
     assert all(run == runs[0] for run in runs[1:])
     assert len({a for row in runs[0] for a in row}) > len(GEN_CONTEXTS)
 

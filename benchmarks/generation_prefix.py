@@ -8,7 +8,8 @@ outputs, how much faster.
 Workloads, built exactly as ``python run_recbole_llm.py --model=GLTA --dataset=ml-100k`` builds them (its
 default settings, RecBole's split with seed 2020):
 
-* ``generate``: the profile and prediction texts of the first ``--users`` users with training items
+* ``generate``: the profile and prediction texts of ``--users`` users with training items (after the first
+  ``--skip-users``)
   (``GLTATrainer.generation_contexts``, ``glta_gen_*``), through ``generate_answers`` with the on-disk
   cache off (a fresh temporary cache file per run, read back for the raw texts);
 * ``item_text``: the prefix keys/values of the first ``--ia-prompts`` item-text prompts
@@ -52,7 +53,8 @@ def build_workloads(args):
     model = GLTA(config, train._dataset)
     trainer = GLTATrainer(config, model)
     users, contexts = trainer.generation_contexts()
-    n_users = len(users) if args.users <= 0 else min(args.users, len(users))
+    contexts = contexts[args.skip_users :]
+    n_users = len(contexts) if args.users <= 0 else min(args.users, len(contexts))
     s = model.settings
     instructions = [s.profile_instruction, s.prediction_instruction]
     groups = trainer.item_groups()
@@ -124,7 +126,8 @@ def to_markdown(report) -> str:
     w = report["workloads"]
     if report["generate"]:
         lines += ["## generate", "",
-                  f"{w['users']} users of ml-100k x 2 instructions ({w['texts']} texts), greedy, "
+                  f"{w['users']} users of ml-100k (after the first {w.get('skip_users', 0)}) x 2 instructions "
+                  f"({w['texts']} texts), greedy, "
                   f"{w['prompt_tokens']} prompt tokens; shared prefix {w['gen_shared_prefix_tokens']} tokens.", "",
                   "| round | variant | wall s | CPU s | load start -> end | prefill tokens computed | new tokens | "
                   "new tok/s | (prompt + new) tok/s |", "|---|---|---|---|---|---|---|---|---|"]
@@ -163,7 +166,8 @@ def _ratio_line(report, stage):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--users", type=int, default=100, help="first N users with training items (0: all)")
+    ap.add_argument("--users", type=int, default=100, help="N users with training items (0: all)")
+    ap.add_argument("--skip-users", type=int, default=0, help="start after the first K users with training items")
     ap.add_argument("--ia-prompts", type=int, default=100, help="first N item-text prompts (-1: all, 0: skip)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-generate", action="store_true")
@@ -180,7 +184,7 @@ def main(argv=None):
     kv_ref = None
     kv_stats = {"kv_max_abs_diff": 0.0, "kv_max_abs": 0.0, "kv_fp16_elements_different": 0, "kv_elements": 0,
                 "kv_fp16_max_abs_diff": 0.0}
-    work = {"users": len(contexts)}
+    work = {"users": len(contexts), "skip_users": args.skip_users}
     for rnd in range(1, args.rounds + 1):
         order = (False, True) if rnd % 2 else (True, False)
         for share in order:

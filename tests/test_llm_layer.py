@@ -19,7 +19,7 @@ from recbole_llm.llm import (
     resolve_llm_path,
 )
 from recbole_llm.llm.loading import clear_backbones
-from recbole_llm.llm.generation import GenerationStats
+from recbole_llm.llm.generation import GenerationStats, _split_chat, clean_answer, common_prefix_length, shared_prefix_length
 from recbole_llm.llm.prompts import normalise
 from recbole_llm.llm.testing import save_tiny_llama, tiny_gpt2_backbone, tiny_llama_backbone
 
@@ -187,6 +187,92 @@ def test_generation_shared_prefix_equals_plain_generate_and_is_cached(tmp_path, 
     other = GenerationStats()  # different settings: a different key
     generate_answers(llama, contexts[:1], questions[:1], max_new_tokens=3, cache_path=path, stats=other)
     assert other.generated == 1
+
+
+def _varied(bb, seed=1):
+    """Matrices redrawn at std 0.3: at the default initialisation a tiny model answers every prompt with
+    the same repeated token, so an equality of answers would prove nothing."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in bb.model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return bb
+
+
+GEN_CONTEXTS = ["A user interacted with these items:\n1. " + text for text in (
+    "Toy Story", "Heat (1995). Genres: Action, Crime", "Babe", "Casino (1995). Genres: Drama\n2. Sabrina",
+    "Up", "Clueless (1995). Genres: Comedy, Romance\n2. Nixon (1995)")]
+GEN_QUESTIONS = ["Describe this user.", "What next?"]
+
+
+def test_shared_prefix_length():
+    assert common_prefix_length([(1, 2, 3, 4), (1, 2, 3), (1, 2, 5, 6)]) == 2
+    assert common_prefix_length([(1, 2), (3, 2)]) == 0 and common_prefix_length([]) == 0
+    assert shared_prefix_length([(1, 2, 3, 4), (1, 2, 3, 4, 5)]) == 3  # every sequence keeps a token of its own
+    assert shared_prefix_length([(1, 2, 3)]) == 0  # one sequence: nothing to share
+    assert shared_prefix_length([(1, 5, 3), (1, 6, 3)]) == 0  # under the minimum of 2
+
+
+@pytest.mark.parametrize("which", ["llama", "gpt2"])
+def test_generation_shared_prefix_equals_each_prompt_alone(which):
+    """Pre-filling the common start once, then each batch's rest behind it (padding in the middle), and
+    decoding both instructions (tails of different lengths) in one call, gives the answers
+    ``model.generate`` gives each prompt alone (same token ids, no padding, no cache)."""
+    bb = _varied(tiny_llama_backbone(seed=3) if which == "llama" else tiny_gpt2_backbone(seed=3))
+    tok = bb.tokenizer
+    stats = GenerationStats()
+    answers = generate_answers(bb, GEN_CONTEXTS, GEN_QUESTIONS, max_new_tokens=6, batch_size=4, cache=False,
+                               stats=stats)
+    assert stats.extra["shared_prefix_tokens"] >= len("A user interacted with these items:")  # one byte a token
+    for context, row in zip(GEN_CONTEXTS, answers):
+        for question, answer in zip(GEN_QUESTIONS, row):
+            head, tail = _split_chat(tok, context, question, True, None)
+            ids = tok(head, add_special_tokens=False).input_ids + tok(tail, add_special_tokens=False).input_ids
+            ids = torch.tensor([ids])
+            out = bb.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
+                                    do_sample=False, pad_token_id=bb.pad_token_id, eos_token_id=tok.eos_token_id)
+            new = out[0, ids.shape[1]:]
+            if (new == tok.eos_token_id).any():
+                new = new[: (new == tok.eos_token_id).nonzero()[0, 0]]
+            assert clean_answer(tok.decode(new, skip_special_tokens=True)) == answer
+    assert len({a for row in answers for a in row}) > len(GEN_CONTEXTS)  # the answers differ: the check can fail
+    plain = GenerationStats()
+    assert generate_answers(bb, GEN_CONTEXTS, GEN_QUESTIONS, max_new_tokens=6, batch_size=4, cache=False,
+                            stats=plain, share_prefix=False, merge_instructions=False) == answers
+    assert plain.extra["shared_prefix_tokens"] == 0
+    assert stats.prefill_tokens == plain.prefill_tokens - stats.extra["shared_prefix_tokens"] * (len(GEN_CONTEXTS) - 1)
+    assert stats.extra["prompt_tokens"] == plain.extra["prompt_tokens"]
+
+
+@pytest.mark.parametrize("share,merge", [(True, True), (False, False), (True, False), (False, True)])
+def test_generation_batching_and_padding_do_not_change_answers(share, merge):
+    """Batches of 1 (no padding), 2, 4 (contexts of different lengths padded together) and all six."""
+    bb = _varied(tiny_llama_backbone(seed=4))
+    runs = [generate_answers(bb, GEN_CONTEXTS, GEN_QUESTIONS, max_new_tokens=6, batch_size=size, cache=False,
+                             share_prefix=share, merge_instructions=merge) for size in (1, 2, 4, 6)]
+    assert all(run == runs[0] for run in runs[1:])
+    assert len({a for row in runs[0] for a in row}) > len(GEN_CONTEXTS)
+
+
+@pytest.mark.parametrize("which", ["llama", "gpt2"])
+def test_prefix_store_shared_start_matches_whole_prefixes(which):
+    """PrefixKVStore runs the tokens all missing prefixes start with once: its entries equal those of
+    prefixes computed whole (float tolerance), for prefixes of different lengths in several batches."""
+    bb = _varied(tiny_llama_backbone(seed=5) if which == "llama" else tiny_gpt2_backbone(seed=5))
+    prefixes = [tuple(bb.bos_ids) + bb.encode("Item descriptions:\n(1) " + text)
+                for text in ("Heat", "Toy Story (1995)", "Babe (1995). Genres: Drama", "Up", "Nixon")]
+    shared = PrefixKVStore(bb, storage_dtype=torch.float32, batch_size=2)
+    whole = PrefixKVStore(bb, storage_dtype=torch.float32, batch_size=2, share_prefix=False)
+    shared.ensure(prefixes)
+    whole.ensure(prefixes)
+    assert shared.shared_tokens >= len("Item descriptions:\n(1) ") and whole.shared_tokens == 0
+    assert shared.computed_tokens == whole.computed_tokens == sum(len(p) for p in prefixes)
+    for p in prefixes:
+        assert shared._kv[p].shape == whole._kv[p].shape
+        assert torch.allclose(shared._kv[p], whole._kv[p], atol=1e-5), (shared._kv[p] - whole._kv[p]).abs().max()
+    # the entries differ between prefixes beyond the shared start: the comparison can fail
+    assert not torch.allclose(shared._kv[prefixes[0]][..., -1, :], shared._kv[prefixes[3]][..., -1, :])
 
 
 # ------------------------------------------------------------------------------ loading

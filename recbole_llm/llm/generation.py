@@ -5,7 +5,12 @@ history-item descriptions, asked for a profile and for a prediction). The prompt
 (context, instruction) pair is the chat-formatted user message ``context + "\\n" +
 instruction`` (plain text when the tokenizer has no chat template or ``chat=False``). Each
 context is pre-filled once and its key/value cache copied for every instruction
-(``generate(cache=...)``), so asking two questions costs one prefill.
+(``generate(cache=...)``), so asking two questions costs one prefill, and the questions are decoded
+together in one ``generate`` call (``merge_instructions``: twice the rows per decoding step). The
+leading tokens every prompt shares (chat header, system prompt, the context template's opening
+words) are pre-filled once for the whole call and their keys/values reused by every batch
+(``share_prefix``): causal attention makes them the same for every prompt. Both change only float
+rounding; ``benchmarks/results/generation_prefix_*.md`` compares the texts with the plain path.
 
 Decoding is greedy by default, so an answer depends only on the model and the prompt: answers
 are cached on disk, keyed by the model fingerprint, the decoding settings and the prompt, in
@@ -125,6 +130,32 @@ def _key(fingerprint, settings, prompt):
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def common_prefix_length(sequences) -> int:
+    """Length of the longest common prefix of token-id sequences (0 for none or an empty list)."""
+    if not sequences:
+        return 0
+    first = sequences[0]
+    n = min(len(seq) for seq in sequences)
+    for seq in sequences[1:]:
+        i = 0
+        while i < n and seq[i] == first[i]:
+            i += 1
+        n = i
+        if not n:
+            break
+    return n
+
+
+def shared_prefix_length(sequences, minimum=2) -> int:
+    """How many leading tokens all ``sequences`` share and can be pre-filled once: their common prefix,
+    less one so every sequence keeps a token of its own; 0 when that is under ``minimum`` tokens or
+    there are fewer than two sequences (nothing to share)."""
+    if len(sequences) < 2:
+        return 0
+    n = min(common_prefix_length(sequences), min(len(seq) for seq in sequences) - 1)
+    return n if n >= minimum else 0
+
+
 def clean_answer(text: str) -> str:
     """First paragraph of an answer, whitespace tidied."""
     text = text.strip()
@@ -132,6 +163,30 @@ def clean_answer(text: str) -> str:
         if stop in text:
             text = text.split(stop, 1)[0]
     return " ".join(text.split())
+
+
+def _generate_calls(tokenizer, chunk, n_ins, merge):
+    """The ``generate`` calls of one batch of contexts: lists of ``(row, instruction, key, tail ids)``.
+    ``merge``: one call for every instruction of every row (twice the rows per decoding step for two
+    instructions, which a CPU's matrix products run at a better rate); else one call per instruction, and
+    row by row for an instruction whose tail is tokenised differently across rows."""
+    tails: dict[str, list[int]] = {}
+    calls = []
+    for q in range(n_ins):
+        call = []
+        for b, (_, need, _) in enumerate(chunk):
+            for n in need:
+                if n[0] == q:
+                    if n[3] not in tails:
+                        tails[n[3]] = list(tokenizer(n[3], add_special_tokens=False).input_ids)
+                    call.append((b, q, n[1], tails[n[3]]))
+        if not call:
+            continue
+        if not merge and len({tuple(t) for _, _, _, t in call}) != 1:
+            calls.extend([entry] for entry in call)
+        else:
+            calls.append(call)
+    return [[entry for call in calls for entry in call]] if merge and calls else calls
 
 
 @torch.no_grad()
@@ -148,11 +203,17 @@ def generate_answers(
     do_sample=False,
     progress=None,
     stats: GenerationStats | None = None,
+    share_prefix=True,
+    merge_instructions=True,
 ):
     """Answers ``[len(contexts)][len(instructions)]`` (cleaned with :func:`clean_answer`).
 
     ``cache``: reuse and extend the on-disk cache (``cache_path`` or :func:`default_cache_path`).
-    ``progress(n)`` is called after each batch with the number of contexts done.
+    ``progress(n)`` is called after each batch with the number of contexts done. ``share_prefix``:
+    pre-fill the tokens all prompts start with once (see the module docstring; False pre-fills every
+    prompt whole, for comparison). ``merge_instructions``: decode every instruction of a batch in one
+    ``generate`` call (False: one call per instruction). ``stats.extra``: ``shared_prefix_tokens`` (the shared length) and
+    ``prompt_tokens`` (tokens of the prompts generated from, each counted whole).
     """
     tokenizer, model = backbone.tokenizer, backbone.model
     stats = stats if stats is not None else GenerationStats()
@@ -195,58 +256,70 @@ def generate_answers(
         head_ids = list(tokenizer(need[0][2], add_special_tokens=not uses_chat(tokenizer, chat)).input_ids)
         encoded.append((c, need, head_ids))
     encoded.sort(key=lambda item: len(item[2]))
+    # the tokens every head starts with, pre-filled once; each batch's heads continue after them,
+    # left-padded in between ([shared][pad][own tokens]: masks and positions skip the padding)
+    shared = shared_prefix_length([h for _, _, h in encoded]) if share_prefix else 0
+    shared_kv = None
+    if shared:
+        shared_ids = torch.tensor([encoded[0][2][:shared]], dtype=torch.long, device=device)
+        shared_kv = backbone.kv_from_cache(model(input_ids=shared_ids, use_cache=True, logits_to_keep=1).cache)
+        stats.prefill_tokens += shared
+    stats.extra["shared_prefix_tokens"] = shared
     for i in range(0, len(encoded), batch_size):
         chunk = encoded[i : i + batch_size]
-        width = max(len(h) for _, _, h in chunk)
+        width = shared + max(len(h) - shared for _, _, h in chunk)
         head = torch.full((len(chunk), width), pad, dtype=torch.long)
         hmask = torch.zeros(len(chunk), width, dtype=torch.long)
         for b, (_, _, h) in enumerate(chunk):
-            head[b, width - len(h) :] = torch.tensor(h)
-            hmask[b, width - len(h) :] = 1
+            head[b, :shared] = torch.tensor(h[:shared], dtype=torch.long)
+            hmask[b, :shared] = 1
+            head[b, width - len(h) + shared :] = torch.tensor(h[shared:], dtype=torch.long)
+            hmask[b, width - len(h) + shared :] = 1
         head, hmask = head.to(device), hmask.to(device)
         pos = (hmask.cumsum(1) - 1).clamp(min=0)
-        out = model(input_ids=head, attention_mask=hmask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        if shared_kv is None:
+            out = model(input_ids=head, attention_mask=hmask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        else:
+            past = backbone.cache_from_kv([(k.expand(len(chunk), -1, -1, -1).contiguous(),
+                                            v.expand(len(chunk), -1, -1, -1).contiguous()) for k, v in shared_kv])
+            out = model(input_ids=head[:, shared:], attention_mask=hmask, position_ids=pos[:, shared:], cache=past,
+                        use_cache=True, logits_to_keep=1)
         prefilled = out.cache
-        stats.prefill_tokens += int(hmask.sum())
+        stats.prefill_tokens += int(hmask[:, shared:].sum())
         results = []
-        for q in range(n_ins):
-            rows = [b for b, (_, need, _) in enumerate(chunk) if any(n[0] == q for n in need)]
-            if not rows:
-                continue
-            tails = []
-            for b in rows:
-                entry = next(n for n in chunk[b][1] if n[0] == q)
-                tails.append(entry)
-            tail_ids = [list(tokenizer(t[3], add_special_tokens=False).input_ids) for t in tails]
-            if len({tuple(t) for t in tail_ids}) != 1:
-                # instruction tokenised differently per row (should not happen): run row by row
-                groups = [[r] for r in range(len(rows))]
-            else:
-                groups = [list(range(len(rows)))]
-            for group in groups:
-                sel = torch.tensor([rows[g] for g in group], device=device)
-                tail = torch.tensor([tail_ids[g] for g in group], dtype=torch.long, device=device)
-                ids = torch.cat([head[sel], tail], dim=1)
-                mask = torch.cat([hmask[sel], torch.ones_like(tail)], dim=1)
-                cache = copy.deepcopy(prefilled)
-                if len(group) != len(chunk):
-                    cache.batch_select_indices(sel)
-                generated = model.generate(input_ids=ids, attention_mask=mask, cache=cache, **gen_kwargs)
-                new = generated[:, ids.shape[1] :]
-                stats.prefill_tokens += int(tail.numel())
-                for j, g in enumerate(group):
-                    row_new = new[j]
-                    if eos is not None:
-                        stop = (row_new == eos).nonzero()
-                        if len(stop):
-                            row_new = row_new[: int(stop[0])]
-                    row_new = row_new[row_new != pad] if pad != eos else row_new
-                    stats.new_tokens += int(row_new.numel())
-                    text = tokenizer.decode(row_new.tolist(), skip_special_tokens=True)
-                    entry = tails[g]
-                    answers[chunk[rows[g]][0]][q] = text
-                    results.append((entry[1], text))
-                    stats.generated += 1
+        calls = _generate_calls(tokenizer, chunk, n_ins, merge_instructions)
+        for call in calls:
+            # each row: its context's pre-filled head, then its instruction's tail, right-aligned
+            # ([head][pad][tail] when tails differ in length: masks and positions skip the padding)
+            width_tail = max(len(t) for _, _, _, t in call)
+            sel = torch.tensor([b for b, _, _, _ in call], device=device)
+            tail = torch.full((len(call), width_tail), pad, dtype=torch.long)
+            tmask = torch.zeros(len(call), width_tail, dtype=torch.long)
+            for j, (_, _, _, t) in enumerate(call):
+                tail[j, width_tail - len(t) :] = torch.tensor(t, dtype=torch.long)
+                tmask[j, width_tail - len(t) :] = 1
+            tail, tmask = tail.to(device), tmask.to(device)
+            ids = torch.cat([head[sel], tail], dim=1)
+            mask = torch.cat([hmask[sel], tmask], dim=1)
+            cache = prefilled if len(calls) == 1 else copy.deepcopy(prefilled)
+            if len(call) != len(chunk) or not torch.equal(sel.cpu(), torch.arange(len(chunk))):
+                cache.batch_select_indices(sel)
+            generated = model.generate(input_ids=ids, attention_mask=mask, cache=cache, **gen_kwargs)
+            new = generated[:, ids.shape[1] :]
+            stats.prefill_tokens += int(tmask.sum())
+            stats.extra["prompt_tokens"] = stats.extra.get("prompt_tokens", 0) + int(mask.sum())
+            for j, (b, q, key, _) in enumerate(call):
+                row_new = new[j]
+                if eos is not None:
+                    stop = (row_new == eos).nonzero()
+                    if len(stop):
+                        row_new = row_new[: int(stop[0])]
+                row_new = row_new[row_new != pad] if pad != eos else row_new
+                stats.new_tokens += int(row_new.numel())
+                text = tokenizer.decode(row_new.tolist(), skip_special_tokens=True)
+                answers[chunk[b][0]][q] = text
+                results.append((key, text))
+                stats.generated += 1
         if store is not None:
             store.put_many(results)
         if progress is not None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import torch
 
 from recbole_llm.errors import RecBoleLLMError
+from recbole_llm.llm.generation import shared_prefix_length
 
 
 @dataclass
@@ -301,10 +302,16 @@ class PrefixKVStore:
     the store: entries that do not fit are not kept but recomputed (forward only, no gradient)
     whenever a batch needs them; ``None`` = unbounded. A full store keeps its first entries (no
     eviction, so epochs over users in random order do not thrash it).
+
+    ``share_prefix``: the tokens all prefixes of a computation share (GLTA's ``"Item descriptions:\n(1) "``)
+    are run through the LLM once and their keys/values reused for every prefix (False: each prefix whole,
+    for comparison; the entries differ by float rounding only).
     """
 
-    def __init__(self, backbone, storage_dtype=None, batch_size=16, storage_device=None, max_bytes=None):
+    def __init__(self, backbone, storage_dtype=None, batch_size=16, storage_device=None, max_bytes=None,
+                 share_prefix=True):
         self.backbone = backbone
+        self.share_prefix = share_prefix
         self.storage_dtype = storage_dtype or backbone.dtype
         self.batch_size = max(1, int(batch_size))
         self.storage_device = torch.device(storage_device) if storage_device else None
@@ -316,6 +323,7 @@ class PrefixKVStore:
         self.computed_tokens = 0
         self.compute_seconds = 0.0
         self.recomputed_tokens = 0  # tokens computed again because the store was full
+        self.shared_tokens = 0  # leading tokens run once for a whole computation (counted in computed_tokens per prefix)
 
     def __len__(self):
         return len(self._kv)
@@ -352,17 +360,31 @@ class PrefixKVStore:
         device = backbone.device
         computed = {}
         start = time.perf_counter()
+        # tokens every missing prefix starts with: run once, their keys/values reused by each batch
+        shared = shared_prefix_length(missing) if self.share_prefix else 0
+        shared_kv = None
+        if shared:
+            ids = torch.tensor([missing[0][:shared]], dtype=torch.long, device=device)
+            pos = torch.arange(shared, device=device).unsqueeze(0)
+            shared_kv = backbone.kv_from_cache(
+                backbone.forward_embeds(backbone.embed(ids), position_ids=pos, use_cache=True).past_key_values)
+            self.shared_tokens += shared
         for i in range(0, len(missing), self.batch_size):
             chunk = missing[i : i + self.batch_size]
-            width = max(len(p) for p in chunk)
+            width = max(len(p) for p in chunk) - shared
             ids = torch.full((len(chunk), width), backbone.pad_token_id, dtype=torch.long)
-            mask = torch.zeros(len(chunk), width, dtype=torch.long)
+            mask = torch.zeros(len(chunk), shared + width, dtype=torch.long)
             for b, p in enumerate(chunk):
-                ids[b, : len(p)] = torch.tensor(p)
+                ids[b, : len(p) - shared] = torch.tensor(p[shared:])
                 mask[b, : len(p)] = 1
             embeds = backbone.embed(ids.to(device))
-            pos = torch.arange(width, device=device).unsqueeze(0).expand(len(chunk), -1)
-            out = backbone.forward_embeds(embeds, attention_mask=mask.to(device), position_ids=pos, use_cache=True)
+            pos = torch.arange(shared, shared + width, device=device).unsqueeze(0).expand(len(chunk), -1)
+            past = None
+            if shared_kv is not None:
+                past = backbone.cache_from_kv([(k.expand(len(chunk), -1, -1, -1).contiguous(),
+                                                v.expand(len(chunk), -1, -1, -1).contiguous()) for k, v in shared_kv])
+            out = backbone.forward_embeds(embeds, attention_mask=mask.to(device), position_ids=pos,
+                                          past_key_values=past, use_cache=True)
             kv = backbone.kv_from_cache(out.past_key_values)
             stacked = torch.stack([torch.stack([k, v], dim=1) for k, v in kv], dim=1)  # [B, L, 2, h, T, d]
             for b, p in enumerate(chunk):

@@ -34,7 +34,8 @@ def _loss_text(loss) -> str:
 
 
 class EpochLog:
-    """``label epoch e/E: loss x, N unit/s, t s, ETA t'`` after every epoch.
+    """``label epoch e/E: loss x, N unit/s, t s, T elapsed, ETA t'`` after every epoch (``t``: the
+    epoch's training; ``T``: since the loop began, validation included).
 
     The ETA is the epochs left times the mean training time of an epoch, plus the validation
     passes still planned (``validates(epoch)``: whether the epoch is followed by one) times the
@@ -43,8 +44,10 @@ class EpochLog:
     ``upper_bound``: early stopping may end the loop sooner, so the ETA is a bound ("ETA <= ...")."""
 
     def __init__(self, label: str, epochs: int, unit: str = "examples", upper_bound: bool = False, logger=None,
-                 validates=None, first_epoch: int = 0):
+                 validates=None, first_epoch: int = 0, clock=time.perf_counter):
         self.label, self.epochs, self.unit, self.upper_bound = label, int(epochs), unit, upper_bound
+        self.clock = clock
+        self.start = clock()
         self.logger = logger or getLogger()
         self.validates, self.first_epoch = validates, int(first_epoch)
         self.seconds: list[float] = []
@@ -79,6 +82,7 @@ class EpochLog:
         parts = [p for p in (_loss_text(loss),
                              f"{units / seconds:.1f} {self.unit}/s" if units and seconds > 0 else "",
                              f"{seconds:.1f} s",
+                             f"{format_seconds(self.clock() - self.start)} elapsed",
                              f"ETA {'<= ' if self.upper_bound and remaining else ''}{format_seconds(remaining)}",
                              extra) if p]
         line = set_color(self.label, "green") + f" epoch {epoch + 1}/{self.epochs}: " + ", ".join(parts)

@@ -11,8 +11,9 @@ line at or after 10% of it: predicted total = elapsed + ETA, error = predicted /
   older logs: k / rate). Its real total: an epoch's loop (``... epoch e``) ends with the epoch's
   training seconds of the epoch line (its GLLM-only head passes included: the user waits for them
   too); a prefix precomputation (``... prefixes``) with the stage's ``prefix_tokens`` /
-  ``prefix_tokens_per_s``; a one-shot loop named by its stage (``GLTA generate``) with the stage's
-  ``done in`` seconds. Where the line gives a ``stage ETA``, that one is checked too, against the
+  ``prefix_tokens_per_s``; GLTA's scoring of every user (validation) with its ``scored N users in
+  X s`` line; a one-shot loop named by its stage (``GLTA generate``) with the stage's ``done in``
+  seconds. Where the line gives a ``stage ETA``, that one is checked too, against the
   epochs and validations from this loop's epoch to the stage's last.
 * The epochs of a stage (``label epoch e/E: ..., t s, [T elapsed,] ETA [<=] t``), at the first epoch
   line with e/E >= 10%: elapsed is printed (older logs: the training and validation seconds printed so
@@ -47,6 +48,7 @@ EPOCH = re.compile(rf"^(?P<label>.+?) epoch (?P<e>\d+)/(?P<E>\d+): (?P<body>.*)$
 STARTS = re.compile(r"^(?P<label>.+?) starts$")
 DONE = re.compile(r"^(?P<label>.+?) done in (?P<seconds>[\d.]+) s(?::(?P<stats>.*))?$")
 INITIAL = re.compile(r"^(?P<label>.+?) before epoch 1: .*\((?P<seconds>[\d.]+) s\)$")
+SCORED = re.compile(r"^GLTA scored \d+ users in (?P<seconds>[\d.]+) s")  # the end of a "GLTA scoring" loop
 THRESHOLD = 0.10
 TARGET = 0.20
 
@@ -78,7 +80,13 @@ def parse(path: Path) -> list[dict]:
             continue
         owner = next((s for lab, s in open_stage.items() if msg.startswith(lab + " ") or msg.startswith(lab + ":")),
                      None)
+        if owner is None and open_stage and (STEP.match(msg) or SCORED.match(msg)):
+            owner = list(open_stage.values())[-1]  # a loop of its own label inside the stage (GLTA scoring)
         if owner is None:
+            continue
+        if m := SCORED.match(msg):
+            if owner["loops"] and owner["loops"][-1]["label"] == "GLTA scoring":
+                owner["loops"][-1]["real"] = float(m["seconds"])
             continue
         if m := DONE.match(msg):
             if m["label"] == owner["label"]:
@@ -141,6 +149,8 @@ def loop_rows(stage: dict) -> list[dict]:
         elif label.endswith(" prefixes"):
             tokens, rate = stat(stats, "prefix_tokens"), stat(stats, "prefix_tokens_per_s")
             real, real_what = (tokens / rate, "prefix compute s") if tokens and rate else (None, "")
+        elif "real" in loop:
+            real, real_what = loop["real"], "scored ... in s"
         elif label == stage["label"]:
             real, real_what = stage.get("done_seconds"), "stage done in"
         predicted = line["elapsed"] + line["eta"]

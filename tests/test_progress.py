@@ -43,6 +43,13 @@ def test_first_step_one_off_cost_is_left_out_of_the_eta():
     assert "ETA 3.0 min" in log.lines[0]
 
 
+def test_an_ordinary_first_step_stays_in_the_rate():
+    clock = Clock()
+    p = StepProgress("loop", 100, min_seconds=0, logger=Lines(), clock=clock)
+    run_steps(p, clock, [2.5] + [2.0] * 9)  # within noise of the others: one more sample
+    assert p.eta() == pytest.approx(90 * 20.5 / 10)
+
+
 def test_single_step_so_far_uses_its_own_rate():
     clock = Clock()
     p = StepProgress("loop", 10, min_seconds=0, logger=Lines(), clock=clock)

@@ -94,12 +94,15 @@ class StepProgress:
     """Logs ``label: k/total unit (p%), loss, speed, t elapsed, ETA t'`` each time another
     ``interval`` share of a loop is done and at least ``min_seconds`` have passed since it began.
 
-    The rate behind the ETA leaves out the first step once later ones exist: it carries the loop's
-    one-off costs and would stretch the ETA of every line. ``total_work``: steps differ in cost
+    The rate behind the ETA leaves out the first step when it was much slower than the later ones:
+    it then carried the loop's one-off costs (allocation, first-touch caches), which would stretch
+    the ETA of every line; otherwise it is one more sample of the loop's rate. ``total_work``: steps differ in cost
     (``step(n, work=w)``, e.g. prompts sorted by length, short ones first), so the ETA is the work
     left over the work done per second. ``rest(loop_total_seconds)``: seconds the stage still has
     after this loop (more epochs, validation), or None when unknown; the line then also says the
     stage's ETA. ``clock``: seconds, monotonic (tests pass a fake one)."""
+
+    WARMUP_FACTOR = 1.5
 
     def __init__(self, label: str, total: int, unit: str = "batches", interval: float = 0.1,
                  min_seconds: float = 10.0, logger=None, total_work: float | None = None, rest=None,
@@ -123,18 +126,22 @@ class StepProgress:
         return self.clock() - self.start
 
     def eta(self) -> float:
-        """Seconds left in this loop, from the rate of the steps after the first (see the class)."""
+        """Seconds left in this loop, at the rate so far; the first step is left out when it was
+        slower than ``WARMUP_FACTOR`` times the later ones (a one-off cost, see the class)."""
         elapsed = self.elapsed()
-        t0, done0, work0 = self._first if self._first is not None else (0.0, 0, 0.0)
-        if self.done - done0 <= 0 or elapsed - t0 <= 0:
-            t0, done0, work0 = 0.0, 0, 0.0
-        if elapsed - t0 <= 0:
+        count = (lambda done, work: work) if self.total_work else (lambda done, work: done)
+        total = self.total_work if self.total_work else self.total
+        units = count(self.done, self.work)
+        t0, units0 = 0.0, 0.0
+        if self._first is not None:
+            t1, units1 = self._first[0], count(self._first[1], self._first[2])
+            later_units, later_seconds = units - units1, elapsed - t1
+            if later_units > 0 and later_seconds > 0 and units1 > 0 and \
+                    t1 / units1 > self.WARMUP_FACTOR * later_seconds / later_units:
+                t0, units0 = t1, units1
+        if elapsed - t0 <= 0 or units - units0 <= 0:
             return 0.0
-        if self.total_work:
-            left, rate = self.total_work - self.work, (self.work - work0) / (elapsed - t0)
-        else:
-            left, rate = self.total - self.done, (self.done - done0) / (elapsed - t0)
-        return max(0.0, left) / rate if rate > 0 else 0.0
+        return max(0.0, total - units) * (elapsed - t0) / (units - units0)
 
     def step(self, n: int = 1, loss=None, work: float | None = None) -> None:
         self.done += n

@@ -215,9 +215,18 @@ def analyse(paths) -> dict:
         for stage in parse(Path(path)):
             if "done_seconds" not in stage:
                 continue
-            rows += loop_rows(stage) + epoch_rows(stage)
+            loops = loop_rows(stage)
+            rows += loops + epoch_rows(stage)
+            covered = sum(r["real"] for r in loops if r["kind"] == "loop" and r["real"])
+            if len(stage["epochs"]) >= 2:  # the epoch lines' ETA covers the epochs, validations included
+                train_s, valid_s = stat(stage["stats"], "train_seconds"), stat(stage["stats"], "valid_seconds")
+                epochs_s = train_s + valid_s if train_s is not None and valid_s is not None else stage["done_seconds"]
+                prefix_s = sum(r["real"] for r in loops if r["loop"].endswith(" prefixes") and r["real"])
+                covered = max(covered, epochs_s + prefix_s)
+            covered = min(covered, stage["done_seconds"])
             stages_out.append({"log": str(path), "stage": stage["label"], "seconds": stage["done_seconds"],
-                               "loops_with_eta": len(stage["loops"]), "epoch_lines": len(stage["epochs"])})
+                               "loops_with_eta": len(stage["loops"]), "epoch_lines": len(stage["epochs"]),
+                               "in_loops_with_eta_lines": covered})
     judged = [r for r in rows if r["error"] is not None]
     return {"threshold": THRESHOLD, "target": TARGET, "rows": rows, "stages": stages_out,
             "within_target": sum(abs(r["error"]) <= TARGET for r in judged), "judged": len(judged),
@@ -249,10 +258,15 @@ def to_markdown(report) -> str:
         out.append(f"| {Path(r['log']).name} | {r['loop']} | {r['kind']}{bound} | {r['at']} | {secs(r['elapsed'])} | "
                    f"{secs(r['eta'])} | {secs(r['predicted'])} | {secs(r['real'])} | {r['real_what']} | "
                    f"{pct(r['error'])} | {pct(r['old_error'])} |")
-    out += ["", "Stages (done in):", "", "| log | stage | s | loops with ETA lines | epoch lines |", "|---|---|---|---|---|"]
+    out += ["", "Stages: their time, and how much of it passed inside loops that print ETA lines, or under the "
+            "ETA of epoch lines (the rest: setup, loops under 10 s, and in older logs the prefix precomputation "
+            "and validation, with no line at all).",
+            "", "| log | stage | done in s | loops with ETA lines | s inside them | share | epoch lines |",
+            "|---|---|---|---|---|---|---|"]
     for s in report["stages"]:
+        share = s["in_loops_with_eta_lines"] / s["seconds"] if s["seconds"] else 0.0
         out.append(f"| {Path(s['log']).name} | {s['stage']} | {s['seconds']:.0f} | {s['loops_with_eta']} | "
-                   f"{s['epoch_lines']} |")
+                   f"{s['in_loops_with_eta_lines']:.0f} | {100 * share:.0f}% | {s['epoch_lines']} |")
     return "\n".join(out) + "\n"
 
 

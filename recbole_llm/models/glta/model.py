@@ -377,9 +377,11 @@ class GLTA(ScoreCache, GeneralRecommender):
         was_training = self.training
         self.eval()
         states = []
+        progress = StepProgress("GLTA probe", len(users), unit="users", logger=logger)
         for i in range(0, len(users), batch_size):
             _, h = self._forward_slots(self.inference_prompts(users[i : i + batch_size]), "ua", "infer")
             states.append(h.float().cpu())
+            progress.step(len(h))
         self.train(was_training)
         h = torch.cat(states)  # [U, L, H]
         y = self.user_graph_emb[torch.as_tensor(users)].float().cpu()

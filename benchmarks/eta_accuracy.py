@@ -19,7 +19,8 @@ line at or after 10% of it: predicted total = elapsed + ETA, error = predicted /
   line with e/E >= 10%: elapsed is printed (older logs: the training and validation seconds printed so
   far). Real total: the stage's ``train_seconds + valid_seconds`` less the validation before epoch 1,
   or its ``done in``. With early stopping the ETA is a bound ("ETA <= ") on a run of all E epochs, so
-  it is compared with the real time per epoch times E (and whether the bound held is reported).
+  it is compared with the real time per epoch (from the last epoch line's elapsed where printed, so
+  the stage's one-off setup is not multiplied) times E; whether the bound held is reported too.
 
 The old estimator (steps left / mean rate since the loop began; epochs left * mean training seconds,
 no validation) is recomputed from the same lines where they carry what it needs (k, N, elapsed; the
@@ -38,7 +39,8 @@ from pathlib import Path
 from _common import REPO, write_report
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-PREFIX = re.compile(r"^\d\d \w{3} \d\d:\d\d(?::\d\d)?\s+\w+\s+")
+# the logger's prefix; a progress bar (tqdm, written without a newline) may stand before it
+PREFIX = re.compile(r"^.*?\d\d \w{3} \d\d:\d\d(?::\d\d)?\s+(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+")
 DURATION = r"[\d.]+ (?:s|min|h)"
 STEP = re.compile(
     rf"^(?P<label>.+?): (?P<done>\d+)/(?P<total>\d+) (?P<unit>\S+) \((?P<pct>\d+)%\)(?:, loss [^,]+)?, "
@@ -195,7 +197,12 @@ def epoch_rows(stage: dict) -> list[dict]:
         if real is None:
             continue
         ran, planned = eps[-1]["e"], line["E"]
-        full = real * planned / ran if line["bound"] and ran < planned else real
+        full = real
+        if line["bound"] and ran < planned:  # stopped early: the epochs' own pace, times all planned epochs
+            last = eps[-1]["elapsed"]
+            if last:  # since the loop began, to the end of the last epoch's training
+                real, real_what = last + eps[-1]["valid"], "last epoch line's elapsed"
+            full = real * planned / ran
         predicted = elapsed + line["eta"]
         mean_train = sum(x["train"] for x in upto) / len(upto)
         old = (sum(x["train"] for x in upto) + stage["initial_valid"] + sum(x["valid"] for x in upto)

@@ -21,7 +21,7 @@ LOG = """\
 03 Dec 17:00    INFO  GLTA user_item starts
 03 Dec 17:01    INFO  GLTA user_item epoch 1: 2/20 batches (10%), loss 5.0, 0.10 batches/s, 20 s elapsed, ETA 3.0 min
 03 Dec 17:04    INFO  GLTA user_item epoch 1/2: loss 5.0, 1.5 users/s, 200.0 s, 200 s elapsed, ETA <= 5.0 min, valid MRR@10 0.28 (100.0 s)
-03 Dec 17:04    INFO  GLTA scoring: 100/300 users (33%), 3.00 users/s, 33 s elapsed, ETA 67 s
+Evaluate   :   0%|          | 0/38 [00:00<?, ?it/s]03 Dec 17:04    INFO  GLTA scoring: 100/300 users (33%), 3.00 users/s, 33 s elapsed, ETA 67 s
 03 Dec 17:04    INFO  GLTA scored 300 users in 110.0 s (first_k)
 03 Dec 17:05    INFO  GLTA user_item epoch 2: 2/20 batches (10%), loss 5.0, 0.10 batches/s, 20 s elapsed, ETA 3.0 min, stage ETA 4.7 min
 03 Dec 17:08    INFO  GLTA user_item epoch 2/2: loss 5.0, 1.5 users/s, 220.0 s, 540 s elapsed, ETA 0 s, valid MRR@10 0.29 (110.0 s)
@@ -54,7 +54,7 @@ def test_each_loop_is_judged_at_its_first_line_past_ten_percent(eta, tmp_path):
     # the stage's ETA from epoch 2's loop: its training and the validation after it
     (stage,) = rows_by(report, "GLTA user_item epoch 2", "stage from this loop")
     assert stage["predicted"] == pytest.approx(20 + 282) and stage["real"] == pytest.approx(330)
-    # the scoring loop ends at its "scored ... in" line
+    # the scoring loop ends at its "scored ... in" line (its first line behind a progress bar's text)
     (scoring,) = rows_by(report, "GLTA scoring", "loop")
     assert scoring["real"] == pytest.approx(110.0) and scoring["error"] == pytest.approx(100 / 110 - 1)
 
@@ -66,7 +66,9 @@ def test_early_stopping_bounds_are_judged_on_all_planned_epochs(eta, tmp_path):
     (graph,) = rows_by(report, "GLTA graph (LightGCN) epochs", "epochs")
     # epoch 1/10 is the first at 10%; its line has no elapsed: the training seconds printed so far
     assert graph["at"] == "epoch 1/10" and graph["predicted"] == pytest.approx(1 + 9)
-    assert graph["real"] == pytest.approx(15.0 * 10 / 3) and graph["bound_held"] is False
+    # stopped after 3 of 10 epochs: their pace (4 s to the end of epoch 3) times 10; the bound held
+    assert graph["real"] == pytest.approx(4.0 * 10 / 3) and graph["bound_held"] is True
+    assert graph["error"] == pytest.approx(10 / (40 / 3) - 1)
     (ua,) = rows_by(report, "GLTA user_item epochs", "epochs")
     assert ua["predicted"] == pytest.approx(200 + 300) and ua["real"] == pytest.approx(630.0)
 

@@ -391,17 +391,22 @@ class PrefixKVStore:
                 computed[p] = stacked[b, :, :, :, : len(p)].to(self.storage_dtype).clone()
             self.computed_tokens += sum(len(p) for p in chunk)
             if progress is not None:
-                progress(len(chunk))
+                progress(len(chunk), work=sum(len(p) for p in chunk))
         self.compute_seconds += time.perf_counter() - start
         return computed
+
+    def missing(self, prefixes) -> list:
+        """The distinct non-empty ``prefixes`` not stored yet, shortest first (the order computed)."""
+        return sorted({tuple(p) for p in prefixes if p and tuple(p) not in self._kv}, key=len)
 
     @torch.no_grad()
     def ensure(self, prefixes, progress=None, until_full=False) -> dict:
         """Compute the entries of ``prefixes`` (token-id sequences) that are missing and keep those
         that fit; return the computed entries that were not kept (``{prefix: entry}``).
+        ``progress(n, work=tokens)`` after each computed batch of ``n`` prefixes.
         ``until_full``: stop computing once the store is full (precomputation; the rest is
         computed when a batch needs it)."""
-        missing = sorted({tuple(p) for p in prefixes if p and tuple(p) not in self._kv}, key=len)
+        missing = self.missing(prefixes)
         if not missing:
             return {}
         if not until_full or self.max_bytes is None:

@@ -52,13 +52,21 @@ class _LoggedTrainer(FiniteTraining, Trainer):
 
     def __init__(self, config, model, label):
         super().__init__(config, model)
-        self.epoch_log = EpochLog(label, config["epochs"], unit="interactions", upper_bound=True)
+        # RecBole validates after every eval_step-th epoch (not forced after the last)
+        self.epoch_log = EpochLog(label, config["epochs"], unit="interactions", upper_bound=True,
+                                  validates=lambda e: self.eval_step > 0 and (e + 1) % self.eval_step == 0)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_log.epoch_done(epoch_idx, loss, time.perf_counter() - start, units=len(train_data.dataset))
         return loss
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        start = time.perf_counter()
+        result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        self.epoch_log.validation_done(time.perf_counter() - start)
+        return result
 
 
 def derived_config(config, overrides: dict):

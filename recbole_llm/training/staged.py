@@ -435,10 +435,29 @@ class StagedTrainer(Trainer):
     def label(self, stage_name):
         return f"{self.model_name} {stage_name}"
 
-    def progress(self, stage_name, total, unit="batches", epoch=None):
-        """A :class:`StepProgress` for a loop of ``total`` steps inside a stage."""
+    def progress(self, stage_name, total, unit="batches", epoch=None, **options):
+        """A :class:`StepProgress` for a loop of ``total`` steps inside a stage (``options``: its
+        ``total_work``, ``min_seconds``...)."""
         label = self.label(stage_name) + (f" epoch {epoch + 1}" if epoch is not None else "")
-        return StepProgress(label, total, unit=unit, interval=self.log_interval, logger=self.logger)
+        return StepProgress(label, total, unit=unit, interval=self.log_interval, logger=self.logger,
+                            rest=self._stage_rest(epoch), **options)
+
+    def _stage_rest(self, epoch):
+        """For an epoch's loop: ``rest(loop_seconds)``, the seconds its stage has after it (the epochs
+        left, at this epoch's time, and the planned validation passes at their measured mean), None
+        while a planned pass is still unmeasured; None outside an epoch loop."""
+        log = getattr(self, "_epoch_log", None)
+        if epoch is None or log is None:
+            return None
+
+        def rest(loop_seconds):
+            pending = log.validations_left()
+            mean_valid = log.mean_validation()
+            if pending and mean_valid is None:
+                return None
+            return max(0, log.epochs - (epoch + 1)) * loop_seconds + pending * (mean_valid or 0.0)
+
+        return rest
 
     def _begin(self, stage):
         self._stage_start = time.perf_counter()
@@ -495,14 +514,19 @@ class StagedTrainer(Trainer):
         if stage.validate:
             self.optimizer = optimizer
         eval_step = min(int(self.config["eval_step"]), stage.epochs) if stage.epochs else 0
-        epoch_log = EpochLog(self.label(stage.name), stage.epochs, unit=stage.unit,
-                             upper_bound=stage.validate and eval_step > 0, logger=self.logger)
+        validating = bool(stage.validate and valid_data and eval_step > 0)
+        epoch_log = EpochLog(self.label(stage.name), stage.epochs, unit=stage.unit, upper_bound=validating,
+                             logger=self.logger,
+                             validates=lambda e: validating and ((e + 1) % eval_step == 0 or e + 1 == stage.epochs),
+                             first_epoch=start_epoch)
+        self._epoch_log = epoch_log
         if stage.validate and saved and start_epoch >= stage.epochs:
             self._save_checkpoint(-1, verbose=verbose)
         losses, train_seconds, valid_seconds, valid_scores = [], 0.0, 0.0, []
         if stage.validate and stage.validate_initial and start_epoch == 0 and valid_data and eval_step > 0:
             _, valid_score, seconds = self._validate(valid_data, -1, saved, verbose, show_progress, callback_fn)
             valid_seconds += seconds
+            epoch_log.validation_done(seconds, planned=False)
             self.logger.info(f"{self.label(stage.name)} before epoch 1: valid {self.config['valid_metric']} "
                              f"{valid_score:.4f} ({seconds:.1f} s)")
         for epoch in range(start_epoch, stage.epochs):
@@ -526,6 +550,7 @@ class StagedTrainer(Trainer):
             elif (epoch + 1) % eval_step == 0 or epoch + 1 == stage.epochs:
                 stop, valid_score, seconds_v = self._validate(valid_data, epoch, saved, verbose, show_progress, callback_fn)
                 valid_seconds += seconds_v
+                epoch_log.validation_done(seconds_v)
                 valid_scores.append(float(valid_score))
                 extra = f"valid {self.config['valid_metric']} {valid_score:.4f} ({seconds_v:.1f} s)"
             epoch_log.epoch_done(epoch, loss, seconds, units=stage.units_per_epoch or None, extra=extra)

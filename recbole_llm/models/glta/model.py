@@ -46,6 +46,7 @@ from recbole_llm.models.glta.scoring import autoregressive_scores, first_k_score
 from recbole_llm.models.glta.settings import GLTA_SETTINGS, INFERENCE_MODES
 from recbole_llm.models.score_cache import ScoreCache
 from recbole_llm.training.pretrain import load_frozen_tables
+from recbole_llm.training.progress import StepProgress
 
 logger = logging.getLogger(__name__)
 
@@ -379,9 +380,11 @@ class GLTA(ScoreCache, GeneralRecommender):
         was_training = self.training
         self.eval()
         states = []
+        progress = StepProgress("GLTA probe", len(users), unit="users", logger=logger)
         for i in range(0, len(users), batch_size):
             _, h = self._forward_slots(self.inference_prompts(users[i : i + batch_size]), "ua", "infer")
             states.append(h.float().cpu())
+            progress.step(len(h))
         self.train(was_training)
         h = torch.cat(states)  # [U, L, H]
         y = self.user_graph_emb[torch.as_tensor(users)].float().cpu()
@@ -480,9 +483,11 @@ class GLTA(ScoreCache, GeneralRecommender):
         rows.sort(key=lambda u: (len(self.inference_history(u)), u))  # similar lengths batch together
         start = time.perf_counter()
         batch = self.settings.eval_batch_size
+        progress = StepProgress("GLTA scoring", len(rows), unit="users", logger=logger)  # validation or test
         for i in range(0, len(rows), batch):
             chunk = rows[i : i + batch]
             scores[torch.tensor(chunk)] = self.score_users(chunk).float().cpu()
+            progress.step(len(chunk))
         logger.info("GLTA scored %d users in %.1f s (%s)", len(rows), time.perf_counter() - start, self.inference)
         self.train(was_training)
         self.score_computations += 1

@@ -38,6 +38,9 @@ from recbole_llm.llm.profiles import history_contexts
 from recbole_llm.training.staged import Stage, StagedTrainer
 
 
+PREFIX_STAGES = {"ia": "item_text", "ua": "user_item"}  # prefix store -> the stage that precomputes it
+
+
 def graph_overrides(s) -> dict:
     """LightGCN's settings for stage 1 from GLTA's settings ``s`` (``glta_graph_*``, one definition:
     :data:`~recbole_llm.models.glta.settings.GRAPH_STAGE`); benchmarks train the LightGCN baseline
@@ -122,7 +125,10 @@ class GLTATrainer(StagedTrainer):
             if prefix and not rest:
                 prefix = prefix[:-1]
             prefixes.append(prefix)
-        store.ensure(prefixes, until_full=True)
+        missing = store.missing(prefixes)  # progress by tokens: they are computed shortest first
+        progress = self.progress(f"{PREFIX_STAGES[store_name]} prefixes", len(missing), unit="prefixes",
+                                 total_work=sum(len(p) for p in missing))
+        store.ensure(prefixes, until_full=True, progress=progress.step)
         tokens, seconds = store.computed_tokens - before_tokens, store.compute_seconds - before_s
         m.token_stats["prefix"] += tokens
         return {"prefix_tokens": tokens, "prefix_tokens_per_s": tokens / seconds if seconds else 0.0}

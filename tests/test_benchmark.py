@@ -23,6 +23,7 @@ from recbole_llm.benchmark.suite import (
     with_dependencies,
 )
 from recbole_llm.benchmark.tables import check_latex_structure, collect, efficiency_latex, to_latex, to_markdown
+from recbole_llm.cli import main as cli_main
 
 FAKE_MODULE = '''
 import json, os, signal, time
@@ -140,6 +141,33 @@ def test_shipped_suites_are_valid():
 def test_bad_suites_get_clear_errors(change, message):
     with pytest.raises(SuiteError, match=message):
         parse_suite(suite_dict(**change))
+
+
+@pytest.mark.parametrize(
+    "protocol, flags",
+    [
+        ({"eval_args": {"split": {"RS": [0.8, 0.2, 0]}, "order": "RO", "group_by": "user", "mode": "full"}},
+         ["--eval_args={'split':{'RS':[0.8,0.2,0]},'order':'RO','group_by':'user','mode':'full'}"]),
+        ({"eval_args": {"split": {"RS": [0.8, 0.2]}, "order": "RO", "group_by": "user", "mode": "full"}},
+         ["--eval_args={'split':{'RS':[0.8,0.2]},'order':'RO','group_by':'user','mode':'full'}"]),
+        ({"metrics": ["Recal"]}, ["--metrics=['Recal']"]),
+        ({"valid_metric": "NDCG@20"}, ["--metrics=['Recall','NDCG']", "--topk=[10]", "--valid_metric=NDCG@20"]),
+    ],
+)
+def test_a_suite_and_a_run_refuse_a_protocol_in_the_same_words(tmp_path, capsys, protocol, flags):
+    """The suite runs the Config's own checks: the same bad setting in a suite file and on the command
+    line gives the same message (exit 2 both)."""
+    raw = suite_dict()
+    raw["protocol"] = dict(raw["protocol"], **protocol)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert cli_main(["benchmark", "--suite", str(path), "--dry-run"]) == 2
+    suite_err = capsys.readouterr().err
+    assert cli_main(["--model=BPR", "--dataset=ml-100k", *flags]) == 2
+    run_err = capsys.readouterr().err
+    assert run_err.startswith("recbole-llm: error: Setting "), run_err
+    message = run_err.removeprefix("recbole-llm: error: ").strip()
+    assert suite_err.strip() == f"recbole-llm benchmark: {path}: protocol: {message}"
 
 
 def test_a_suite_file_with_several_protocols_gives_one_suite_each():

@@ -95,19 +95,12 @@ from pathlib import Path
 
 import yaml
 
+from recbole_llm.config_checks import EVAL_ARGS_KEYS, METRIC_NAMES, TOPK_METRICS, check_common_settings
+from recbole_llm.errors import ConfigError
 from recbole_llm.plain import plain
 
-# RecBole's metric names (recbole.evaluator.metrics), keyed by lower case.
-KNOWN_METRICS = {
-    m.lower(): m
-    for m in (
-        "Recall", "MRR", "NDCG", "Hit", "Precision", "MAP", "GAUC", "ItemCoverage",
-        "AveragePopularity", "GiniIndex", "ShannonEntropy", "TailPercentage",
-        "AUC", "LogLoss", "RMSE", "MAE",
-    )
-}
-TOPK_METRICS = {"recall", "mrr", "ndcg", "hit", "precision", "map", "itemcoverage",
-                "averagepopularity", "giniindex", "shannonentropy", "tailpercentage"}
+#: RecBole's metric names (the Config's list, :mod:`recbole_llm.config_checks`), keyed by lower case.
+METRICS = {m.lower(): m for m in METRIC_NAMES.split(", ")}
 LOWER_IS_BETTER = {"rmse", "mae", "logloss", "averagepopularity", "giniindex"}
 SHORT_LABELS = {"recall": "R", "ndcg": "N", "precision": "P", "hit": "HR", "mrr": "MRR", "map": "MAP"}
 
@@ -336,7 +329,7 @@ class Plan:
 # -- helpers ---------------------------------------------------------------------------
 def default_metric_label(metric):
     name, _, k = metric.partition("@")
-    short = SHORT_LABELS.get(name, KNOWN_METRICS.get(name, name))
+    short = SHORT_LABELS.get(name, METRICS.get(name, name))
     return f"{short}@{k}" if k else short
 
 
@@ -380,6 +373,15 @@ def _err(where, msg):
     raise SuiteError(f"{where}: {msg}")
 
 
+def _config_checks(cfg, where):
+    """The Config's checks of RecBole's settings (:func:`recbole_llm.config_checks.check_common_settings`)
+    on a part of the suite; its message, prefixed with where it is."""
+    try:
+        check_common_settings(cfg)
+    except ConfigError as exc:
+        _err(where, str(exc))
+
+
 def _check_keys(obj, allowed, where):
     if not isinstance(obj, dict):
         _err(where, f"expected a mapping, got {type(obj).__name__}")
@@ -413,8 +415,8 @@ def _metric_key(m, where):
         _err(where, f"metric {m!r} must be a string like 'recall@10'")
     name, at, k = m.strip().partition("@")
     lname = name.lower()
-    if lname not in KNOWN_METRICS:
-        _err(where, f"unknown metric {name!r}; RecBole metrics: {sorted(KNOWN_METRICS.values())}")
+    if lname not in METRICS:
+        _err(where, f"unknown metric {name!r}; RecBole metrics: {sorted(METRICS.values())}")
     if lname in TOPK_METRICS:
         if not at or not k.isdigit():
             _err(where, f"metric {m!r} needs a cut-off, e.g. '{lname}@10'")
@@ -577,7 +579,6 @@ def parse_suite(raw, path="<dict>"):
     if "protocol" not in raw:
         _err(where, "missing 'protocol' (eval_args, metrics, topk, valid_metric)")
     if isinstance(raw["protocol"], str):  # a named protocol file, properties/protocol/<name>.yaml
-        from recbole_llm.errors import ConfigError
         from recbole_llm.protocol import PROTOCOL_FILE_KEYS, load_protocol
 
         try:
@@ -590,7 +591,6 @@ def parse_suite(raw, path="<dict>"):
         allowed = set(PROTOCOL_KEYS) - {"protocol"}
     _check_keys(protocol, allowed, f"{where}: protocol")
     if "history_mask" in protocol:
-        from recbole_llm.errors import ConfigError
         from recbole_llm.protocol import check_history_mask
 
         try:
@@ -601,30 +601,15 @@ def parse_suite(raw, path="<dict>"):
         if key not in protocol:
             _err(f"{where}: protocol", f"missing {key!r}")
     ea = _mapping(protocol["eval_args"], f"{where}: protocol.eval_args")
-    _check_keys(ea, {"split", "order", "group_by", "mode"}, f"{where}: protocol.eval_args")
-    for key in ("split", "order", "group_by", "mode"):
+    for key in EVAL_ARGS_KEYS:
         if key not in ea:
             _err(f"{where}: protocol.eval_args", f"missing {key!r} (state the protocol in full)")
-    split = ea["split"]
-    if not (isinstance(split, dict) and len(split) == 1 and next(iter(split)) in ("RS", "LS")):
-        _err(f"{where}: protocol.eval_args.split", f"expected {{RS: [0.8, 0.1, 0.1]}} or {{LS: valid_and_test}}, got {split!r}")
-    if "RS" in split:
-        ratios = split["RS"]
-        if not (isinstance(ratios, list) and len(ratios) in (2, 3) and all(isinstance(r, (int, float)) for r in ratios)):
-            _err(f"{where}: protocol.eval_args.split.RS", f"expected 2 or 3 ratios, got {ratios!r}")
-    elif split["LS"] not in ("valid_and_test", "test_only", "valid_only"):
-        _err(f"{where}: protocol.eval_args.split.LS", f"expected valid_and_test/test_only, got {split['LS']!r}")
-    if ea["order"] not in ("RO", "TO"):
-        _err(f"{where}: protocol.eval_args.order", f"expected RO or TO, got {ea['order']!r}")
-    if ea["group_by"] not in ("user", "none", None):
-        _err(f"{where}: protocol.eval_args.group_by", f"expected user or none, got {ea['group_by']!r}")
-    metrics = _as_list(protocol["metrics"], f"{where}: protocol.metrics", str)
-    canon = []
-    for m in metrics:
-        if m.lower() not in KNOWN_METRICS:
-            _err(f"{where}: protocol.metrics", f"unknown metric {m!r}; RecBole metrics: {sorted(KNOWN_METRICS.values())}")
-        canon.append(KNOWN_METRICS[m.lower()])
-    protocol["metrics"] = canon
+    config = _mapping(raw.get("config"), f"{where}: config")
+    _config_checks(config, f"{where}: config")
+    # The Config's own checks, so that a suite and a run refuse the same settings in the same words.
+    eval_step = {"eval_step": config["eval_step"]} if "eval_step" in config else {}
+    _config_checks({**protocol, **eval_step}, f"{where}: protocol")
+    protocol["metrics"] = canon = [METRICS[m.lower()] for m in _as_list(protocol["metrics"], "", str)]
     topk = _as_list(protocol.get("topk"), f"{where}: protocol.topk", int)
     if any(m.lower() in TOPK_METRICS for m in canon) and not topk:
         _err(f"{where}: protocol", "top-k metrics need 'topk', e.g. [10, 20]")
@@ -636,10 +621,6 @@ def parse_suite(raw, path="<dict>"):
             produced += [f"{m.lower()}@{k}" for k in topk]
         else:
             produced.append(m.lower())
-    if "valid_metric" in protocol:
-        vm = _metric_key(protocol["valid_metric"], f"{where}: protocol.valid_metric")
-        if vm not in produced:
-            _err(f"{where}: protocol.valid_metric", f"{protocol['valid_metric']!r} is not among the computed metrics {produced}")
 
     columns = _as_list(raw.get("columns"), f"{where}: columns", str)
     columns = [_metric_key(c, f"{where}: columns") for c in columns] if columns else list(produced)
@@ -671,7 +652,6 @@ def parse_suite(raw, path="<dict>"):
         _err(f"{where}: datasets", f"duplicate dataset names in {ds_names}")
 
     allow_override = bool(raw.get("allow_protocol_override", False))
-    config = _mapping(raw.get("config"), f"{where}: config")
     config_files = [str((base / f).resolve()) for f in (_as_list(raw.get("config_files"), f"{where}: config_files", str) or [])]
     for f in config_files:
         if not Path(f).is_file():

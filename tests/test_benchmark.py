@@ -381,6 +381,37 @@ def test_table_bold_underline_and_improvement(fake_env, tmp_path):
     assert "47.62\\%$^{**}$" in tex
 
 
+def test_one_table_frame_gives_markdown_latex_and_csv(fake_env, tmp_path):
+    """The table is built once as a DataFrame; the CSV is rectangular (the Improv. line too) and holds
+    the cells' numbers in full; Markdown and LaTeX show the same rows in the same order."""
+    import io
+
+    import pandas as pd
+
+    from recbole_llm.benchmark.tables import render_csv, render_latex, render_markdown, table_frame
+
+    plan = make_plan(fake_env)
+    store = ResultsStore(tmp_path / "r")
+    fill(store, plan, {"BPR": {"recall@10": [0.10, 0.11, 0.12], "ndcg@10": [0.3] * 3},
+                       "GLTA": {"recall@10": [0.30, 0.32, 0.31], "ndcg@10": [0.2] * 3}})
+    t = collect(plan, store)
+    frame = table_frame(t)
+    assert list(frame.cells.index) == [("Baselines", "BPR"), ("Baselines", "LightGCN (not run)"),
+                                       ("LLM-based", "GLTA"), ("", "Improv.")]
+    lines = render_csv(frame).split("\r\n")
+    assert len({line.count(",") for line in lines if line}) == 1
+    back = pd.read_csv(io.StringIO(render_csv(frame)), keep_default_na=False)
+    glta = back[back.model == "GLTA"].iloc[0]
+    assert float(glta["tiny|recall@10|mean"]) == next(r for r in t.rows if r.label == "GLTA").cells[("tiny", "recall@10")].mean
+    md, tex = render_markdown(frame), render_latex(frame)
+    order = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ") and " | " in line]
+    assert order == ["Model", "*Baselines*", "BPR", "LightGCN (not run)", "*LLM-based*", "GLTA", "Improv."]
+    body = tex[tex.index("\\midrule"):tex.index("\\bottomrule")].splitlines()
+    assert [line.split(" & ")[0] for line in body if " & " in line] == [
+        r"\textit{Baselines}", "BPR", "LightGCN (not run)", r"\textit{LLM-based}", "GLTA", "Improv."]
+    assert body.count("\\midrule") == 3 and check_latex_structure(tex) == []
+
+
 def test_ties_share_the_mark(tmp_path):
     suite = parse_suite(suite_dict(seeds=[1]))
     plan = plan_suite(suite, available={"BPR", "LightGCN", "GLTA"}, resolver=fake_resolver, data_check=False)

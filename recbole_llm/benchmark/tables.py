@@ -14,6 +14,10 @@ outside the ``ours`` group), every other row gets a paired Wilcoxon signed-rank 
 (on the per-user test metrics the store keeps) and a paired t-test over seeds, each
 Holm-corrected across the rows of the column (:func:`reference_tests`).
 
+Each table is built once as a :class:`TableFrame` (a pandas DataFrame of the cells plus the title,
+caption and notes) and rendered by pandas: Markdown written from the DataFrame, LaTeX through
+``DataFrame.style`` (``Styler.to_latex``), CSV through ``DataFrame.to_csv``.
+
 Every caption names the scale the runs used (``cpu``: the models' defaults; ``paper``: their
 ``*-paper.yaml``) and the LLM backbone of each LLM row (:func:`scale_caption`). Every table has a
 "Tuning" column with each row's tuning budget (trials and CPU- or GPU-seconds of a ``tune:`` row, "-"

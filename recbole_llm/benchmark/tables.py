@@ -634,7 +634,8 @@ def table_frame(table, show_std=True):
     columns = _frame_columns([lab for _, lab in table.datasets], [table.metric_labels[m] for m in table.metrics], extra)
     return TableFrame(
         cells=pd.DataFrame(data, index=_frame_index(index), columns=columns),
-        csv=pd.DataFrame(records, columns=head, dtype=object), title=title, caption=table.full_caption, label=f"tab:{table.suite}-{table.name}",
+        csv=pd.DataFrame(records, columns=head, dtype=object), title=title, caption=table.full_caption,
+        label=f"tab:{table.suite}-{table.name}",
         caption_notes=" ".join(table.caption_notes), notes=list(table.footnotes),
         show_groups=len(table.groups) > 1 or table.kind == "main")
 
@@ -666,8 +667,8 @@ def render_markdown(frame, title=True):
 
 def render_latex(frame):
     """``frame`` as a booktabs LaTeX table through pandas' ``Styler.to_latex`` (multi-column dataset
-    headers, italic group rows, rules between groups, footnotes below the tabular). Wider than 9 columns: ``table*``,
-    scaled to the line width."""
+    headers, italic group rows, rules between groups, footnotes below the tabular). Wider than 9
+    columns: ``table*``, scaled to the line width."""
     cells = frame.cells.map(lambda t: t["tex"].replace(DASH, "--"))
     rows = []
     for (group, row) in cells.index:
@@ -684,7 +685,8 @@ def render_latex(frame):
     shown = pd.DataFrame(body, index=[label for _, label, _ in rows], columns=columns)
     spans = list(dict.fromkeys(datasets))
     width = {ds: datasets.count(ds) for ds in spans}
-    column_format = "l" + "".join(" " + frame.align * width[ds] for ds in spans) + " r" * (cells.shape[1] - len(datasets))
+    column_format = ("l" + "".join(" " + frame.align * width[ds] for ds in spans)
+                     + " r" * (cells.shape[1] - len(datasets)))
     wide = 1 + cells.shape[1] > 9
     tex = shown.style.to_latex(column_format=column_format, hrules=True, multicol_align="c", position="t",
                                position_float="centering", caption=tex_escape(frame.caption),
@@ -706,7 +708,8 @@ def render_latex(frame):
         end = next(i for i, line in enumerate(lines) if line == "\\end{tabular}")
         lines[end] += "}"
     if frame.notes:
-        lines[-1:-1] = ["\\par\\smallskip", "{\\footnotesize " + " ".join(tex_escape(n) for n in frame.notes) + "\\par}"]
+        notes = " ".join(tex_escape(n) for n in frame.notes)
+        lines[-1:-1] = ["\\par\\smallskip", "{\\footnotesize " + notes + "\\par}"]
     head = "% requires \\usepackage{booktabs}" + (" and \\usepackage{graphicx}" if wide else "")
     return "\n".join([head] + lines) + "\n"
 

@@ -170,6 +170,24 @@ def test_a_suite_and_a_run_refuse_a_protocol_in_the_same_words(tmp_path, capsys,
     assert suite_err.strip() == f"recbole-llm benchmark: {path}: protocol: {message}"
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"main_table": "yes"}, "tiny-suite: main_table: expected true or false, got 'yes'"),
+    ({"decimals": 9}, "decimals: expected an integer 1-8, got 9"),
+    ({"seeds": "2020"}, "seeds: expected a list of int"),
+    ({"groups": [{"name": "A", "ours": 1, "models": ["BPR"]}]}, r"groups\[0\].ours: expected true or false"),
+    ({"groups": [{"name": "A", "models": [{"model": "BPR", "config": [1]}]}]},
+     r"groups\[0\].models\[0\].config: expected a mapping"),
+    ({"datasets": [{"name": "tiny", "lable": "T"}]}, r"datasets\[0\]: unknown key\(s\) \['lable'\]"),
+    ({"tables": [{"name": "t", "rows": "BPR", "columns": 5}]}, r"tables\[0\].columns: expected a list of str"),
+])
+def test_suite_sections_are_read_against_their_schema(change, message):
+    from recbole_llm.benchmark.suite import SUITE_KEYS
+
+    with pytest.raises(SuiteError, match=message):
+        parse_suite(suite_dict(**change), "tiny-suite")
+    assert all(key.doc and "\n" not in key.doc for key in SUITE_KEYS.values())
+
+
 def test_a_suite_file_with_several_protocols_gives_one_suite_each():
     base = suite_dict()
     rs = base.pop("protocol")

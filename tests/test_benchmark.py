@@ -23,6 +23,7 @@ from recbole_llm.benchmark.suite import (
     with_dependencies,
 )
 from recbole_llm.benchmark.tables import check_latex_structure, collect, efficiency_latex, to_latex, to_markdown
+from recbole_llm.cli import main as cli_main
 
 FAKE_MODULE = '''
 import json, os, signal, time
@@ -140,6 +141,51 @@ def test_shipped_suites_are_valid():
 def test_bad_suites_get_clear_errors(change, message):
     with pytest.raises(SuiteError, match=message):
         parse_suite(suite_dict(**change))
+
+
+@pytest.mark.parametrize(
+    "protocol, flags",
+    [
+        ({"eval_args": {"split": {"RS": [0.8, 0.2, 0]}, "order": "RO", "group_by": "user", "mode": "full"}},
+         ["--eval_args={'split':{'RS':[0.8,0.2,0]},'order':'RO','group_by':'user','mode':'full'}"]),
+        ({"eval_args": {"split": {"RS": [0.8, 0.2]}, "order": "RO", "group_by": "user", "mode": "full"}},
+         ["--eval_args={'split':{'RS':[0.8,0.2]},'order':'RO','group_by':'user','mode':'full'}"]),
+        ({"metrics": ["Recal"]}, ["--metrics=['Recal']"]),
+        ({"valid_metric": "NDCG@20"}, ["--metrics=['Recall','NDCG']", "--topk=[10]", "--valid_metric=NDCG@20"]),
+    ],
+)
+def test_a_suite_and_a_run_refuse_a_protocol_in_the_same_words(tmp_path, capsys, protocol, flags):
+    """The suite runs the Config's own checks: the same bad setting in a suite file and on the command
+    line gives the same message (exit 2 both)."""
+    raw = suite_dict()
+    raw["protocol"] = dict(raw["protocol"], **protocol)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert cli_main(["benchmark", "--suite", str(path), "--dry-run"]) == 2
+    suite_err = capsys.readouterr().err
+    assert cli_main(["--model=BPR", "--dataset=ml-100k", *flags]) == 2
+    run_err = capsys.readouterr().err
+    assert run_err.startswith("recbole-llm: error: Setting "), run_err
+    message = run_err.removeprefix("recbole-llm: error: ").strip()
+    assert suite_err.strip() == f"recbole-llm benchmark: {path}: protocol: {message}"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"main_table": "yes"}, "tiny-suite: main_table: expected true or false, got 'yes'"),
+    ({"decimals": 9}, "decimals: expected an integer 1-8, got 9"),
+    ({"seeds": "2020"}, "seeds: expected a list of int"),
+    ({"groups": [{"name": "A", "ours": 1, "models": ["BPR"]}]}, r"groups\[0\].ours: expected true or false"),
+    ({"groups": [{"name": "A", "models": [{"model": "BPR", "config": [1]}]}]},
+     r"groups\[0\].models\[0\].config: expected a mapping"),
+    ({"datasets": [{"name": "tiny", "lable": "T"}]}, r"datasets\[0\]: unknown key\(s\) \['lable'\]"),
+    ({"tables": [{"name": "t", "rows": "BPR", "columns": 5}]}, r"tables\[0\].columns: expected a list of str"),
+])
+def test_suite_sections_are_read_against_their_schema(change, message):
+    from recbole_llm.benchmark.suite import SUITE_KEYS
+
+    with pytest.raises(SuiteError, match=message):
+        parse_suite(suite_dict(**change), "tiny-suite")
+    assert all(key.doc and "\n" not in key.doc for key in SUITE_KEYS.values())
 
 
 def test_a_suite_file_with_several_protocols_gives_one_suite_each():
@@ -351,6 +397,37 @@ def test_table_bold_underline_and_improvement(fake_env, tmp_path):
     tex = to_latex(t)
     assert r"\textbf{0.3100$\pm$0.0100}" in tex and r"\underline{0.2100$\pm$0.0100}" in tex
     assert "47.62\\%$^{**}$" in tex
+
+
+def test_one_table_frame_gives_markdown_latex_and_csv(fake_env, tmp_path):
+    """The table is built once as a DataFrame; the CSV is rectangular (the Improv. line too) and holds
+    the cells' numbers in full; Markdown and LaTeX show the same rows in the same order."""
+    import io
+
+    import pandas as pd
+
+    from recbole_llm.benchmark.tables import render_csv, render_latex, render_markdown, table_frame
+
+    plan = make_plan(fake_env)
+    store = ResultsStore(tmp_path / "r")
+    fill(store, plan, {"BPR": {"recall@10": [0.10, 0.11, 0.12], "ndcg@10": [0.3] * 3},
+                       "GLTA": {"recall@10": [0.30, 0.32, 0.31], "ndcg@10": [0.2] * 3}})
+    t = collect(plan, store)
+    frame = table_frame(t)
+    assert list(frame.cells.index) == [("Baselines", "BPR"), ("Baselines", "LightGCN (not run)"),
+                                       ("LLM-based", "GLTA"), ("", "Improv.")]
+    lines = render_csv(frame).split("\r\n")
+    assert len({line.count(",") for line in lines if line}) == 1
+    back = pd.read_csv(io.StringIO(render_csv(frame)), keep_default_na=False)
+    glta = back[back.model == "GLTA"].iloc[0]
+    assert float(glta["tiny|recall@10|mean"]) == next(r for r in t.rows if r.label == "GLTA").cells[("tiny", "recall@10")].mean
+    md, tex = render_markdown(frame), render_latex(frame)
+    order = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ") and " | " in line]
+    assert order == ["Model", "*Baselines*", "BPR", "LightGCN (not run)", "*LLM-based*", "GLTA", "Improv."]
+    body = tex[tex.index("\\midrule"):tex.index("\\bottomrule")].splitlines()
+    assert [line.split(" & ")[0] for line in body if " & " in line] == [
+        r"\textit{Baselines}", "BPR", "LightGCN (not run)", r"\textit{LLM-based}", "GLTA", "Improv."]
+    assert body.count("\\midrule") == 3 and check_latex_structure(tex) == []
 
 
 def test_ties_share_the_mark(tmp_path):

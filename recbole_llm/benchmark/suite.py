@@ -49,6 +49,12 @@ A suite is models x datasets x seeds under one evaluation protocol. Format (all 
     tune: {trials: 20}               # tune every row first (or a row's own ``tune:``; ``tune: false``
                                      # opts a row out); {budget_hours: 2}; optional space: FILE
 
+Every key of every section is declared once, with its kind, default and a one-line doc, in
+:data:`SUITE_KEYS`, :data:`DATASET_KEYS`, :data:`GROUP_KEYS`, :data:`ROW_KEYS`, :data:`TUNE_KEYS`,
+:data:`TABLE_KEYS` and :data:`FIGURE_KEYS`; :func:`parse_suite` reads each section against its schema and
+checks the protocol with the Config's own checks (:mod:`recbole_llm.config_checks`), so a suite and a
+run refuse a bad metric or split in the same words.
+
 **Scale.** ``plan_suite(..., scale="paper")`` (``recbole-llm benchmark --scale paper``) loads
 ``properties/model/<Model>-paper.yaml`` for every row whose model has one: the paper file's settings
 then win over the suite's ``config``, the dataset's ``config`` and ``model_config`` (CPU budgets set
@@ -95,19 +101,12 @@ from pathlib import Path
 
 import yaml
 
+from recbole_llm.config_checks import EVAL_ARGS_KEYS, METRIC_NAMES, TOPK_METRICS, check_common_settings
+from recbole_llm.errors import ConfigError
 from recbole_llm.plain import plain
 
-# RecBole's metric names (recbole.evaluator.metrics), keyed by lower case.
-KNOWN_METRICS = {
-    m.lower(): m
-    for m in (
-        "Recall", "MRR", "NDCG", "Hit", "Precision", "MAP", "GAUC", "ItemCoverage",
-        "AveragePopularity", "GiniIndex", "ShannonEntropy", "TailPercentage",
-        "AUC", "LogLoss", "RMSE", "MAE",
-    )
-}
-TOPK_METRICS = {"recall", "mrr", "ndcg", "hit", "precision", "map", "itemcoverage",
-                "averagepopularity", "giniindex", "shannonentropy", "tailpercentage"}
+#: RecBole's metric names (the Config's list, :mod:`recbole_llm.config_checks`), keyed by lower case.
+METRICS = {m.lower(): m for m in METRIC_NAMES.split(", ")}
 LOWER_IS_BETTER = {"rmse", "mae", "logloss", "averagepopularity", "giniindex"}
 SHORT_LABELS = {"recall": "R", "ndcg": "N", "precision": "P", "hit": "HR", "mrr": "MRR", "map": "MAP"}
 
@@ -122,18 +121,86 @@ VOLATILE_KEYS = frozenset({
     "dataloaders_save_path", "log_root", "tensorboard", "saved", "benchmark_results_dir",
 })
 
-_TOP_KEYS = {
-    "name", "title", "paper", "description", "seeds", "protocol", "columns", "metric_labels",
-    "config", "config_files", "datasets", "groups", "model_config", "tables", "figures",
-    "main_table", "allow_protocol_override", "decimals", "notes", "protocols", "reference", "tune",
-}
-_GROUP_KEYS = {"name", "ours", "models"}
-_VARIANT_KEYS = {"label", "model", "config", "config_files", "datasets", "note", "tune", "on_trained", "checkpoints"}
-_TUNE_KEYS = {"trials", "budget_hours", "space"}
 SCALES = ("cpu", "paper")
 _DATASET_KEYS = {"name", "label", "config"}
 _TABLE_KEYS = {"name", "caption", "kind", "rows", "columns", "datasets", "reference"}
 _FIGURE_KEYS = {"name", "caption", "rows", "columns", "datasets"}
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a suite file's section: its kind (how :func:`_read` checks it), what it means (one
+    line) and its default. Kinds: ``text``, ``bool``, ``int`` (``min``..``max``), ``ints``/``texts`` (a
+    list of them, or one), ``list``, ``mapping``, ``any`` (checked where it is used)."""
+
+    kind: str
+    doc: str
+    default: object = None
+    min: int = None
+    max: int = None
+
+
+#: The top level of a suite file.
+SUITE_KEYS = {
+    "name": Key("text", "the suite's name: letters, digits, '_', '-', '.' (default: the file name)"),
+    "title": Key("text", "the main table's caption (default: the name)"),
+    "paper": Key("text", "where the table comes from (free text)", ""),
+    "description": Key("text", "what the suite compares (free text)", ""),
+    "notes": Key("text", "free-text notes", ""),
+    "seeds": Key("ints", "the seeds every row runs, distinct", [2020]),
+    "protocol": Key("any", "eval_args, metrics, topk, valid_metric, history_mask; or a protocol file's name"),
+    "protocols": Key("mapping", "several protocols, one suite each (parse_suites)"),
+    "columns": Key("texts", "table columns, metric@k (default: every metric x topk)"),
+    "metric_labels": Key("mapping", "column headers by metric@k (default: R@10, N@10, ...)", {}),
+    "config": Key("mapping", "RecBole settings for every run", {}),
+    "config_files": Key("texts", "YAML files for every run, relative to the suite file", []),
+    "datasets": Key("list", "dataset names, or {name, label, config}"),
+    "groups": Key("list", "the table's row groups, in order: {name, ours, models}"),
+    "model_config": Key("mapping", "settings per model (every row of that model)", {}),
+    "tables": Key("list", "extra tables: {name, caption, kind, rows, columns, datasets, reference}", []),
+    "figures": Key("list", "ablation figures: {name, caption, rows, columns, datasets}", []),
+    "main_table": Key("bool", "write the main table", True),
+    "allow_protocol_override": Key("bool", "let config blocks set protocol keys (breaks comparability)", False),
+    "decimals": Key("int", "decimals shown in the tables", 4, min=1, max=8),
+    "reference": Key("text", "the row every other row is tested against (default: best baseline per column)"),
+    "tune": Key("any", "tune every row first: {trials: N} and/or {budget_hours: H}, optional space: FILE"),
+}
+DATASET_KEYS = {
+    "name": Key("text", "the RecBole dataset name"),
+    "label": Key("text", "its column header (default: the name)"),
+    "config": Key("mapping", "settings for this dataset's runs", {}),
+}
+GROUP_KEYS = {
+    "name": Key("text", "the group's header row (default: Group N)"),
+    "ours": Key("bool", "the group the Improv. row is computed for", False),
+    "models": Key("list", "its rows: a model name or a row mapping", []),
+}
+ROW_KEYS = {
+    "label": Key("text", "the row's name in the tables (default: the model)"),
+    "model": Key("text", "the registered model class"),
+    "config": Key("mapping", "the row's own settings (win over the suite's, not over the protocol)", {}),
+    "config_files": Key("texts", "YAML files for this row, relative to the suite file", []),
+    "datasets": Key("texts", "the datasets it runs on (default: all)"),
+    "note": Key("text", "a footnote", ""),
+    "tune": Key("any", "tune this row first (false: not even when the suite tunes)"),
+    "on_trained": Key("any", "the row whose trained weights this row scores again (trains nothing)"),
+    "checkpoints": Key("mapping", "setting -> the row whose best checkpoint it gets", {}),
+}
+TUNE_KEYS = {
+    "trials": Key("any", "trials to run (an integer >= 1)"),
+    "budget_hours": Key("any", "hours to tune (> 0); with trials, whichever ends first"),
+    "space": Key("any", "a search space file, relative to the suite file (default: the model's)"),
+}
+TABLE_KEYS = {
+    "name": Key("text", "its file name (default: tableN)"),
+    "caption": Key("text", "its caption", ""),
+    "kind": Key("text", "main (groups and Improv. row) or ablation", "ablation"),
+    "rows": Key("texts", "row labels, in order (default: all)"),
+    "columns": Key("texts", "metric@k columns (default: the suite's)"),
+    "datasets": Key("texts", "datasets (default: all)"),
+    "reference": Key("text", "its own reference row"),
+}
+FIGURE_KEYS = {k: TABLE_KEYS[k] for k in ("name", "caption", "rows", "columns", "datasets")}
 
 
 class SuiteError(ValueError):
@@ -336,7 +403,7 @@ class Plan:
 # -- helpers ---------------------------------------------------------------------------
 def default_metric_label(metric):
     name, _, k = metric.partition("@")
-    short = SHORT_LABELS.get(name, KNOWN_METRICS.get(name, name))
+    short = SHORT_LABELS.get(name, METRICS.get(name, name))
     return f"{short}@{k}" if k else short
 
 
@@ -380,6 +447,15 @@ def _err(where, msg):
     raise SuiteError(f"{where}: {msg}")
 
 
+def _config_checks(cfg, where):
+    """The Config's checks of RecBole's settings (:func:`recbole_llm.config_checks.check_common_settings`)
+    on a part of the suite; its message, prefixed with where it is."""
+    try:
+        check_common_settings(cfg)
+    except ConfigError as exc:
+        _err(where, str(exc))
+
+
 def _check_keys(obj, allowed, where):
     if not isinstance(obj, dict):
         _err(where, f"expected a mapping, got {type(obj).__name__}")
@@ -408,13 +484,44 @@ def _mapping(x, where):
     return dict(x)
 
 
+def _read(obj, schema, where, sep="."):
+    """``obj`` (a mapping) checked against ``schema`` (:class:`Key` s): unknown keys and wrong kinds
+    are refused with the key's place (``where`` + ``sep`` + key); every key of the schema is in the
+    result, absent ones with their default."""
+    _check_keys(obj, set(schema), where)
+    out = {}
+    for key, spec in schema.items():
+        w, value = f"{where}{sep}{key}", obj.get(key)
+        if value is None:
+            out[key] = copy.deepcopy(spec.default)
+        elif spec.kind == "text":
+            out[key] = str(value)
+        elif spec.kind == "bool":
+            if not isinstance(value, bool):
+                _err(w, f"expected true or false, got {value!r}")
+            out[key] = value
+        elif spec.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or not spec.min <= value <= spec.max:
+                _err(w, f"expected an integer {spec.min}-{spec.max}, got {value!r}")
+            out[key] = value
+        elif spec.kind in ("ints", "texts"):
+            out[key] = _as_list(value, w, int if spec.kind == "ints" else str)
+        elif spec.kind == "list":
+            out[key] = _as_list(value, w)
+        elif spec.kind == "mapping":
+            out[key] = _mapping(value, w)
+        else:
+            out[key] = value
+    return out
+
+
 def _metric_key(m, where):
     if not isinstance(m, str):
         _err(where, f"metric {m!r} must be a string like 'recall@10'")
     name, at, k = m.strip().partition("@")
     lname = name.lower()
-    if lname not in KNOWN_METRICS:
-        _err(where, f"unknown metric {name!r}; RecBole metrics: {sorted(KNOWN_METRICS.values())}")
+    if lname not in METRICS:
+        _err(where, f"unknown metric {name!r}; RecBole metrics: {sorted(METRICS.values())}")
     if lname in TOPK_METRICS:
         if not at or not k.isdigit():
             _err(where, f"metric {m!r} needs a cut-off, e.g. '{lname}@10'")
@@ -428,8 +535,8 @@ def _tune_spec(x, where, base):
     suite file; default: the model's shipped space)."""
     if x is None or x is False:
         return None
-    _check_keys(x, _TUNE_KEYS, where)
-    trials, hours = x.get("trials"), x.get("budget_hours")
+    x = _read(x, TUNE_KEYS, where)
+    trials, hours = x["trials"], x["budget_hours"]
     if trials is None and hours is None:
         _err(where, "give trials: N or budget_hours: H (or both; whichever ends first)")
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
@@ -437,7 +544,7 @@ def _tune_spec(x, where, base):
     if hours is not None and (isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours > 0):
         _err(f"{where}.budget_hours", f"expected a number > 0, got {hours!r}")
     spec = {"trials": trials, "budget_hours": None if hours is None else float(hours), "space": None}
-    if x.get("space") is not None:
+    if x["space"] is not None:
         space = Path(base) / str(x["space"])
         if not space.is_file():
             _err(f"{where}.space", f"{space} does not exist")
@@ -562,35 +669,152 @@ def parse_suites(raw, path="<dict>", parts=None):
 
 
 def parse_suite(raw, path="<dict>"):
+    """A :class:`Suite` from a suite file's mapping: each section read against its schema
+    (:data:`SUITE_KEYS`, :data:`DATASET_KEYS`, :data:`GROUP_KEYS`, :data:`ROW_KEYS`, :data:`TABLE_KEYS`,
+    :data:`FIGURE_KEYS`), the protocol checked by the Config's own checks, then what links the sections
+    (columns the protocol computes, rows and datasets that exist, protocol keys left to the protocol)."""
     where = str(path)
     if raw is None:
         _err(where, "empty suite file")
     if "protocols" in raw:
         _err(where, "holds several protocols; parse it with parse_suites()")
-    _check_keys(raw, _TOP_KEYS, where)
-    name = raw.get("name") or (Path(path).stem if path != "<dict>" else None)
+    r = _read(raw, SUITE_KEYS, where, sep=": ")
+    name = r["name"] or (Path(path).stem if path != "<dict>" else None)
     if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
         _err(where, f"'name' must be letters, digits, '_', '-', '.'; got {name!r}")
     base = Path(path).parent if path != "<dict>" else Path.cwd()
+    protocol, produced = _read_protocol(r, where)
 
-    # protocol
-    if "protocol" not in raw:
+    columns = [_metric_key(c, f"{where}: columns") for c in r["columns"]] if r["columns"] else list(produced)
+    _check_computed(columns, produced, f"{where}: columns")
+    metric_labels = {_metric_key(k, f"{where}: metric_labels"): str(v) for k, v in r["metric_labels"].items()}
+    seeds = r["seeds"]
+    if not seeds or len(set(seeds)) != len(seeds):
+        _err(f"{where}: seeds", f"expected a non-empty list of distinct integers, got {seeds!r}")
+    if not r["datasets"]:
+        _err(where, "missing 'datasets'")
+    datasets = [_read_dataset(d, f"{where}: datasets[{i}]") for i, d in enumerate(r["datasets"])]
+    ds_names = [d.name for d in datasets]
+    if len(set(ds_names)) != len(ds_names):
+        _err(f"{where}: datasets", f"duplicate dataset names in {ds_names}")
+
+    allow_override = r["allow_protocol_override"]
+
+    def check_protocol_free(cfg, w):
+        clash = sorted(set(cfg) & set(PROTOCOL_KEYS) | ({"seed"} & set(cfg)))
+        if clash and not allow_override:
+            _err(w, f"overrides {clash}, which belong to the suite's protocol (every model must share the "
+                    f"split and evaluator; seeds come from 'seeds'). Move them to 'protocol' or set "
+                    f"allow_protocol_override: true")
+
+    check_protocol_free(r["config"], f"{where}: config")
+    for d in datasets:
+        check_protocol_free(d.config, f"{where}: datasets[{d.name}].config")
+    config_files = _files(r["config_files"], base, f"{where}: config_files")
+    model_config = {m: _mapping(cfg, f"{where}: model_config.{m}") for m, cfg in r["model_config"].items()}
+    for m, cfg in model_config.items():
+        check_protocol_free(cfg, f"{where}: model_config.{m}")
+    suite_tune = _tune_spec(raw.get("tune"), f"{where}: tune", base)
+
+    def check_ds(dss, w):
+        for dn in dss or []:
+            if dn not in ds_names:
+                _err(w, f"unknown dataset {dn!r}; suite datasets: {ds_names}")
+        return dss
+
+    if not r["groups"]:
+        _err(where, "missing 'groups' (the table's model groups)")
+    groups, labels = [], set()
+    for gi, g in enumerate(r["groups"]):
+        w = f"{where}: groups[{gi}]"
+        g = _read(g, GROUP_KEYS, w)
+        gname = g["name"] or f"Group {gi + 1}"
+        variants = []
+        for mi, m in enumerate(g["models"]):
+            wm = f"{w}.models[{mi}]"
+            v = _read_row({"model": m} if isinstance(m, str) else m, wm, gname, g["ours"], base, suite_tune)
+            if v.label in labels:
+                _err(wm, f"duplicate row label {v.label!r}; give variants distinct 'label's")
+            labels.add(v.label)
+            check_protocol_free(v.config, f"{wm}.config")
+            check_ds(v.datasets, f"{wm}.datasets")
+            variants.append(v)
+        if not variants:
+            _err(w, "a group needs at least one model")
+        groups.append((gname, g["ours"], variants))
+    _check_row_links(groups, where)
+    row_order = [v.label for _, _, vs in groups for v in vs]
+
+    def check_rows(rows, w):
+        for row in rows or []:
+            if row not in labels:
+                _err(w, f"unknown row {row!r}; rows are model labels: {sorted(labels)}")
+        return rows
+
+    def check_cols(cols, w):
+        if cols is None:
+            return None
+        out = [_metric_key(c, w) for c in cols]
+        _check_computed(out, produced, w)
+        return out
+
+    def check_reference(label, w):
+        if label is None:
+            return ""
+        if label not in row_order:
+            _err(w, f"reference {label!r} is not a row label; rows: {row_order}")
+        return str(label)
+
+    tables, names = [], {"main", "efficiency"}
+    for ti, t in enumerate(r["tables"]):
+        w = f"{where}: tables[{ti}]"
+        t = _read(t, TABLE_KEYS, w)
+        tname = t["name"] or f"table{ti + 1}"
+        if tname in names or not re.fullmatch(r"[A-Za-z0-9_.-]+", tname):
+            _err(w, f"table name {tname!r} is taken or not a plain file name")
+        names.add(tname)
+        if t["kind"] not in ("main", "ablation"):
+            _err(w, f"kind must be 'main' or 'ablation', got {t['kind']!r}")
+        tables.append(TableSpec(tname, t["caption"], t["kind"], check_rows(t["rows"], f"{w}.rows"),
+                                check_cols(t["columns"], f"{w}.columns"), check_ds(t["datasets"], f"{w}.datasets"),
+                                reference=check_reference(t["reference"], f"{w}.reference")))
+    figures = []
+    for fi, f in enumerate(r["figures"]):
+        w = f"{where}: figures[{fi}]"
+        f = _read(f, FIGURE_KEYS, w)
+        fname = f["name"] or f"figure{fi + 1}"
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", fname):
+            _err(w, f"figure name {fname!r} is not a plain file name")
+        figures.append(FigureSpec(fname, f["caption"], check_rows(f["rows"], f"{w}.rows"),
+                                  check_cols(f["columns"], f"{w}.columns"), check_ds(f["datasets"], f"{w}.datasets")))
+
+    return Suite(
+        name=str(name), path=str(path), title=r["title"] or str(name), paper=r["paper"], description=r["description"],
+        seeds=seeds, protocol=protocol, columns=columns, metric_labels=metric_labels, config=r["config"],
+        config_files=config_files, datasets=datasets, groups=groups, model_config=model_config, tables=tables,
+        figures=figures, main_table=r["main_table"], allow_protocol_override=allow_override, decimals=r["decimals"],
+        notes=r["notes"], reference=check_reference(r["reference"], f"{where}: reference"), tune=suite_tune,
+    )
+
+
+def _read_protocol(r, where):
+    """The suite's protocol (a mapping or a protocol file's name), checked by the Config's own checks,
+    and the metric@k keys it computes."""
+    if r["protocol"] is None:
         _err(where, "missing 'protocol' (eval_args, metrics, topk, valid_metric)")
-    if isinstance(raw["protocol"], str):  # a named protocol file, properties/protocol/<name>.yaml
-        from recbole_llm.errors import ConfigError
+    if isinstance(r["protocol"], str):  # a named protocol file, properties/protocol/<name>.yaml
         from recbole_llm.protocol import PROTOCOL_FILE_KEYS, load_protocol
 
         try:
-            protocol = dict(load_protocol(raw["protocol"]), protocol=raw["protocol"])
+            protocol = dict(load_protocol(r["protocol"]), protocol=r["protocol"])
         except ConfigError as exc:
             _err(f"{where}: protocol", str(exc))
         allowed = set(PROTOCOL_KEYS) | PROTOCOL_FILE_KEYS
     else:
-        protocol = _mapping(raw["protocol"], f"{where}: protocol")
+        protocol = _mapping(r["protocol"], f"{where}: protocol")
         allowed = set(PROTOCOL_KEYS) - {"protocol"}
     _check_keys(protocol, allowed, f"{where}: protocol")
     if "history_mask" in protocol:
-        from recbole_llm.errors import ConfigError
         from recbole_llm.protocol import check_history_mask
 
         try:
@@ -601,30 +825,14 @@ def parse_suite(raw, path="<dict>"):
         if key not in protocol:
             _err(f"{where}: protocol", f"missing {key!r}")
     ea = _mapping(protocol["eval_args"], f"{where}: protocol.eval_args")
-    _check_keys(ea, {"split", "order", "group_by", "mode"}, f"{where}: protocol.eval_args")
-    for key in ("split", "order", "group_by", "mode"):
+    for key in EVAL_ARGS_KEYS:
         if key not in ea:
             _err(f"{where}: protocol.eval_args", f"missing {key!r} (state the protocol in full)")
-    split = ea["split"]
-    if not (isinstance(split, dict) and len(split) == 1 and next(iter(split)) in ("RS", "LS")):
-        _err(f"{where}: protocol.eval_args.split", f"expected {{RS: [0.8, 0.1, 0.1]}} or {{LS: valid_and_test}}, got {split!r}")
-    if "RS" in split:
-        ratios = split["RS"]
-        if not (isinstance(ratios, list) and len(ratios) in (2, 3) and all(isinstance(r, (int, float)) for r in ratios)):
-            _err(f"{where}: protocol.eval_args.split.RS", f"expected 2 or 3 ratios, got {ratios!r}")
-    elif split["LS"] not in ("valid_and_test", "test_only", "valid_only"):
-        _err(f"{where}: protocol.eval_args.split.LS", f"expected valid_and_test/test_only, got {split['LS']!r}")
-    if ea["order"] not in ("RO", "TO"):
-        _err(f"{where}: protocol.eval_args.order", f"expected RO or TO, got {ea['order']!r}")
-    if ea["group_by"] not in ("user", "none", None):
-        _err(f"{where}: protocol.eval_args.group_by", f"expected user or none, got {ea['group_by']!r}")
-    metrics = _as_list(protocol["metrics"], f"{where}: protocol.metrics", str)
-    canon = []
-    for m in metrics:
-        if m.lower() not in KNOWN_METRICS:
-            _err(f"{where}: protocol.metrics", f"unknown metric {m!r}; RecBole metrics: {sorted(KNOWN_METRICS.values())}")
-        canon.append(KNOWN_METRICS[m.lower()])
-    protocol["metrics"] = canon
+    _config_checks(r["config"], f"{where}: config")
+    # The Config's own checks, so that a suite and a run refuse the same settings in the same words.
+    eval_step = {"eval_step": r["config"]["eval_step"]} if "eval_step" in r["config"] else {}
+    _config_checks({**protocol, **eval_step}, f"{where}: protocol")
+    protocol["metrics"] = canon = [METRICS[m.lower()] for m in _as_list(protocol["metrics"], "", str)]
     topk = _as_list(protocol.get("topk"), f"{where}: protocol.topk", int)
     if any(m.lower() in TOPK_METRICS for m in canon) and not topk:
         _err(f"{where}: protocol", "top-k metrics need 'topk', e.g. [10, 20]")
@@ -632,196 +840,58 @@ def parse_suite(raw, path="<dict>"):
         protocol["topk"] = topk
     produced = []
     for m in canon:
-        if m.lower() in TOPK_METRICS:
-            produced += [f"{m.lower()}@{k}" for k in topk]
-        else:
-            produced.append(m.lower())
-    if "valid_metric" in protocol:
-        vm = _metric_key(protocol["valid_metric"], f"{where}: protocol.valid_metric")
-        if vm not in produced:
-            _err(f"{where}: protocol.valid_metric", f"{protocol['valid_metric']!r} is not among the computed metrics {produced}")
+        produced += [f"{m.lower()}@{k}" for k in topk] if m.lower() in TOPK_METRICS else [m.lower()]
+    return protocol, produced
 
-    columns = _as_list(raw.get("columns"), f"{where}: columns", str)
-    columns = [_metric_key(c, f"{where}: columns") for c in columns] if columns else list(produced)
+
+def _check_computed(columns, produced, where):
     for c in columns:
         if c not in produced:
-            _err(f"{where}: columns", f"{c!r} is not computed by the protocol (metrics x topk = {produced})")
-    metric_labels = {_metric_key(k, f"{where}: metric_labels"): str(v)
-                     for k, v in _mapping(raw.get("metric_labels"), f"{where}: metric_labels").items()}
+            _err(where, f"{c!r} is not computed by the protocol (metrics x topk = {produced})")
 
-    seeds = _as_list(raw.get("seeds", [2020]), f"{where}: seeds", int)
-    if not seeds or len(set(seeds)) != len(seeds):
-        _err(f"{where}: seeds", f"expected a non-empty list of distinct integers, got {seeds!r}")
 
-    # datasets
-    ds_raw = _as_list(raw.get("datasets"), f"{where}: datasets")
-    if not ds_raw:
-        _err(where, "missing 'datasets'")
-    datasets = []
-    for i, d in enumerate(ds_raw):
-        w = f"{where}: datasets[{i}]"
-        if isinstance(d, str):
-            d = {"name": d}
-        _check_keys(d, _DATASET_KEYS, w)
-        if not d.get("name"):
-            _err(w, "missing 'name' (the RecBole dataset name)")
-        datasets.append(DatasetSpec(str(d["name"]), str(d.get("label") or d["name"]), _mapping(d.get("config"), f"{w}.config")))
-    ds_names = [d.name for d in datasets]
-    if len(set(ds_names)) != len(ds_names):
-        _err(f"{where}: datasets", f"duplicate dataset names in {ds_names}")
-
-    allow_override = bool(raw.get("allow_protocol_override", False))
-    config = _mapping(raw.get("config"), f"{where}: config")
-    config_files = [str((base / f).resolve()) for f in (_as_list(raw.get("config_files"), f"{where}: config_files", str) or [])]
-    for f in config_files:
+def _files(files, base, where):
+    out = [str((base / f).resolve()) for f in files or []]
+    for f in out:
         if not Path(f).is_file():
-            _err(f"{where}: config_files", f"{f} does not exist")
+            _err(where, f"{f} does not exist")
+    return out
 
-    def check_protocol_free(cfg, w):
-        clash = sorted(set(cfg) & set(PROTOCOL_KEYS) | ({"seed"} & set(cfg)))
-        if clash and not allow_override:
-            _err(w, f"overrides {clash}, which belong to the suite's protocol (every model must share the "
-                    f"split and evaluator; seeds come from 'seeds'). Move them to 'protocol' or set "
-                    f"allow_protocol_override: true")
 
-    check_protocol_free(config, f"{where}: config")
-    for d in datasets:
-        check_protocol_free(d.config, f"{where}: datasets[{d.name}].config")
+def _read_dataset(d, where):
+    d = _read({"name": d} if isinstance(d, str) else d, DATASET_KEYS, where)
+    if not d["name"]:
+        _err(where, "missing 'name' (the RecBole dataset name)")
+    return DatasetSpec(d["name"], d["label"] or d["name"], d["config"])
 
-    model_config = _mapping(raw.get("model_config"), f"{where}: model_config")
-    for m, cfg in model_config.items():
-        model_config[m] = _mapping(cfg, f"{where}: model_config.{m}")
-        check_protocol_free(model_config[m], f"{where}: model_config.{m}")
 
-    suite_tune = _tune_spec(raw.get("tune"), f"{where}: tune", base)
-
-    # groups
-    groups_raw = _as_list(raw.get("groups"), f"{where}: groups")
-    if not groups_raw:
-        _err(where, "missing 'groups' (the table's model groups)")
-    groups, labels = [], set()
-    for gi, g in enumerate(groups_raw):
-        w = f"{where}: groups[{gi}]"
-        _check_keys(g, _GROUP_KEYS, w)
-        gname = str(g.get("name") or f"Group {gi + 1}")
-        ours = bool(g.get("ours", False))
-        variants = []
-        for mi, m in enumerate(_as_list(g.get("models"), f"{w}.models") or []):
-            wm = f"{w}.models[{mi}]"
-            if isinstance(m, str):
-                m = {"model": m}
-            _check_keys(m, _VARIANT_KEYS, wm)
-            on_trained = m.get("on_trained")
-            if on_trained is not None and (not isinstance(on_trained, str) or not on_trained):
-                _err(f"{wm}.on_trained", f"expected the label of a trained row, got {on_trained!r}")
-            if on_trained and not m.get("label"):
-                _err(wm, "an on_trained row needs its own 'label'")
-            if not on_trained and (not m.get("model") or not isinstance(m["model"], str)):
-                _err(wm, "missing 'model' (the registered model class name)")
-            label = str(m.get("label") or m["model"])
-            if label in labels:
-                _err(wm, f"duplicate row label {label!r}; give variants distinct 'label's")
-            labels.add(label)
-            vcfg = _mapping(m.get("config"), f"{wm}.config")
-            check_protocol_free(vcfg, f"{wm}.config")
-            vds = _as_list(m.get("datasets"), f"{wm}.datasets", str)
-            for dn in vds or []:
-                if dn not in ds_names:
-                    _err(f"{wm}.datasets", f"unknown dataset {dn!r}; suite datasets: {ds_names}")
-            vfiles = [str((base / f).resolve()) for f in (_as_list(m.get("config_files"), f"{wm}.config_files", str) or [])]
-            for f in vfiles:
-                if not Path(f).is_file():
-                    _err(f"{wm}.config_files", f"{f} does not exist")
-            vtune = _tune_spec(m["tune"], f"{wm}.tune", base) if "tune" in m else suite_tune
-            if on_trained:
-                if m.get("tune"):
-                    _err(f"{wm}.tune", "an on_trained row trains nothing; tune the row it rescores")
-                vtune = None
-            deps = _mapping(m.get("checkpoints"), f"{wm}.checkpoints")
-            for setting, dep in deps.items():
-                if not isinstance(dep, str) or not dep:
-                    _err(f"{wm}.checkpoints.{setting}", f"expected a row label, got {dep!r}")
-                if setting in vcfg:
-                    _err(f"{wm}.checkpoints", f"{setting!r} is also set in the row's config; give it in one place")
-            if on_trained and deps:
-                _err(f"{wm}.checkpoints", "an on_trained row loads the trained row's weights; give checkpoints "
-                                          "to the trained row")
-            variants.append(Variant(label=label, model=str(m.get("model") or ""), group=gname, ours=ours, config=vcfg,
-                                    config_files=vfiles, datasets=vds, note=str(m.get("note") or ""), tune=vtune,
-                                    on_trained=str(on_trained or ""), checkpoints=deps))
-        if not variants:
-            _err(w, "a group needs at least one model")
-        groups.append((gname, ours, variants))
-    _check_row_links(groups, where)
-
-    def check_rows(rows, w):
-        rows = _as_list(rows, w, str)
-        for r in rows or []:
-            if r not in labels:
-                _err(w, f"unknown row {r!r}; rows are model labels: {sorted(labels)}")
-        return rows
-
-    def check_cols(cols, w):
-        cols = _as_list(cols, w, str)
-        if cols is None:
-            return None
-        out = [_metric_key(c, w) for c in cols]
-        for c in out:
-            if c not in produced:
-                _err(w, f"{c!r} is not computed by the protocol (metrics x topk = {produced})")
-        return out
-
-    def check_ds(dss, w):
-        dss = _as_list(dss, w, str)
-        for dn in dss or []:
-            if dn not in ds_names:
-                _err(w, f"unknown dataset {dn!r}; suite datasets: {ds_names}")
-        return dss
-
-    def check_reference(label, w):
-        if label is None:
-            return ""
-        labels = [v.label for _, _, vs in groups for v in vs]
-        if label not in labels:
-            _err(w, f"reference {label!r} is not a row label; rows: {labels}")
-        return str(label)
-
-    tables, names = [], {"main", "efficiency"}
-    for ti, t in enumerate(_as_list(raw.get("tables"), f"{where}: tables") or []):
-        w = f"{where}: tables[{ti}]"
-        _check_keys(t, _TABLE_KEYS, w)
-        tname = str(t.get("name") or f"table{ti + 1}")
-        if tname in names or not re.fullmatch(r"[A-Za-z0-9_.-]+", tname):
-            _err(w, f"table name {tname!r} is taken or not a plain file name")
-        names.add(tname)
-        kind = t.get("kind", "ablation")
-        if kind not in ("main", "ablation"):
-            _err(w, f"kind must be 'main' or 'ablation', got {kind!r}")
-        tables.append(TableSpec(tname, str(t.get("caption") or ""), kind, check_rows(t.get("rows"), f"{w}.rows"),
-                                check_cols(t.get("columns"), f"{w}.columns"), check_ds(t.get("datasets"), f"{w}.datasets"),
-                                reference=check_reference(t.get("reference"), f"{w}.reference")))
-    figures = []
-    for fi, f in enumerate(_as_list(raw.get("figures"), f"{where}: figures") or []):
-        w = f"{where}: figures[{fi}]"
-        _check_keys(f, _FIGURE_KEYS, w)
-        fname = str(f.get("name") or f"figure{fi + 1}")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", fname):
-            _err(w, f"figure name {fname!r} is not a plain file name")
-        figures.append(FigureSpec(fname, str(f.get("caption") or ""), check_rows(f.get("rows"), f"{w}.rows"),
-                                  check_cols(f.get("columns"), f"{w}.columns"), check_ds(f.get("datasets"), f"{w}.datasets")))
-
-    decimals = raw.get("decimals", 4)
-    if not isinstance(decimals, int) or not 1 <= decimals <= 8:
-        _err(f"{where}: decimals", f"expected an integer 1-8, got {decimals!r}")
-
-    return Suite(
-        name=str(name), path=str(path), title=str(raw.get("title") or name), paper=str(raw.get("paper") or ""),
-        description=str(raw.get("description") or ""), seeds=seeds, protocol=protocol, columns=columns,
-        metric_labels=metric_labels, config=config, config_files=config_files, datasets=datasets, groups=groups,
-        model_config=model_config, tables=tables, figures=figures, main_table=bool(raw.get("main_table", True)),
-        allow_protocol_override=allow_override, decimals=decimals, notes=str(raw.get("notes") or ""),
-        reference=check_reference(raw.get("reference"), f"{where}: reference"), tune=suite_tune,
-    )
+def _read_row(m, where, group, ours, base, suite_tune):
+    """One row (:class:`Variant`) of a group; links to other rows are checked by :func:`_check_row_links`."""
+    m_raw = m
+    m = _read(m, ROW_KEYS, where)
+    on_trained = m["on_trained"]
+    if on_trained is not None and (not isinstance(on_trained, str) or not on_trained):
+        _err(f"{where}.on_trained", f"expected the label of a trained row, got {on_trained!r}")
+    if on_trained and not m["label"]:
+        _err(where, "an on_trained row needs its own 'label'")
+    if not on_trained and (not m["model"] or not isinstance(m_raw.get("model"), str)):
+        _err(where, "missing 'model' (the registered model class name)")
+    tune = _tune_spec(m_raw["tune"], f"{where}.tune", base) if "tune" in m_raw else suite_tune
+    if on_trained:
+        if m_raw.get("tune"):
+            _err(f"{where}.tune", "an on_trained row trains nothing; tune the row it rescores")
+        tune = None
+    for setting, dep in m["checkpoints"].items():
+        if not isinstance(dep, str) or not dep:
+            _err(f"{where}.checkpoints.{setting}", f"expected a row label, got {dep!r}")
+        if setting in m["config"]:
+            _err(f"{where}.checkpoints", f"{setting!r} is also set in the row's config; give it in one place")
+    if on_trained and m["checkpoints"]:
+        _err(f"{where}.checkpoints", "an on_trained row loads the trained row's weights; give checkpoints "
+                                     "to the trained row")
+    return Variant(label=m["label"] or m["model"], model=m["model"] or "", group=group, ours=ours, config=m["config"],
+                   config_files=_files(m["config_files"], base, f"{where}.config_files"), datasets=m["datasets"],
+                   note=m["note"], tune=tune, on_trained=on_trained or "", checkpoints=m["checkpoints"])
 
 
 # -- model availability and config resolution ------------------------------------------

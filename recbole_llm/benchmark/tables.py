@@ -14,6 +14,10 @@ outside the ``ours`` group), every other row gets a paired Wilcoxon signed-rank 
 (on the per-user test metrics the store keeps) and a paired t-test over seeds, each
 Holm-corrected across the rows of the column (:func:`reference_tests`).
 
+Each table is built once as a :class:`TableFrame` (a pandas DataFrame of the cells plus the title,
+caption and notes) and rendered by pandas: Markdown written from the DataFrame, LaTeX through
+``DataFrame.style`` (``Styler.to_latex``), CSV through ``DataFrame.to_csv``.
+
 Every caption names the scale the runs used (``cpu``: the models' defaults; ``paper``: their
 ``*-paper.yaml``) and the LLM backbone of each LLM row (:func:`scale_caption`). Every table has a
 "Tuning" column with each row's tuning budget (trials and CPU- or GPU-seconds of a ``tune:`` row, "-"
@@ -26,6 +30,8 @@ import io
 import math
 import re
 from dataclasses import dataclass, field
+
+import pandas as pd
 
 from recbole_llm.benchmark import stats
 from recbole_llm.benchmark.suite import lower_is_better
@@ -556,41 +562,165 @@ def _md_escape(s):
     return str(s).replace("|", r"\|")
 
 
-def to_markdown(table, show_std=True, title=True):
+# -- one table object, rendered by pandas ------------------------------------------------
+@dataclass
+class TableFrame:
+    """One table as pandas data, built once (:func:`table_frame`, :func:`efficiency_frame`) and
+    rendered by :func:`render_markdown`, :func:`render_latex` and :func:`render_csv`. ``cells``: one
+    row per table row (index ``group``, ``row``; group ``""`` for a row outside the groups, the
+    Improv. row) and one column per (``dataset`` label, header) pair (dataset ``""`` for the Tuning
+    column), holding each cell's text per style (``{"md": ..., "tex": ...}``); ``csv``: the same table
+    with numbers in full, one line per row."""
+
+    cells: pd.DataFrame
+    csv: pd.DataFrame
+    title: str  # the Markdown title line (bold)
+    caption: str  # the LaTeX caption (the title and the caption notes)
+    label: str  # the LaTeX label
+    title_after: str = ""  # after the bold title (the efficiency table's dataset)
+    caption_notes: str = ""  # below the Markdown title; already in the LaTeX caption
+    notes: list = field(default_factory=list)  # footnotes
+    show_groups: bool = True  # a header row per group
+    align: str = "c"  # alignment of the value columns
+
+
+def _frame_columns(datasets, headers, extra=()):
+    return pd.MultiIndex.from_tuples([(ds, h) for ds in datasets for h in headers] + [("", h) for h in extra],
+                                     names=["dataset", "column"])
+
+
+def _frame_index(index):
+    return pd.MultiIndex.from_arrays([[g for g, _ in index], [r for _, r in index]], names=["group", "row"])
+
+
+def table_frame(table, show_std=True):
+    """The :class:`TableFrame` of a results :class:`Table`."""
     d = table.decimals
+    index, data, records = [], [], []
     multi = len(table.datasets) > 1
-    head = ["Model"]
-    for ds, lab in table.datasets:
-        for m in table.metrics:
-            ml = table.metric_labels[m]
-            head.append(f"{lab}<br>{ml}" if multi else ml)
+    title = table.caption + ("" if multi else f" ({table.datasets[0][1]})")
+    for gname, _, rows in table.groups:
+        for r in rows:
+            texts = [{style: cell_text(r.cells[c], d, style, show_std) for style in ("md", "tex")}
+                     for c in table.columns]
+            if table.budget_column:
+                texts.append({style: budget_text(r.budget) for style in ("md", "tex")})
+            index.append((gname, _row_label(r)))
+            data.append(texts)
+            line = [r.group, r.label, r.status]
+            for c in table.columns:
+                cell = r.cells[c]
+                mark = "best" if cell.best else "second" if cell.second else ""
+                line += [_num(cell.mean), _num(cell.std), cell.n, (mark + cell.mark).strip()]
+            if table.budget_column:
+                b = r.budget
+                line += ["", "", ""] if b is None else [b["trials"], _num(b["seconds"]), b["unit"]]
+            records.append(line)
+    if table.improv is not None:
+        index.append(("", "Improv."))
+        data.append([{style: _improv_text(table.improv[c], style) for style in ("md", "tex")} for c in table.columns]
+                    + ([{"md": "", "tex": ""}] if table.budget_column else []))
+        line = ["", "Improv. (%)", ""]
+        for c in table.columns:
+            pct, st = table.improv[c]
+            line += [_num(pct) if pct is not None else "", "", "", st]
+        records.append(line + (["", "", ""] if table.budget_column else []))
+    head = ["group", "model", "status"]
+    for ds, m in table.columns:
+        head += [f"{ds}|{m}|{part}" for part in ("mean", "std", "n", "mark")]
+    extra = ["Tuning"] if table.budget_column else []
     if table.budget_column:
-        head.append("Tuning")
+        head += ["tuning_trials", "tuning_seconds", "tuning_unit"]
+    columns = _frame_columns([lab for _, lab in table.datasets], [table.metric_labels[m] for m in table.metrics], extra)
+    return TableFrame(
+        cells=pd.DataFrame(data, index=_frame_index(index), columns=columns),
+        csv=pd.DataFrame(records, columns=head, dtype=object), title=title, caption=table.full_caption,
+        label=f"tab:{table.suite}-{table.name}",
+        caption_notes=" ".join(table.caption_notes), notes=list(table.footnotes),
+        show_groups=len(table.groups) > 1 or table.kind == "main")
+
+
+def render_markdown(frame, title=True):
+    """A pipe table of ``frame`` (what ``DataFrame.to_markdown`` would give, without its ``tabulate``
+    dependency), with its title, group header rows and footnotes."""
+    cells = frame.cells.map(lambda t: t["md"])
+    multi = len({ds for ds, _ in cells.columns if ds}) > 1
+    head = ["Model"] + [f"{ds}<br>{h}" if multi and ds else h for ds, h in cells.columns]
     out = []
     if title:
-        cap = table.caption + ("" if multi else f" ({table.datasets[0][1]})")
-        out.append(f"**{_md_escape(cap)}**\n")
-        if table.caption_notes:
-            out.append(_md_escape(" ".join(table.caption_notes)).replace("*", r"\*") + "\n")
+        out.append(f"**{_md_escape(frame.title)}**{_md_escape(frame.title_after)}\n")
+        if frame.caption_notes:
+            out.append(_md_escape(frame.caption_notes).replace("*", r"\*") + "\n")
     out.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
-    out.append("|" + "|".join([":---"] + [":---:"] * (len(head) - 1)) + "|")
-    empty = [""] * (len(head) - 1)
-    for gname, _, rows in table.groups:
-        if gname and (len(table.groups) > 1 or table.kind == "main"):
-            out.append("| " + " | ".join([f"*{_md_escape(gname)}*"] + empty) + " |")
-        for r in rows:
-            cells = [cell_text(r.cells[c], d, "md", show_std) for c in table.columns]
-            if table.budget_column:
-                cells.append(budget_text(r.budget))
-            out.append("| " + " | ".join([_md_escape(_row_label(r))] + cells) + " |")
-    if table.improv is not None:
-        extra = [""] if table.budget_column else []
-        out.append("| " + " | ".join(["Improv."] + [_improv_text(table.improv[c], "md") for c in table.columns]
-                                     + extra) + " |")
-    if table.footnotes:
+    out.append("|" + "|".join([":---"] + [{"c": ":---:", "r": "---:"}[frame.align]] * (len(head) - 1)) + "|")
+    shown = None
+    for (group, row), texts in zip(cells.index, cells.itertuples(index=False)):
+        if group and frame.show_groups and group != shown:
+            out.append("| " + " | ".join([f"*{_md_escape(group)}*"] + [""] * (len(head) - 1)) + " |")
+        shown = group
+        out.append("| " + " | ".join([_md_escape(row), *texts]) + " |")
+    if frame.notes:
         out.append("")
-        out += ["- " + n.replace("*", r"\*") for n in table.footnotes]
+        out += ["- " + n.replace("*", r"\*") for n in frame.notes]
     return "\n".join(out) + "\n"
+
+
+def render_latex(frame):
+    """``frame`` as a booktabs LaTeX table through pandas' ``Styler.to_latex`` (multi-column dataset
+    headers, italic group rows, rules between groups, footnotes below the tabular). Wider than 9
+    columns: ``table*``, scaled to the line width."""
+    cells = frame.cells.map(lambda t: t["tex"].replace(DASH, "--"))
+    rows = []
+    for (group, row) in cells.index:
+        if group and frame.show_groups and (not rows or rows[-1][0] != group):
+            rows.append((group, "\\textit{" + tex_escape(group) + "}", True))
+        rows.append((group, tex_escape(row), False))
+    body = []
+    it = cells.itertuples(index=False)
+    for _, _, is_group in rows:
+        body.append([""] * cells.shape[1] if is_group else list(next(it)))
+    datasets = [ds for ds, _ in cells.columns if ds]
+    columns = pd.MultiIndex.from_tuples([(tex_escape(ds), tex_escape(h)) for ds, h in cells.columns],
+                                        names=["Dataset", "Model"])
+    shown = pd.DataFrame(body, index=[label for _, label, _ in rows], columns=columns)
+    spans = list(dict.fromkeys(datasets))
+    width = {ds: datasets.count(ds) for ds in spans}
+    column_format = ("l" + "".join(" " + frame.align * width[ds] for ds in spans)
+                     + " r" * (cells.shape[1] - len(datasets)))
+    wide = 1 + cells.shape[1] > 9
+    tex = shown.style.to_latex(column_format=column_format, hrules=True, multicol_align="c", position="t",
+                               position_float="centering", caption=tex_escape(frame.caption),
+                               label=frame.label, environment="table*" if wide else "table")
+    lines = tex.splitlines()
+    body_start = lines.index("\\midrule") + 1  # Styler writes one line per row after the header rule
+    for i in reversed(range(1, len(rows))):  # a rule between groups and before the Improv. row
+        if rows[i][0] != rows[i - 1][0]:
+            lines.insert(body_start + i, "\\midrule")
+    rules, first = [], 2
+    for ds in spans:
+        rules.append(f"\\cmidrule(lr){{{first}-{first + width[ds] - 1}}}")
+        first += width[ds]
+    head = next(i for i, line in enumerate(lines) if line.startswith("Dataset &"))
+    lines.insert(head + 1, " ".join(rules))
+    if wide:
+        start = next(i for i, line in enumerate(lines) if line.startswith("\\begin{tabular}"))
+        lines.insert(start, "\\resizebox{\\linewidth}{!}{%")
+        end = next(i for i, line in enumerate(lines) if line == "\\end{tabular}")
+        lines[end] += "}"
+    if frame.notes:
+        notes = " ".join(tex_escape(n) for n in frame.notes)
+        lines[-1:-1] = ["\\par\\smallskip", "{\\footnotesize " + notes + "\\par}"]
+    head = "% requires \\usepackage{booktabs}" + (" and \\usepackage{graphicx}" if wide else "")
+    return "\n".join([head] + lines) + "\n"
+
+
+def render_csv(frame):
+    """``frame.csv`` through ``DataFrame.to_csv`` (the csv module's dialect: CRLF line ends)."""
+    return frame.csv.to_csv(index=False, lineterminator="\r\n")
+
+
+def to_markdown(table, show_std=True, title=True):
+    return render_markdown(table_frame(table, show_std), title=title)
 
 
 def significance_markdown(table):
@@ -618,79 +748,12 @@ def tex_escape(s):
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(s)).replace("±", r"$\pm$").replace("–", "--")
 
 
-def to_latex(table, show_std=True, label=None):
-    d = table.decimals
-    nm, nd = len(table.metrics), len(table.datasets)
-    tune = table.budget_column
-    ncols = 1 + nm * nd + (1 if tune else 0)
-    colspec = "l" + "".join(" " + "c" * nm for _ in range(nd)) + (" r" if tune else "")
-    wide = ncols > 9
-    lines = ["% requires \\usepackage{booktabs}" + (" and \\usepackage{graphicx}" if wide else ""),
-             "\\begin{table*}[t]" if wide else "\\begin{table}[t]", "\\centering",
-             "\\caption{" + tex_escape(table.full_caption) + "}",
-             "\\label{" + (label or f"tab:{table.suite}-{table.name}") + "}"]
-    if wide:
-        lines.append("\\resizebox{\\linewidth}{!}{%")
-    lines.append("\\begin{tabular}{" + colspec + "}")
-    lines.append("\\toprule")
-    spans = " & ".join("\\multicolumn{" + str(nm) + "}{c}{" + tex_escape(lab) + "}" for _, lab in table.datasets)
-    lines.append("Dataset & " + spans + (" & " if tune else "") + " \\\\")
-    lines.append(" ".join(f"\\cmidrule(lr){{{2 + i * nm}-{1 + (i + 1) * nm}}}" for i in range(nd)))
-    lines.append("Model & " + " & ".join(tex_escape(table.metric_labels[m]) for _ in table.datasets
-                                         for m in table.metrics) + (" & Tuning" if tune else "") + " \\\\")
-    lines.append("\\midrule")
-    for gi, (gname, _, rows) in enumerate(table.groups):
-        if gi > 0:
-            lines.append("\\midrule")
-        if gname and (len(table.groups) > 1 or table.kind == "main"):
-            lines.append("\\multicolumn{" + str(ncols) + "}{l}{\\textit{" + tex_escape(gname) + "}} \\\\")
-        for r in rows:
-            cells = [cell_text(r.cells[c], d, "tex", show_std) for c in table.columns]
-            cells = [c if c != DASH else "--" for c in cells]
-            if tune:
-                cells.append(tex_escape(budget_text(r.budget)))
-            lines.append(tex_escape(_row_label(r)) + " & " + " & ".join(cells) + " \\\\")
-    if table.improv is not None:
-        lines.append("\\midrule")
-        vals = [_improv_text(table.improv[c], "tex") for c in table.columns]
-        vals = [v if v != DASH else "--" for v in vals] + ([""] if tune else [])
-        lines.append("Improv. & " + " & ".join(vals) + " \\\\")
-    lines.append("\\bottomrule")
-    lines.append("\\end{tabular}" + ("}" if wide else ""))
-    if table.footnotes:
-        lines.append("\\par\\smallskip")
-        lines.append("{\\footnotesize " + " ".join(tex_escape(n) for n in table.footnotes) + "\\par}")
-    lines.append("\\end{table*}" if wide else "\\end{table}")
-    return "\n".join(lines) + "\n"
+def to_latex(table, show_std=True):
+    return render_latex(table_frame(table, show_std))
 
 
 def to_csv(table):
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    head = ["group", "model", "status"]
-    for ds, m in table.columns:
-        base = f"{ds}|{m}"
-        head += [f"{base}|mean", f"{base}|std", f"{base}|n", f"{base}|mark"]
-    if table.budget_column:
-        head += ["tuning_trials", "tuning_seconds", "tuning_unit"]
-    w.writerow(head)
-    for r in table.rows:
-        vals = [r.group, r.label, r.status]
-        for c in table.columns:
-            cell = r.cells[c]
-            mark = "best" if cell.best else "second" if cell.second else ""
-            vals += [_num(cell.mean), _num(cell.std), cell.n, (mark + cell.mark).strip()]
-        if table.budget_column:
-            b = r.budget
-            vals += ["", "", ""] if b is None else [b["trials"], _num(b["seconds"]), b["unit"]]
-        w.writerow(vals)
-    if table.improv is not None:
-        vals = ["", "Improv. (%)", ""]
-        for c in table.columns:
-            pct, st = table.improv[c]
-            vals += [_num(pct) if pct is not None else "", "", "", st]
-        w.writerow(vals)
-    return buf.getvalue()
+    return render_csv(table_frame(table))
 
 
 def _num(x):
@@ -751,74 +814,51 @@ def _eff_text(field_name, v):
     return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
-def efficiency_markdown(plan, store):
+EFFICIENCY_NOTE = ("s/epoch: mean training time per epoch (validation excluded); epochs: epochs trained (early "
+                   "stopping); run time: wall time of the whole run subprocess (startup, data, training, "
+                   "evaluation; for a row that scores another row's trained weights, on_trained: the scoring "
+                   "alone); peak RSS: maximum resident memory of the run subprocess over seeds; "
+                   "parameters: trainable / total.")
+
+
+def efficiency_frame(plan, store):
+    """The :class:`TableFrame` of the suite's efficiency table (rows with a finished run)."""
     eff = collect_efficiency(plan, store)
     suite = plan.suite
-    multi = len(suite.datasets) > 1
-    head = ["Model"] + [f"{d.label}<br>{lab}" if multi else lab for d in suite.datasets for _, lab in EFFICIENCY_FIELDS]
-    out = [f"**Efficiency: {suite.title}**" + ("" if multi else f" ({suite.datasets[0].label})") + "\n",
-           _md_escape(scale_caption(plan, [v.label for v in suite.variants])) + "\n",
-           "| " + " | ".join(head) + " |", "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|"]
+    index, data, records = [], [], []
     for gname, _, variants in suite.groups:
-        rows = [v for v in variants if v.label in eff]
-        if not rows:
-            continue
-        out.append("| " + " | ".join([f"*{_md_escape(gname)}*"] + [""] * (len(head) - 1)) + " |")
-        for v in rows:
-            vals = [_eff_text(f, eff[v.label].get(d.name, {}).get(f)) for d in suite.datasets for f, _ in EFFICIENCY_FIELDS]
-            out.append("| " + " | ".join([_md_escape(v.label)] + vals) + " |")
-    out.append("")
-    out.append("- s/epoch: mean training time per epoch (validation excluded); epochs: epochs trained (early "
-               "stopping); run time: wall time of the whole run subprocess (startup, data, training, "
-               "evaluation; for a row that scores another row's trained weights, on_trained: the scoring "
-               "alone); peak RSS: maximum resident memory of the run subprocess over seeds; "
-               "parameters: trainable / total.")
-    return "\n".join(out) + "\n"
+        for v in (v for v in variants if v.label in eff):
+            texts = [_eff_text(f, eff[v.label].get(d.name, {}).get(f)) for d in suite.datasets
+                     for f, _ in EFFICIENCY_FIELDS]
+            index.append((gname, v.label))
+            data.append([{"md": t, "tex": t} for t in texts])
+            for d in suite.datasets:
+                e = eff[v.label].get(d.name)
+                if e:
+                    records.append([gname, v.label, d.name, e["n"]] + [e[f] for f, _ in EFFICIENCY_FIELDS])
+    caption = scale_caption(plan, [v.label for v in suite.variants])
+    multi = len(suite.datasets) > 1
+    columns = _frame_columns([d.label for d in suite.datasets], [lab for _, lab in EFFICIENCY_FIELDS])
+    head = ["group", "model", "dataset", "seeds_finished"] + [f for f, _ in EFFICIENCY_FIELDS]
+    return TableFrame(
+        cells=pd.DataFrame(data, index=_frame_index(index), columns=columns,
+                           dtype=object),
+        csv=pd.DataFrame(records, columns=head, dtype=object),
+        title=f"Efficiency: {suite.title}", title_after="" if multi else f" ({suite.datasets[0].label})",
+        caption=f"Efficiency: {suite.title}. {caption}", label=f"tab:{suite.name}-efficiency",
+        caption_notes=caption, notes=[EFFICIENCY_NOTE], align="r")
+
+
+def efficiency_markdown(plan, store):
+    return render_markdown(efficiency_frame(plan, store))
 
 
 def efficiency_latex(plan, store):
-    eff = collect_efficiency(plan, store)
-    suite = plan.suite
-    nf = len(EFFICIENCY_FIELDS)
-    ncols = 1 + nf * len(suite.datasets)
-    lines = ["% requires \\usepackage{booktabs}", "\\begin{table}[t]", "\\centering",
-             "\\caption{Efficiency: " + tex_escape(suite.title + ". "
-                                                    + scale_caption(plan, [v.label for v in suite.variants])) + "}",
-             f"\\label{{tab:{suite.name}-efficiency}}",
-             "\\begin{tabular}{l" + ("r" * nf) * len(suite.datasets) + "}", "\\toprule",
-             "Dataset & " + " & ".join("\\multicolumn{" + str(nf) + "}{c}{" + tex_escape(d.label) + "}"
-                                       for d in suite.datasets) + " \\\\",
-             " ".join(f"\\cmidrule(lr){{{2 + i * nf}-{1 + (i + 1) * nf}}}" for i in range(len(suite.datasets))),
-             "Model & " + " & ".join(tex_escape(lab) for _ in suite.datasets for _, lab in EFFICIENCY_FIELDS) + " \\\\",
-             "\\midrule"]
-    first = True
-    for gname, _, variants in suite.groups:
-        rows = [v for v in variants if v.label in eff]
-        if not rows:
-            continue
-        if not first:
-            lines.append("\\midrule")
-        first = False
-        lines.append("\\multicolumn{" + str(ncols) + "}{l}{\\textit{" + tex_escape(gname) + "}} \\\\")
-        for v in rows:
-            vals = [_eff_text(f, eff[v.label].get(d.name, {}).get(f)) for d in suite.datasets for f, _ in EFFICIENCY_FIELDS]
-            lines.append(tex_escape(v.label) + " & " + " & ".join(x if x != DASH else "--" for x in vals) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    return "\n".join(lines) + "\n"
+    return render_latex(efficiency_frame(plan, store))
 
 
 def efficiency_csv(plan, store):
-    eff = collect_efficiency(plan, store)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["group", "model", "dataset", "seeds_finished"] + [f for f, _ in EFFICIENCY_FIELDS])
-    for gname, _, variants in plan.suite.groups:
-        for v in variants:
-            for d in plan.suite.datasets:
-                e = eff.get(v.label, {}).get(d.name)
-                if e:
-                    w.writerow([gname, v.label, d.name, e["n"]] + ["" if e[f] is None else e[f] for f, _ in EFFICIENCY_FIELDS])
-    return buf.getvalue()
+    return render_csv(efficiency_frame(plan, store))
 
 
 def runs_csv(plan, store):
@@ -873,10 +913,11 @@ def write_tables(plan, store, out_dir, show_std=True):
     if suite.description:
         parts.append(suite.description.strip() + "\n")
     for t in tables:
-        md = to_markdown(t, show_std=show_std)
+        frame = table_frame(t, show_std=show_std)
+        md = render_markdown(frame)
         (tdir / f"{t.name}.md").write_text(md)
-        (tdir / f"{t.name}.tex").write_text(to_latex(t, show_std=show_std))
-        (tdir / f"{t.name}.csv").write_text(to_csv(t))
+        (tdir / f"{t.name}.tex").write_text(render_latex(frame))
+        (tdir / f"{t.name}.csv").write_text(render_csv(frame))
         parts.append(md)
         sig = significance_markdown(t)
         if sig:
@@ -885,10 +926,11 @@ def write_tables(plan, store, out_dir, show_std=True):
         if ref:
             (tdir / f"{t.name}_significance.md").write_text(reference_note(t) + "\n\n" + ref)
             parts.append(f"Tests against the reference row. {reference_note(t)}\n\n" + ref)
-    eff_md = efficiency_markdown(plan, store)
+    eff = efficiency_frame(plan, store)
+    eff_md = render_markdown(eff)
     (tdir / "efficiency.md").write_text(eff_md)
-    (tdir / "efficiency.tex").write_text(efficiency_latex(plan, store))
-    (tdir / "efficiency.csv").write_text(efficiency_csv(plan, store))
+    (tdir / "efficiency.tex").write_text(render_latex(eff))
+    (tdir / "efficiency.csv").write_text(render_csv(eff))
     parts.append(eff_md)
     (out_dir / "runs.csv").write_text(runs_csv(plan, store))
     summary = "\n".join(parts)

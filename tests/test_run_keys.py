@@ -60,6 +60,7 @@ def test_shared_settings_change_the_run_key_and_paths_logging_and_switches_do_no
     assert run_key_of(_settings(data_root, model, **neutral, **own), ["fingerprint"]) == key
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_setting_is_refused_naming_the_key_and_a_copied_run_folder_works_alone(
         tiny_data, capsys, monkeypatch):
     from recbole_llm.llm.testing import save_tiny_llama

@@ -187,6 +187,7 @@ class _NoTest:
         raise AssertionError("tuning iterated over the test split")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["BPR", "StagedMF"])
 def test_a_trial_whose_first_epochs_are_bad_is_pruned_and_test_is_never_evaluated(tiny_data, monkeypatch,
                                                                                   staged_registry, model):

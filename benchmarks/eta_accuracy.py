@@ -31,7 +31,6 @@ Written: ``benchmarks/results/eta_accuracy_<tag>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -46,7 +45,7 @@ STEP = re.compile(
     rf"^(?P<label>.+?): (?P<done>\d+)/(?P<total>\d+) (?P<unit>\S+) \((?P<pct>\d+)%\)(?:, loss [^,]+)?, "
     rf"(?P<rate>[\d.]+) \S+/s(?:, (?P<elapsed>{DURATION}) elapsed)?, ETA (?P<eta>{DURATION})"
     rf"(?:, stage ETA (?P<stage_eta>{DURATION}))?$")
-EPOCH = re.compile(rf"^(?P<label>.+?) epoch (?P<e>\d+)/(?P<E>\d+): (?P<body>.*)$")
+EPOCH = re.compile(r"^(?P<label>.+?) epoch (?P<e>\d+)/(?P<E>\d+): (?P<body>.*)$")
 STARTS = re.compile(r"^(?P<label>.+?) starts$")
 DONE = re.compile(r"^(?P<label>.+?) done in (?P<seconds>[\d.]+) s(?::(?P<stats>.*))?$")
 INITIAL = re.compile(r"^(?P<label>.+?) before epoch 1: .*\((?P<seconds>[\d.]+) s\)$")

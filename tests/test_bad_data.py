@@ -4,7 +4,6 @@ byte-order mark, rows repeating a user-item pair, missing item features); never 
 
 import errno
 import os
-import sqlite3
 import subprocess
 import sys
 import time

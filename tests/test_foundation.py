@@ -18,7 +18,7 @@ from recbole_llm.errors import ConfigError
 from recbole_llm.quick_start import load_data_and_model, run_experiment, run_recbole_llm
 from recbole_llm.utils import UnknownModelError, get_model, get_trainer, recbole_model_names
 
-from conftest import fast_config, write_tiny_dataset
+from conftest import fast_config
 from tests_support.outside_plugin import make_outside_plugin
 from tests_support.reload import fresh_env
 

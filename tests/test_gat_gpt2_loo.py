@@ -12,7 +12,6 @@ only), so with time order drawn independently of the item, test and validation a
 
 import random
 
-import numpy as np
 
 from conftest import fast_config
 from recbole_llm.llm.testing import save_tiny_llama

@@ -86,13 +86,19 @@ def suite_dict(**over):
 @pytest.fixture
 def fake_env(tmp_path, monkeypatch):
     """A fake run-function module on sys.path (inherited by run subprocesses)."""
+    return {**_fake_module(tmp_path, monkeypatch, "fakebench", FAKE_MODULE), "dir": tmp_path}
+
+
+def _fake_module(tmp_path, monkeypatch, name, source):
+    """Module ``name`` holding ``source`` on sys.path (inherited by run subprocesses), an empty call
+    log and the results folder."""
     mod_dir = tmp_path / "fakemods"
     mod_dir.mkdir()
-    (mod_dir / "fakebench.py").write_text(FAKE_MODULE)
+    (mod_dir / f"{name}.py").write_text(source)
     monkeypatch.syspath_prepend(str(mod_dir))
     log = tmp_path / "calls.jsonl"
     log.touch()
-    return {"log": log, "dir": tmp_path, "results": tmp_path / "results"}
+    return {"log": log, "results": tmp_path / "results"}
 
 
 def make_plan(fake_env, available=("BPR", "LightGCN", "GLTA"), **fake):
@@ -688,13 +694,7 @@ def linked_suite(log, scale=1.0, seeds=(1, 2)):
 
 @pytest.fixture
 def ckpt_env(tmp_path, monkeypatch):
-    mod_dir = tmp_path / "fakemods"
-    mod_dir.mkdir()
-    (mod_dir / "fakeckpt.py").write_text(CKPT_MODULE)
-    monkeypatch.syspath_prepend(str(mod_dir))
-    log = tmp_path / "calls.jsonl"
-    log.touch()
-    return {"log": log, "results": tmp_path / "results"}
+    return _fake_module(tmp_path, monkeypatch, "fakeckpt", CKPT_MODULE)
 
 
 def _linked_plan(env, **kw):

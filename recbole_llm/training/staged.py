@@ -158,9 +158,6 @@ class Stage:
 class StagedTrainer(Trainer):
     """Runs ``self.stages()`` in order (see the module docstring)."""
 
-    #: Prefix of the model's own settings (e.g. ``"glta_"``).
-    settings_prefix = ""
-
     def __init__(self, config, model):
         super().__init__(config, model)
         self.logger = getLogger()

@@ -28,8 +28,6 @@ from recbole_llm.data.views import ViewSpec
 class CoLLMTrainer(StagedTrainer):
     """Runs CoLLM's stages (see the module docstring)."""
 
-    settings_prefix = "collm_"
-
     def __init__(self, config, model):
         super().__init__(config, model)
         self.s = model.settings

@@ -52,7 +52,6 @@ class GLTATrainer(StagedTrainer):
     """Runs GLTA's stages (see the module docstring)."""
 
     STAGES = ("graph", "item_text", "generate", "user_item")
-    settings_prefix = "glta_"
 
     def __init__(self, config, model):
         super().__init__(config, model)

@@ -37,8 +37,6 @@ _STAGE_SEED = {"content": 1, "collab": 2, "finetune": 3}
 class GraphAttentiveGPT2Trainer(StagedTrainer):
     """Runs GraphAttentiveGPT2's stages (see the module docstring)."""
 
-    settings_prefix = "gat_"
-
     def __init__(self, config, model):
         super().__init__(config, model)
         self.s = model.settings

@@ -33,7 +33,6 @@ class HeLLMTrainer(StagedTrainer):
     """Runs HeLLM's stages (see the module docstring)."""
 
     STAGES = ("graph", "sasrec", "finetune")
-    settings_prefix = "hellm_"
 
     def __init__(self, config, model):
         super().__init__(config, model)

@@ -34,8 +34,6 @@ def curriculum_hybrid(seed, step, total_steps):
 class LLaRATrainer(StagedTrainer):
     """Runs LLaRA's stages (see the module docstring)."""
 
-    settings_prefix = "llara_"
-
     def __init__(self, config, model):
         super().__init__(config, model)
         self.s = model.settings

@@ -21,8 +21,6 @@ from recbole_llm.training.staged import Stage, StagedTrainer
 class RLMRecTrainer(StagedTrainer):
     """Runs RLMRec's stages (see the module docstring)."""
 
-    settings_prefix = "rlmrec_"
-
     def stages(self):
         m = self.model
         return [

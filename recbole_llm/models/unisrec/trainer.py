@@ -25,8 +25,6 @@ from recbole_llm.training.staged import Stage, StagedTrainer
 class UniSRecTrainer(StagedTrainer):
     """Runs UniSRec's stages (see the module docstring)."""
 
-    settings_prefix = "unisrec_"
-
     def stages(self):
         m, s = self.model, self.model.settings
         stages = []
